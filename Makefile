@@ -1,0 +1,31 @@
+# The two commands: `make run` and `make test`. Each builds .venv if needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+EXTRAS ?= dev
+
+.PHONY: run test env clean bench-speed
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, from the pinned CPU build, so nothing later resolves a CUDA build
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+env: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/autoflow bench --trace builtin:philly-mix --cluster builtin:philly-64 \
+		--policies fifo,sjf,las,easy-backfill,sjf-oracle --seeds 1 --out runs/default
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench-speed: $(STAMP)
+	$(BIN)/python benchmarks/speed.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,85 @@
+"""Policy: orders the waiting queue and decides what starts (and what is preempted).
+
+A policy sees the cluster through a :class:`~autoflow.sim.context.SchedContext`; it never
+touches the simulator's internals, so the same policy runs in the simulator, in the
+Gymnasium environment and behind the service. Stages follow kube-scheduler: the
+policy *orders* (``queue_key``), the placer *filters* and *scores*, the context
+*reserves* and *binds* (``try_start``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..placers import Placer
+
+if TYPE_CHECKING:
+    from ..sim.context import SchedContext
+    from ..sim.jobstate import JobState
+
+
+class Policy:
+    name = "base"
+    oracle = False  # reads true durations: named as an oracle in every table
+    preemptive = False
+
+    def __init__(self, placer: Placer):
+        self.placer = placer
+
+    def queue_key(self, js: "JobState") -> tuple:
+        """Sort key of a waiting job, fixed while it waits (lower runs first)."""
+        return (js.submit,)
+
+    def preempt_key(self, js: "JobState", now: float) -> tuple:
+        """Priority for preemption, evaluated now: a waiting job may preempt running jobs
+        whose key is strictly greater. Only preemptive policies use it."""
+        return self.queue_key(js)
+
+    def prepare(self, ctx: "SchedContext") -> None:
+        """Called once before the first event."""
+
+    def schedule(self, ctx: "SchedContext") -> None:
+        """One scheduling pass: by default start, in queue order, every job that fits."""
+        greedy_pass(ctx)
+
+    def on_start(self, ctx: "SchedContext", js: "JobState") -> None:
+        """A job started; a policy may ask for a later pass with ``ctx.wakeup``."""
+
+    def on_finish(self, ctx: "SchedContext", js: "JobState") -> None:
+        """A job completed."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}+{self.placer.name}"
+
+
+def greedy_pass(ctx: "SchedContext", blocking: bool = False) -> "JobState | None":
+    """Starts waiting jobs in queue order; skips those that do not fit (or, if
+    ``blocking``, stops at the first one). Returns the first job that did not fit."""
+    blocked = None
+    for js in ctx.waiting:
+        if ctx.nothing_fits():
+            return blocked or js
+        if not ctx.try_start(js):
+            if blocking:
+                return js
+            blocked = blocked or js
+    return blocked
+
+
+def preemptive_pass(ctx: "SchedContext") -> None:
+    """Starts jobs in queue order; a job that does not fit may preempt running training
+    jobs whose current key is strictly worse, lowest priority first."""
+    for js in ctx.waiting:
+        if ctx.try_start(js):
+            continue
+        key = ctx.policy.preempt_key
+        k = key(js, ctx.now)
+        victims = [r for r in ctx.running.values() if r.preemptible and key(r, ctx.now) > k]
+        if not victims:
+            if not ctx.nothing_fits():
+                continue
+            # nothing free and nobody to preempt: later jobs have even worse keys
+            break
+        victims.sort(key=lambda r: key(r, ctx.now), reverse=True)
+        ctx.start_with_preemption(js, victims)

@@ -1,0 +1,67 @@
+"""The simulator's record of one job: where it is in its life and what it has received."""
+
+from __future__ import annotations
+
+from ..job import Job
+from ..state import Placement, Req
+
+WAITING, RUNNING, DONE = "waiting", "running", "done"
+
+
+class JobState:
+    __slots__ = ("idx", "job", "req", "status", "submit", "first_start", "finish",
+                 "progress", "attained", "seg_start", "seg_overhead", "seg_progress0",
+                 "version", "placement", "preemptions", "failures", "starts", "predicted",
+                 "gpu_seconds", "run_seconds", "priority", "queue_since", "last_run")
+
+    def __init__(self, idx: int, job: Job, req: Req):
+        self.idx = idx
+        self.job = job
+        self.req = req
+        self.status = WAITING
+        self.submit = job.submit_time
+        self.first_start: float | None = None
+        self.finish: float | None = None
+        self.progress = 0.0  # seconds of useful work done (checkpointed)
+        self.attained = 0.0  # GPU-seconds received (Tiresias' 2-D attained service)
+        self.seg_start = 0.0  # start of the current run segment
+        self.seg_overhead = 0.0  # restart overhead paid at the start of this segment
+        self.seg_progress0 = 0.0
+        self.version = 0  # bumps at every start and stop; stale completions are ignored
+        self.placement: Placement | None = None
+        self.preemptions = 0
+        self.failures = 0
+        self.starts = 0
+        self.predicted: float = 0.0  # predicted duration (history estimator)
+        self.gpu_seconds = 0.0  # GPU-time allocated, for the conservation invariant
+        self.run_seconds = 0.0  # wall time spent running (all segments)
+        self.priority = 0.0  # scratch for policies
+        self.queue_since = job.submit_time
+        self.last_run = 0.0  # length of the last run segment
+
+    @property
+    def duration(self) -> float:
+        """The true duration: oracle policies only."""
+        return float(self.job.duration or 0.0)
+
+    @property
+    def preemptible(self) -> bool:
+        return self.job.preemptible
+
+    def running_progress(self, now: float) -> float:
+        """Useful work including the current segment (not yet checkpointed)."""
+        if self.status != RUNNING:
+            return self.progress
+        return self.progress + max(0.0, now - self.seg_start - self.seg_overhead)
+
+    def attained_at(self, now: float) -> float:
+        if self.status != RUNNING:
+            return self.attained
+        return self.attained + self.job.gpu_demand * (now - self.seg_start)
+
+    def remaining(self, now: float) -> float:
+        """True remaining work: oracle policies only."""
+        return max(0.0, self.duration - self.running_progress(now))
+
+    def __repr__(self) -> str:
+        return f"JobState({self.job.job_id}, {self.status})"

@@ -1,0 +1,125 @@
+"""ClusterState: what is free right now, per node and per GPU (shares in thousandths).
+
+Arrays, not objects, so that feasibility and placement are a few numpy operations over
+all nodes at once. ``gpu_free[n, g]`` is the free share of GPU ``g`` on node ``n`` in
+thousandths (1000 = idle GPU, -1 = no such GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cluster import ClusterSpec
+from .job import WHOLE_GPU, Job
+
+
+@dataclass(frozen=True, slots=True)
+class Req:
+    """What one job needs, compiled against a cluster (hashable signature for caches)."""
+
+    num_gpus: int
+    milli: int  # per GPU share; 1000 = whole GPUs, 0 = no GPU
+    types_key: int  # index into ClusterState.type_masks
+    cpu: int
+    mem: int
+
+    @property
+    def fractional(self) -> bool:
+        return self.num_gpus == 1 and 0 < self.milli < WHOLE_GPU
+
+    @property
+    def demand_milli(self) -> int:
+        return self.num_gpus * self.milli
+
+
+# A placement: (node, gpu indices, share per GPU, cpu, mem) for each node used.
+Placement = list[tuple[int, tuple[int, ...], int, int, int]]
+
+
+class ClusterState:
+    def __init__(self, spec: ClusterSpec):
+        self.spec = spec
+        n = len(spec.nodes)
+        self.types = spec.gpu_types
+        self.type_index = {t: i for i, t in enumerate(self.types)}
+        self.node_type = np.array([self.type_index.get(x.gpu_type, -1) for x in spec.nodes],
+                                  dtype=np.int32)
+        self.node_gpus = np.array([x.gpus for x in spec.nodes], dtype=np.int32)
+        gmax = max(1, int(self.node_gpus.max(initial=1)))
+        self.gpu_free = np.full((n, gmax), -1, dtype=np.int32)
+        for i, x in enumerate(spec.nodes):
+            self.gpu_free[i, : x.gpus] = WHOLE_GPU
+        self.whole_free = self.node_gpus.copy()
+        self.free_milli = self.node_gpus.astype(np.int64) * WHOLE_GPU
+        # CPU / memory: 0 on a node means "not tracked" -> unlimited
+        cpu = np.array([x.cpu_milli for x in spec.nodes], dtype=np.int64)
+        mem = np.array([x.memory_mib for x in spec.nodes], dtype=np.int64)
+        big = np.iinfo(np.int64).max // 4
+        self.cpu_free = np.where(cpu > 0, cpu, big)
+        self.mem_free = np.where(mem > 0, mem, big)
+        self.up = np.ones(n, dtype=bool)
+        self.total_milli = int(self.free_milli.sum())
+        self.used_milli = 0
+        self._type_keys: dict[tuple[str, ...], int] = {(): 0}
+        self.type_masks: list[np.ndarray] = [np.ones(n, dtype=bool)]
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.node_gpus)
+
+    def compile(self, job: Job) -> Req:
+        key = tuple(sorted(job.gpu_types))
+        tk = self._type_keys.get(key)
+        if tk is None:
+            allowed = np.array([self.type_index[t] for t in key if t in self.type_index],
+                               dtype=np.int32)
+            self.type_masks.append(np.isin(self.node_type, allowed))
+            tk = self._type_keys[key] = len(self.type_masks) - 1
+        return Req(job.num_gpus, job.gpu_milli if job.num_gpus else 0, tk,
+                   job.cpu_milli, job.memory_mib)
+
+    def allocate(self, p: Placement) -> None:
+        for node, gpus, milli, cpu, mem in p:
+            for g in gpus:
+                before = self.gpu_free[node, g]
+                assert before >= milli, "GPU over-allocated"
+                self.gpu_free[node, g] = before - milli
+                if before == WHOLE_GPU:
+                    self.whole_free[node] -= 1
+            used = milli * len(gpus)
+            self.free_milli[node] -= used
+            self.used_milli += used
+            self.cpu_free[node] -= cpu
+            self.mem_free[node] -= mem
+            assert self.cpu_free[node] >= 0 and self.mem_free[node] >= 0, "node over-committed"
+
+    def release(self, p: Placement) -> None:
+        for node, gpus, milli, cpu, mem in p:
+            for g in gpus:
+                self.gpu_free[node, g] += milli
+                assert self.gpu_free[node, g] <= WHOLE_GPU
+                if self.gpu_free[node, g] == WHOLE_GPU:
+                    self.whole_free[node] += 1
+            used = milli * len(gpus)
+            self.free_milli[node] += used
+            self.used_milli -= used
+            self.cpu_free[node] += cpu
+            self.mem_free[node] += mem
+
+    def copy(self) -> "ClusterState":
+        c = object.__new__(ClusterState)
+        c.__dict__.update(self.__dict__)
+        for name in ("gpu_free", "whole_free", "free_milli", "cpu_free", "mem_free", "up"):
+            setattr(c, name, getattr(self, name).copy())
+        return c
+
+    def fragmentation(self) -> float:
+        """Share of free GPU capacity that sits on partly used GPUs of live nodes."""
+        live = self.gpu_free[self.up]
+        free = live[live > 0]
+        total = int(free.sum())
+        if total == 0:
+            return 0.0
+        return float(free[free < WHOLE_GPU].sum()) / total

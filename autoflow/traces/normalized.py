@@ -1,0 +1,69 @@
+"""autoflow's own normalized job CSV (what ``autoflow traces convert`` writes).
+
+Columns (seconds; ``gpu_types`` separated by ``|``, empty = any; an unknown duration
+is empty): job_id, submit_time, duration, num_gpus, gpu_milli, gpu_types, kind, qos,
+cpu_milli, memory_mib, user, slo_s — plus optional ``group`` and ``censored``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..job import KINDS, Job
+from ..workload import ImportSummary, Workload
+from .base import BadRow, ImportOptions, as_float, as_int, check_file, convert_rows, finish, \
+    read_csv_rows, req
+
+COLUMNS = ["job_id", "submit_time", "duration", "num_gpus", "gpu_milli", "gpu_types", "kind",
+           "qos", "cpu_milli", "memory_mib", "user", "slo_s"]
+OPTIONAL = ["group", "censored"]
+
+
+def load(path: str, opts: ImportOptions) -> Workload:
+    p = check_file(path)
+    summary = ImportSummary()
+
+    def to_job(row: dict, _s: ImportSummary) -> Job:
+        kind = (row.get("kind") or "").strip()
+        if kind not in KINDS:
+            raise BadRow("kind", f"must be training or inference, got {kind!r}")
+        num_gpus = as_int(row, "num_gpus", min_value=0)
+        milli = as_int(row, "gpu_milli", optional=True, min_value=0)
+        if milli is None:
+            milli = 1000 if num_gpus else 0
+        if milli > 1000:
+            raise BadRow("gpu_milli", f"share above 1000 thousandths: {milli}")
+        types = tuple(t for t in (row.get("gpu_types") or "").split("|") if t.strip())
+        censored = (row.get("censored") or "").strip().lower() in ("1", "true", "yes")
+        return Job(job_id=req(row, "job_id"),
+                   submit_time=as_float(row, "submit_time", min_value=0),
+                   duration=as_float(row, "duration", optional=True, min_value=0),
+                   num_gpus=num_gpus, gpu_milli=milli, gpu_types=types, kind=kind,
+                   qos=(row.get("qos") or "").strip(),
+                   cpu_milli=as_int(row, "cpu_milli", optional=True, min_value=0) or 0,
+                   memory_mib=as_int(row, "memory_mib", optional=True, min_value=0) or 0,
+                   user=(row.get("user") or "").strip(), group=(row.get("group") or "").strip(),
+                   slo_s=as_float(row, "slo_s", optional=True, min_value=0),
+                   censored=censored)
+
+    jobs = convert_rows(p, read_csv_rows(p, COLUMNS), to_job, summary, opts)
+    return finish(jobs, f"csv:{path}", str(path), summary)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def write(workload: Workload, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS + OPTIONAL)
+        for j in workload.jobs:
+            w.writerow([j.job_id, _fmt(j.submit_time), _fmt(j.duration), j.num_gpus, j.gpu_milli,
+                        "|".join(j.gpu_types), j.kind, j.qos, j.cpu_milli, j.memory_mib, j.user,
+                        _fmt(j.slo_s), j.group, "1" if j.censored else ""])
