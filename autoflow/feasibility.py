@@ -32,9 +32,7 @@ def gpu_mask(state: ClusterState, req: Req) -> np.ndarray:
 
 def needs_multi_node(state: ClusterState, req: Req) -> bool:
     """A gang wider than any allowed node runs across whole nodes."""
-    allowed = state.type_masks[req.types_key]
-    widest = int(state.node_gpus[allowed].max(initial=0))
-    return req.num_gpus > widest
+    return req.num_gpus > state.widest(req.types_key)
 
 
 def idle_nodes(state: ClusterState, req: Req) -> np.ndarray:

@@ -64,6 +64,15 @@ class ClusterState:
         self.used_milli = 0
         self._type_keys: dict[tuple[str, ...], int] = {(): 0}
         self.type_masks: list[np.ndarray] = [np.ones(n, dtype=bool)]
+        self._widest: dict[int, int] = {}
+
+    def widest(self, types_key: int) -> int:
+        """GPUs of the widest node among those a requirement's types allow."""
+        w = self._widest.get(types_key)
+        if w is None:
+            w = self._widest[types_key] = int(
+                self.node_gpus[self.type_masks[types_key]].max(initial=0))
+        return w
 
     @property
     def num_nodes(self) -> int:

@@ -35,6 +35,13 @@ class Policy:
         whose key is strictly greater. Only preemptive policies use it."""
         return self.queue_key(js)
 
+    def victims_for(self, ctx: "SchedContext", js: "JobState") -> list["JobState"]:
+        """Running training jobs that ``js`` may preempt, worst-ranked first."""
+        k = self.preempt_key(js, ctx.now)
+        ranked = [(self.preempt_key(r, ctx.now), r.idx, r) for r in ctx.running.values()
+                  if r.preemptible]
+        return [r for rk, _i, r in sorted(ranked, reverse=True) if rk > k]
+
     def prepare(self, ctx: "SchedContext") -> None:
         """Called once before the first event."""
 
@@ -47,6 +54,9 @@ class Policy:
 
     def on_finish(self, ctx: "SchedContext", js: "JobState") -> None:
         """A job completed."""
+
+    def on_stop(self, ctx: "SchedContext", js: "JobState") -> None:
+        """A job left the running set (completed, preempted or evicted by a failure)."""
 
     @property
     def label(self) -> str:
@@ -69,17 +79,19 @@ def greedy_pass(ctx: "SchedContext", blocking: bool = False) -> "JobState | None
 
 def preemptive_pass(ctx: "SchedContext") -> None:
     """Starts jobs in queue order; a job that does not fit may preempt running training
-    jobs whose current key is strictly worse, lowest priority first."""
+    jobs that rank strictly below it (``Policy.victims_for``), worst first.
+
+    Requires that waiting jobs' preemption keys do not decrease along the queue: once a
+    job has nobody to preempt, no later job has either."""
+    preempting = True
     for js in ctx.waiting:
         if ctx.try_start(js):
             continue
-        key = ctx.policy.preempt_key
-        k = key(js, ctx.now)
-        victims = [r for r in ctx.running.values() if r.preemptible and key(r, ctx.now) > k]
-        if not victims:
-            if not ctx.nothing_fits():
+        if preempting:
+            victims = ctx.policy.victims_for(ctx, js)
+            if victims:
+                ctx.start_with_preemption(js, victims)
                 continue
-            # nothing free and nobody to preempt: later jobs have even worse keys
+            preempting = False
+        if ctx.nothing_fits():
             break
-        victims.sort(key=lambda r: key(r, ctx.now), reverse=True)
-        ctx.start_with_preemption(js, victims)

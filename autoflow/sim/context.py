@@ -59,6 +59,8 @@ class SchedContext:
     def try_start(self, js: JobState) -> bool:
         """Places and starts the job if it fits now; False otherwise."""
         req = js.req
+        if req.demand_milli > self._sim.live_milli - self.state.used_milli:
+            return False  # not enough free share in the whole cluster
         if self._known_to_fail(req):
             return False
         placement = self.policy.placer.place(self.state, req)
@@ -79,15 +81,27 @@ class SchedContext:
 
     def start_with_preemption(self, js: JobState, victims: list[JobState]) -> bool:
         """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any."""
-        scratch = self.state.copy()
+        state, req = self.state, js.req
+        # GPU count first: no prefix shorter than this can free enough share
+        allowed = state.type_masks[req.types_key] & state.up
+        free = int(state.free_milli[allowed].sum())
+        need = req.demand_milli
+        scratch = None
         for n, v in enumerate(victims, 1):
+            free += sum(len(g) * m for node, g, m, _c, _m in v.placement if allowed[node])
+            if free < need:
+                continue
+            if scratch is None:
+                scratch = state.copy()
+                for u in victims[: n - 1]:
+                    scratch.release(u.placement)
             scratch.release(v.placement)
-            if self.policy.placer.place(scratch, js.req) is not None:
+            if self.policy.placer.place(scratch, req) is not None:
                 for victim in victims[:n]:
                     self.preempt(victim)
                 return self.try_start(js)
         return False
 
-    def wakeup(self, at: float) -> None:
-        """Asks for a scheduling pass at time ``at``."""
-        self._sim.wakeup(at)
+    def wakeup(self, at: float, fn=None, *args) -> None:
+        """Asks for a scheduling pass at time ``at`` (after calling ``fn(*args)``)."""
+        self._sim.wakeup(at, fn, *args)

@@ -130,8 +130,12 @@ class Simulator:
             self._pass_pending = True
             self.env.timeout(0).callbacks.append(self._pass)
 
-    def wakeup(self, at: float) -> None:
-        self._at(at, self.request_pass)
+    def wakeup(self, at: float, fn=None, *args) -> None:
+        def fire() -> None:
+            if fn is not None:
+                fn(*args)
+            self.request_pass()
+        self._at(at, fire)
 
     def _pass(self, _ev=None) -> None:
         self._pass_pending = False
@@ -186,6 +190,7 @@ class Simulator:
         js.placement = None
         js.version += 1
         del self.running[js.idx]
+        self.policy.on_stop(self.ctx, js)
 
     def _complete(self, js: JobState, version: int) -> None:
         if js.version != version or js.status != RUNNING:

@@ -31,8 +31,17 @@ from __future__ import annotations
 from ..job import INFERENCE, WHOLE_GPU, Job
 from ..workload import ImportSummary, Workload
 from .alibaba_openb import DEFAULT_INFERENCE_SLO_S, NEVER_SCHEDULED
-from .base import BadRow, ImportOptions, as_float, as_int, check_file, convert_rows, finish, \
-    read_csv_rows, req
+from .base import (
+    BadRow,
+    ImportOptions,
+    as_float,
+    as_int,
+    check_file,
+    convert_rows,
+    finish,
+    read_csv_rows,
+    req,
+)
 
 COLUMNS = ["instance_sn", "role", "app_name", "cpu_request", "cpu_limit", "gpu_request",
            "gpu_limit", "rdma_request", "rdma_limit", "memory_request", "memory_limit",

@@ -29,8 +29,17 @@ from __future__ import annotations
 
 from ..job import INFERENCE, TRAINING, WHOLE_GPU, Job
 from ..workload import ImportSummary, Workload
-from .base import BadRow, ImportOptions, as_float, as_int, check_file, convert_rows, finish, \
-    read_csv_rows, req
+from .base import (
+    BadRow,
+    ImportOptions,
+    as_float,
+    as_int,
+    check_file,
+    convert_rows,
+    finish,
+    read_csv_rows,
+    req,
+)
 
 COLUMNS = ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec", "qos",
            "pod_phase", "creation_time", "deletion_time", "scheduled_time"]

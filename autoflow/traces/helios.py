@@ -22,12 +22,21 @@ Mapping and documented choices:
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..job import TRAINING, Job
 from ..workload import ImportSummary, Workload
-from .base import BadRow, ImportOptions, as_float, as_int, check_file, convert_rows, finish, \
-    read_csv_rows, req
+from .base import (
+    BadRow,
+    ImportOptions,
+    as_float,
+    as_int,
+    check_file,
+    convert_rows,
+    finish,
+    read_csv_rows,
+    req,
+)
 
 COLUMNS = ["job_id", "user", "vc", "gpu_num", "cpu_num", "node_num", "state", "submit_time",
            "start_time", "end_time", "duration", "queue"]
@@ -46,7 +55,7 @@ def timestamp(row: dict, col: str, *, optional: bool = False) -> float | None:
         t = datetime.strptime(v, TIME_FORMAT)
     except ValueError:
         raise BadRow(col, f"not a timestamp (expected YYYY-MM-DD HH:MM:SS): {v[:40]!r}") from None
-    return t.replace(tzinfo=timezone.utc).timestamp()
+    return t.replace(tzinfo=UTC).timestamp()
 
 
 def load(path: str, opts: ImportOptions) -> Workload:

@@ -10,8 +10,8 @@ Mapping and documented choices:
 
 * Processors stand for GPUs: ``num_gpus`` = allocated_processors, or
   requested_processors when allocated is -1. All jobs are *training* (batch) jobs with
-  whole GPUs. A row with neither count (both -1) is left out and counted under skipped
-  ``"unknown processor count"``.
+  whole GPUs (0 processors -> a job holding no GPU). A row with neither count (both -1)
+  is left out and counted under skipped ``"unknown processor count"``.
 * ``submit_time`` (seconds from the log start) and ``duration`` = run_time are used as
   is; the trace's wait time is not part of the duration.
 * ``run_time == -1`` (unknown; the simulator needs a duration) -> left out, counted
@@ -25,8 +25,8 @@ Mapping and documented choices:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..job import TRAINING, Job
 from ..workload import ImportSummary, Workload

@@ -1,0 +1,132 @@
+"""The ``autoflow`` command line."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import AutoflowError
+
+app = typer.Typer(help="autoflow: a self-optimizing scheduler for GPU clusters — simulate, "
+                       "benchmark and compare scheduling policies on real traces.",
+                  no_args_is_help=True, add_completion=False)
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def fail(e: Exception) -> None:
+    err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _mount_traces() -> None:
+    try:
+        from .traces.cli import app as traces_app
+    except ImportError:  # pragma: no cover - the traces CLI ships with the package
+        return
+    app.add_typer(traces_app, name="traces", help="Inspect, convert and download traces.")
+
+
+_mount_traces()
+
+
+@app.command()
+def bench(
+    trace: str = typer.Option(..., help="Workload source FORMAT:PATH, e.g. itp:cluster08.csv, "
+                              "alibaba-openb:pods.csv, builtin:philly-mix."),
+    policies: str = typer.Option("fifo,sjf,las,easy-backfill", help="Comma-separated policies, "
+                                 "each NAME or NAME+PLACER (see `autoflow policies`)."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for results.json, manifest.json "
+                                 "and jct_cdf.png."),
+    cluster: str = typer.Option(None, help="YAML file, built-in name or alibaba-openb:NODES.csv "
+                                "(default philly-64)."),
+    load: float = typer.Option(None, help="Resize the cluster (keeping its node mix) so the "
+                               "offered GPU-time is this fraction of capacity."),
+    seeds: int = typer.Option(1, help="Runs per policy with seeds 0..N-1 (built-in workloads and "
+                              "failures vary with the seed); metrics are averaged."),
+    restart_overhead: float = typer.Option(30.0, help="Seconds lost at every restart."),
+    checkpoint_interval: float = typer.Option(1800.0, help="Training checkpoint interval (s)."),
+    failure_rate: float = typer.Option(0.0, help="Node failures per node per day (0 = none)."),
+    repair_time: float = typer.Option(3600.0, help="Seconds a failed node stays down."),
+    default_slo: float = typer.Option(60.0, help="Start-delay SLO (s) of inference jobs that "
+                                      "carry none."),
+    skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
+                                       "reporting how many were skipped and why."),
+) -> None:
+    """Replay a workload under each policy; print a table with ratios to fifo and write
+    results.json, manifest.json and jct_cdf.png."""
+    from .bench import BenchConfig, run_bench, table
+    from .sim.simulator import SimConfig
+
+    try:
+        cfg = BenchConfig(trace=trace, policies=policies.split(","), out=str(out_dir),
+                          cluster=cluster, load=load, seeds=seeds, skip_bad_rows=skip_bad_rows,
+                          sim=SimConfig(restart_overhead_s=restart_overhead,
+                                        checkpoint_interval_s=checkpoint_interval,
+                                        failure_rate_per_node_day=failure_rate,
+                                        repair_time_s=repair_time, default_slo_s=default_slo))
+        results = run_bench(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
+    except AutoflowError as e:
+        fail(e)
+    out.print(table(results))
+    out.print(f"wrote {out_dir}/results.json, {out_dir}/manifest.json, {out_dir}/jct_cdf.png")
+
+
+@app.command("policies")
+def list_policies() -> None:
+    """List the registered policies and placers."""
+    from .placers import DEFAULT_PLACER, PLACERS
+    from .policies import POLICIES, POLICY_FACTORIES
+
+    t = Table(title="policies (write NAME or NAME+PLACER)")
+    t.add_column("name")
+    t.add_column("oracle")
+    t.add_column("preemptive")
+    t.add_column("what it does")
+    for name, cls in POLICIES.items():
+        doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip()
+        t.add_row(name, "yes" if cls.oracle else "", "yes" if cls.preemptive else "",
+                  doc.split("\n")[0])
+    for name in POLICY_FACTORIES:
+        t.add_row(name, "", "", "(takes an argument: NAME:ARG)")
+    out.print(t)
+    p = Table(title=f"placers (default {DEFAULT_PLACER})")
+    p.add_column("name")
+    p.add_column("what it does")
+    for name, cls in PLACERS.items():
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip()
+        p.add_row(name, doc.split("\n")[0])
+    out.print(p)
+
+
+@app.command("clusters")
+def clusters(source: str = typer.Argument(None, help="Show one cluster: YAML file, built-in "
+                                          "name or alibaba-openb:NODES.csv.")) -> None:
+    """List the built-in clusters, or describe one cluster source."""
+    from .cluster import builtin_names, load_cluster
+
+    try:
+        names = [source] if source else builtin_names()
+        t = Table(title="clusters")
+        for col in ("cluster", "nodes", "GPUs", "node mix (type x GPUs: count)"):
+            t.add_column(col)
+        for n in names:
+            d = load_cluster(n).describe()
+            t.add_row(d["name"], str(d["nodes"]), str(d["gpus"]),
+                      ", ".join(f"{k}: {v}" for k, v in d["mix"].items()))
+    except AutoflowError as e:
+        fail(e)
+    out.print(t)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

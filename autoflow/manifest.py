@@ -1,0 +1,61 @@
+"""Run manifests: configuration, seed, versions and git commit, written beside results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("autoflow", "numpy", "simpy", "pandas", "pydantic", "matplotlib", "torch",
+            "gymnasium", "stable-baselines3", "sb3-contrib", "sdv")
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    here = Path(cwd or Path(__file__).resolve().parent)
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not sha:
+        return "unknown"
+    return sha + ("-dirty" if dirty.strip() else "")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
+
+
+def build(command: str, config: dict, seed: int) -> dict:
+    return {"command": command, "config": config, "seed": seed, "versions": versions(),
+            "git_commit": git_commit(), "machine": machine(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def write(path: str | Path, manifest: dict) -> None:
+    Path(path).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
