@@ -45,9 +45,10 @@ def test_openb_fixture():
     s = w.summary
     assert (s.rows_read, len(w)) == (10, 8)
     assert s.skipped == {"never scheduled (no observed run time)": 2}
-    assert s.notes["censored"] == 2
+    assert s.notes["censored"] == 4  # every pod still Running when observed
     jobs = by_id(w)
-    assert {j for j, x in jobs.items() if x.censored} == {"openb-pod-0001", "openb-pod-0003"}
+    assert {j for j, x in jobs.items() if x.censored} == \
+        {"openb-pod-0000", "openb-pod-0001", "openb-pod-0003", "openb-pod-0009"}
     assert w.kinds() == {INFERENCE: 4, TRAINING: 4}
     ls = jobs["openb-pod-0001"]
     assert (ls.kind, ls.qos, ls.slo_s, ls.gpu_milli, ls.is_fractional) == \
@@ -161,7 +162,7 @@ def test_real_openb():
     assert s.rows_read == 8152
     assert s.skipped == {"never scheduled (no observed run time)": 897}
     assert len(w) == 8152 - 897
-    assert s.notes["censored"] == 34 == sum(j.censored for j in w)
+    assert s.notes["censored"] == 5193 == sum(j.censored for j in w)
     assert w.kinds() == {INFERENCE: 4193, TRAINING: 3062}
     assert sum(j.is_fractional for j in w) == 2573
     d = describe(w)
@@ -352,7 +353,7 @@ def test_describe_and_render():
     assert d["gpu_mix_fraction"]["1"] == 0.5 and d["fractional_gpu_jobs"] == 3
     assert d["rows_read"] == 10 and d["rows_skipped"] == 2
     assert d["skipped"] == {"never scheduled (no observed run time)": 2}
-    assert d["notes"]["censored"] == 2 == d["censored_jobs"]
+    assert d["notes"]["censored"] == 4 == d["censored_jobs"]
     assert d["span_days"] == pytest.approx(d["span_s"] / 86400)
     assert d["offered_gpu_hours"] == pytest.approx(w.offered_gpu_seconds() / 3600)
     assert d["duration_s"]["p50"] <= d["duration_s"]["p90"] <= d["duration_s"]["p99"]

@@ -84,14 +84,26 @@ def preemptive_pass(ctx: "SchedContext") -> None:
     Requires that waiting jobs' preemption keys do not decrease along the queue: once a
     job has nobody to preempt, no later job has either."""
     preempting = True
+    failed: list[tuple] = []  # (key, req) of jobs that could not start even by preempting
     for js in ctx.waiting:
         if ctx.try_start(js):
             continue
         if preempting:
+            k, r = ctx.policy.preempt_key(js, ctx.now), js.req
+            if any(k >= fk and _dominates(r, fr) for fk, fr in failed):
+                continue
             victims = ctx.policy.victims_for(ctx, js)
             if victims:
-                ctx.start_with_preemption(js, victims)
+                if not ctx.start_with_preemption(js, victims) and len(failed) < 8:
+                    failed.append((k, r))
                 continue
             preempting = False
         if ctx.nothing_fits():
             break
+
+
+def _dominates(a, b) -> bool:
+    """Requirement ``a`` needs at least as much of everything as ``b`` (same GPU types)."""
+    return (a.types_key == b.types_key and a.fractional == b.fractional
+            and a.num_gpus >= b.num_gpus and a.milli >= b.milli and a.cpu >= b.cpu
+            and a.mem >= b.mem)

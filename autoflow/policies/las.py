@@ -15,6 +15,7 @@ import bisect
 from .base import Policy, preemptive_pass
 
 THRESHOLDS = (3600.0, 36000.0)  # GPU-seconds: 1 GPU-hour, 10 GPU-hours
+EPS = 1e-6  # attained service is a float sum: a job at a threshold counts as past it
 
 
 class Las(Policy):
@@ -27,22 +28,26 @@ class Las(Policy):
         self.running_at: list[dict] = [{} for _ in range(len(THRESHOLDS) + 1)]
 
     def level(self, attained: float) -> int:
-        return bisect.bisect_right(THRESHOLDS, attained)
+        return bisect.bisect_right(THRESHOLDS, attained + EPS)
+
+    def waiting_level(self, js) -> int:
+        """A job never climbs back: it keeps the queue it was demoted to while running."""
+        return max(js.priority, self.level(js.attained))
 
     def queue_key(self, js) -> tuple:
-        return (self.level(js.attained), js.queue_since, js.submit)
+        return (self.waiting_level(js), js.queue_since, js.submit)
 
     def preempt_key(self, js, now: float) -> tuple:
         return (self.level(js.attained_at(now)),)
 
     def victims_for(self, ctx, js) -> list:
-        k = self.level(js.attained)
+        k = self.waiting_level(js)
+        # lowest queue first; within a queue the most recently started first
         return [r for lvl in range(len(self.running_at) - 1, k, -1)
-                for r in sorted(self.running_at[lvl].values(), key=lambda r: -r.idx)
-                if r.preemptible]
+                for r in reversed(self.running_at[lvl].values()) if r.preemptible]
 
     def on_start(self, ctx, js) -> None:
-        js.priority = self.level(js.attained)
+        js.priority = self.waiting_level(js)
         self.running_at[js.priority][js.idx] = js
         self._arm(ctx, js)
 

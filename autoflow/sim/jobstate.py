@@ -35,7 +35,7 @@ class JobState:
         self.predicted: float = 0.0  # predicted duration (history estimator)
         self.gpu_seconds = 0.0  # GPU-time allocated, for the conservation invariant
         self.run_seconds = 0.0  # wall time spent running (all segments)
-        self.priority = 0.0  # scratch for policies
+        self.priority = 0  # scratch for policies (LAS: the queue level)
         self.queue_since = job.submit_time
         self.last_run = 0.0  # length of the last run segment
 

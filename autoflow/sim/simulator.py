@@ -15,7 +15,7 @@ import numpy as np
 import simpy
 
 from ..cluster import ClusterSpec
-from ..errors import ClusterError, ConfigError
+from ..errors import AutoflowError, ClusterError, ConfigError
 from ..feasibility import fits_now
 from ..job import INFERENCE
 from ..policies.base import Policy
@@ -26,6 +26,10 @@ from ..workload import Workload
 from .context import SchedContext
 from .failures import FailureModel
 from .jobstate import DONE, RUNNING, WAITING, JobState
+
+
+class SimulationError(AutoflowError):
+    """The simulation could not complete (a policy bug, not bad input)."""
 
 
 @dataclass
@@ -86,6 +90,7 @@ class Simulator:
         self.live_milli = self.state.total_milli
         self.cpu_only_waiting = 0
         self._pass_pending = False
+        self._pass_time, self._passes_now = -1.0, 0
         self._done = 0
         self._next_arrival = 0
         self._alloc_integral = 0.0
@@ -140,6 +145,13 @@ class Simulator:
     def _pass(self, _ev=None) -> None:
         self._pass_pending = False
         now = self.env.now
+        if now == self._pass_time:
+            self._passes_now += 1
+            if self._passes_now > 100 + 10 * len(self.jobs):
+                raise SimulationError(f"{self.policy.label} livelocked at t={now:g}: "
+                                      f"{self._passes_now} scheduling passes at one instant")
+        else:
+            self._pass_time, self._passes_now = now, 0
         if now >= self._frag_next:
             self._frag_sum += self.state.fragmentation()
             self._frag_n += 1
