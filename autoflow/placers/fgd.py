@@ -63,13 +63,20 @@ class FragmentationGradient(Placer):
         return after - before + 1e-9 * nodes
 
     def gpu_scores(self, state, req, nodes, gpus):
-        s, u, b = self._summaries(state.gpu_free[nodes])
-        before = self._frag(s, u, b)
-        a = state.gpu_free[nodes, gpus].astype(np.int64)[:, None]
+        free = state.gpu_free[nodes, gpus].astype(np.int64)
+        # GPUs with the same free share on the same node score alike: score each once
+        _, first, back = np.unique(nodes * (WHOLE_GPU + 1) + free, return_index=True,
+                                   return_inverse=True)
+        n1, a1 = nodes[first], free[first]
+        uniq, inv = np.unique(n1, return_inverse=True)
+        s, u, b = self._summaries(state.gpu_free[uniq])
+        before = self._frag(s, u, b)[inv]
+        s, u, b = s[inv], u[inv], b[inv]
+        a = a1[:, None]
         a2 = a - req.milli
         t = self.thresh[None, :]
         was, now = a >= t, (a2 >= t) & (a2 > 0)
         u2 = u - was + now
         b2 = b - a * ~was + a2 * ~now
-        after = self._frag(s - req.milli, u2, b2)
-        return after - before + 1e-9 * (nodes * state.gpu_free.shape[1] + gpus)
+        delta = self._frag(s - req.milli, u2, b2) - before
+        return delta[back] + 1e-9 * (nodes * state.gpu_free.shape[1] + gpus)

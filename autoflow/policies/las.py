@@ -58,13 +58,17 @@ class Las(Policy):
             at = js.seg_start + (THRESHOLDS[level] - js.attained) / demand
             ctx.wakeup(max(at, ctx.now), self._demote, ctx, js, js.version)
 
-    def _demote(self, ctx, js, version: int) -> None:
+    def _demote(self, ctx, js, version: int) -> bool:
+        """Moves a running job to the next queue; a pass is needed only if a waiting job
+        now outranks it."""
         if js.version != version or js.status != "running":
-            return
+            return False
         del self.running_at[js.priority][js.idx]
         js.priority += 1
         self.running_at[js.priority][js.idx] = js
         self._arm(ctx, js)
+        head = ctx.waiting.head()
+        return head is not None and self.waiting_level(head) < js.priority
 
     def on_stop(self, ctx, js) -> None:
         self.running_at[js.priority].pop(js.idx, None)

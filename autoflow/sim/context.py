@@ -103,5 +103,6 @@ class SchedContext:
         return False
 
     def wakeup(self, at: float, fn=None, *args) -> None:
-        """Asks for a scheduling pass at time ``at`` (after calling ``fn(*args)``)."""
+        """Asks for a scheduling pass at time ``at``; with ``fn``, calls ``fn(*args)`` first
+        and skips the pass if it returns False."""
         self._sim.wakeup(at, fn, *args)

@@ -137,9 +137,8 @@ class Simulator:
 
     def wakeup(self, at: float, fn=None, *args) -> None:
         def fire() -> None:
-            if fn is not None:
-                fn(*args)
-            self.request_pass()
+            if fn is None or fn(*args) is not False:
+                self.request_pass()
         self._at(at, fire)
 
     def _pass(self, _ev=None) -> None:
