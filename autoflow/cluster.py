@@ -129,43 +129,77 @@ def scale_to_load(spec: ClusterSpec, workload: Workload, rho: float) -> ClusterS
     """Resizes the cluster, keeping its node mix, so offered GPU-time is ``rho`` of capacity.
 
     Node groups (same type, GPUs, CPU, memory) keep their proportions (largest-remainder
-    rounding); every GPU type keeps at least one node, and enough of the largest nodes
-    remain for the widest job to run.
+    rounding). Then, for every job shape that could run on the full cluster but not on
+    the resized one (a GPU type, a wide gang, a large CPU or memory request), the most
+    common node group able to host it gets one more node, so that no job is left out.
+    The achieved load can therefore be below ``rho`` for tiny targets: bench reports it.
     """
+    from .feasibility import fits_now
+    from .state import ClusterState
+
     if rho <= 0:
         raise ClusterError(f"--load must be > 0, got {rho}")
     offered = workload.offered_gpu_seconds()
     if offered <= 0:
         raise ClusterError("cannot size the cluster by load: the workload offers no GPU-time")
+    if not any(n.gpus for n in spec.nodes):
+        raise ClusterError(f"cluster {spec.name} has no GPUs to scale")
     target_gpus = offered / (rho * workload.span)
     groups: dict[tuple, list[Node]] = {}
     for n in spec.nodes:
         groups.setdefault((n.gpu_type, n.gpus, n.cpu_milli, n.memory_mib), []).append(n)
-    gpu_nodes = [n for n in spec.nodes if n.gpus > 0]
-    if not gpu_nodes:
-        raise ClusterError(f"cluster {spec.name} has no GPUs to scale")
     factor = target_gpus / spec.total_gpus
     shares = {k: len(v) * factor for k, v in groups.items()}
     counts = {k: int(math.floor(s)) for k, s in shares.items()}
-    # largest remainder until the GPU target is reached
-    order = sorted(groups, key=lambda k: -(shares[k] - counts[k]))
     gpus = sum(counts[k] * k[1] for k in counts)
-    for k in order:
-        if gpus >= target_gpus:
-            break
-        counts[k] += 1
-        gpus += k[1]
-    for t in {k[0] for k in groups if k[1] > 0}:  # every GPU type stays present
-        ks = [k for k in groups if k[0] == t and k[1] > 0]
-        if not any(counts[k] for k in ks):
-            counts[max(ks, key=lambda k: len(groups[k]))] += 1
-    widest = max((j.num_gpus for j in workload), default=0)
-    big = max((k for k in groups if k[1] > 0), key=lambda k: (k[1], len(groups[k])))
-    while sum(counts[k] * k[1] for k in counts if k[0] == big[0]) < widest:
-        counts[big] += 1
-    nodes: list[Node] = []
-    for k, members in groups.items():
-        for i in range(counts[k]):
-            src = members[i % len(members)]
-            nodes.append(replace(src, name=src.name if i < len(members) else f"{src.name}-x{i}"))
-    return ClusterSpec(f"{spec.name}@load{rho:g}", nodes)
+    for k in sorted(groups, key=lambda k: -(shares[k] - counts[k])):
+        if gpus + k[1] / 2 > target_gpus:  # nearest, not always above
+            continue
+        if k[1] > 0:
+            counts[k] += 1
+            gpus += k[1]
+
+    def build() -> ClusterSpec:
+        nodes: list[Node] = []
+        for k, members in groups.items():
+            for i in range(counts[k]):
+                src = members[i % len(members)]
+                nodes.append(replace(src, name=src.name if i < len(members)
+                                     else f"{src.name}-x{i}"))
+        return ClusterSpec(f"{spec.name}@load{rho:g}", nodes)
+
+    full = ClusterState(spec)
+    shapes = {}
+    for j in workload:
+        shapes.setdefault((j.num_gpus, j.gpu_milli, tuple(sorted(j.gpu_types)), j.cpu_milli,
+                           j.memory_mib), j)
+    by_size = sorted(groups, key=lambda k: -len(groups[k]))
+
+    def fits_with(extra: dict) -> ClusterState | None:
+        for k, n in extra.items():
+            counts[k] += n
+        st = ClusterState(build())
+        for k, n in extra.items():
+            counts[k] -= n
+        return st
+
+    cur = ClusterState(build())
+    for job in shapes.values():
+        if fits_now(cur, cur.compile(job)) or not fits_now(full, full.compile(job)):
+            continue  # fits already, or not even on the full cluster (the simulator says so)
+        for k in by_size:  # the most common node group that makes it fit gets the nodes
+            need = max(1, -(-job.num_gpus // k[1])) if k[1] else 1
+            trial = fits_with({k: need})
+            if fits_now(trial, trial.compile(job)):
+                counts[k] += need
+                cur = trial
+                break
+    # the added nodes may overshoot: drop proportional nodes while every job still fits
+    runnable = [j for j in shapes.values() if fits_now(cur, cur.compile(j))]
+    for k in sorted(groups, key=lambda k: -counts[k]):
+        while counts[k] > 0 and sum(counts[g] * g[1] for g in counts) - k[1] / 2 >= target_gpus:
+            trial = fits_with({k: -1})
+            if not trial.spec.nodes or not all(fits_now(trial, trial.compile(j)) for j in runnable):
+                break
+            counts[k] -= 1
+    return build()
