@@ -80,27 +80,35 @@ class SchedContext:
         self._failed.clear()  # capacity came back
 
     def start_with_preemption(self, js: JobState, victims: list[JobState]) -> bool:
-        """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any."""
+        """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any.
+
+        Victims are released tentatively on the live state (no copy); if no prefix makes
+        room they are put back exactly as they were."""
         state, req = self.state, js.req
-        # GPU count first: no prefix shorter than this can free enough share
         allowed = state.type_masks[req.types_key] & state.up
         free = int(state.free_milli[allowed].sum())
-        need = req.demand_milli
-        scratch = None
-        for n, v in enumerate(victims, 1):
-            free += sum(len(g) * m for node, g, m, _c, _m in v.placement if allowed[node])
-            if free < need:
-                continue
-            if scratch is None:
-                scratch = state.copy()
-                for u in victims[: n - 1]:
-                    scratch.release(u.placement)
-            scratch.release(v.placement)
-            if self.policy.placer.place(scratch, req) is not None:
-                for victim in victims[:n]:
-                    self.preempt(victim)
-                return self.try_start(js)
-        return False
+        gain = [sum(len(g) * m for node, g, m, _c, _m in v.placement if allowed[node])
+                for v in victims]
+        if free + sum(gain) < req.demand_milli:
+            return False  # even all of them would not free enough GPU share
+        released: list[JobState] = []
+        placement = None
+        for v, g in zip(victims, gain):
+            state.release(v.placement)
+            released.append(v)
+            free += g
+            if free >= req.demand_milli:
+                placement = self.policy.placer.place(state, req)
+                if placement is not None:
+                    break
+        for v in reversed(released):
+            state.allocate(v.placement)
+        if placement is None:
+            return False
+        for v in released:
+            self.preempt(v)
+        self._sim.start(js, placement)
+        return True
 
     def wakeup(self, at: float, fn=None, *args) -> None:
         """Asks for a scheduling pass at time ``at``; with ``fn``, calls ``fn(*args)`` first
