@@ -24,6 +24,7 @@ class SchedContext:
         self.state: ClusterState = sim.state
         self.policy: "Policy" = sim.policy
         self._failed: dict[tuple, list[Req]] = {}
+        self._best: tuple[int, int] | None = None
         self.now = 0.0
 
     # -- what the policy sees -------------------------------------------------
@@ -48,6 +49,7 @@ class SchedContext:
     def begin_pass(self, now: float) -> None:
         self.now = now
         self._failed.clear()
+        self._best = None
 
     def _known_to_fail(self, req: Req) -> bool:
         for f in self._failed.get((req.types_key, req.fractional), ()):
@@ -61,15 +63,23 @@ class SchedContext:
         req = js.req
         if req.demand_milli > self._sim.live_milli - self.state.used_milli:
             return False  # not enough free share in the whole cluster
+        if self._best is None:  # largest free GPU share and CPU on any live node
+            st = self.state
+            live = st.up
+            self._best = (int(st.gpu_free[live].max(initial=-1)),
+                          int(st.cpu_free[live].max(initial=0)))
+        if (req.milli > self._best[0] and req.num_gpus) or req.cpu > self._best[1]:
+            return False
         if self._known_to_fail(req):
             return False
         placement = self.policy.placer.place(self.state, req)
         if placement is None:
             fails = self._failed.setdefault((req.types_key, req.fractional), [])
-            if len(fails) < 8:
+            if len(fails) < 32:
                 fails.append(req)
             return False
         self._sim.start(js, placement)
+        self._best = None
         return True
 
     def fits(self, js: JobState) -> bool:
@@ -78,6 +88,7 @@ class SchedContext:
     def preempt(self, js: JobState) -> None:
         self._sim.preempt(js)
         self._failed.clear()  # capacity came back
+        self._best = None
 
     def start_with_preemption(self, js: JobState, victims: list[JobState]) -> bool:
         """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any.
@@ -108,6 +119,7 @@ class SchedContext:
         for v in released:
             self.preempt(v)
         self._sim.start(js, placement)
+        self._best = None
         return True
 
     def wakeup(self, at: float, fn=None, *args) -> None:
