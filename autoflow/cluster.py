@@ -114,11 +114,10 @@ def load_openb_nodes(path: str | Path) -> ClusterSpec:
 def load_cluster(source: str) -> ClusterSpec:
     if source.startswith("alibaba-openb:"):
         return load_openb_nodes(source.split(":", 1)[1])
-    name = source[len("builtin:"):] if source.startswith("builtin:") else source
+    name = source.removeprefix("builtin:")
     if (BUILTIN_DIR / f"{name}.yaml").exists() and not Path(source).exists():
         return load_yaml(BUILTIN_DIR / f"{name}.yaml")
-    if source.startswith("yaml:"):
-        source = source[5:]
+    source = source.removeprefix("yaml:")
     if Path(source).suffix in (".yaml", ".yml") or Path(source).exists():
         return load_yaml(source)
     raise ClusterError(f"unknown cluster {source!r}: give a YAML file, alibaba-openb:NODES.csv "

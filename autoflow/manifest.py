@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -54,7 +54,7 @@ def machine() -> dict:
 def build(command: str, config: dict, seed: int) -> dict:
     return {"command": command, "config": config, "seed": seed, "versions": versions(),
             "git_commit": git_commit(), "machine": machine(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def write(path: str | Path, manifest: dict) -> None:

@@ -117,7 +117,7 @@ class ClusterState:
             self.cpu_free[node] += cpu
             self.mem_free[node] += mem
 
-    def copy(self) -> "ClusterState":
+    def copy(self) -> ClusterState:
         c = object.__new__(ClusterState)
         c.__dict__.update(self.__dict__)
         for name in ("gpu_free", "whole_free", "free_milli", "cpu_free", "mem_free", "up"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class Workload:
     def gpu_mix(self) -> Counter:
         return Counter(j.num_gpus for j in self.jobs)
 
-    def shifted(self) -> "Workload":
+    def shifted(self) -> Workload:
         """A copy whose first submission is at t=0."""
         if not self.jobs:
             return self
@@ -81,7 +81,7 @@ class Workload:
         return Workload([replace(j, submit_time=j.submit_time - t0) for j in self.jobs],
                         self.source, self.summary)
 
-    def head(self, n: int) -> "Workload":
+    def head(self, n: int) -> Workload:
         return Workload(self.jobs[:n], self.source, self.summary)
 
     def with_unknown_durations(self) -> list[Job]:

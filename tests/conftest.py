@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from simdata import mixed_workload, small_cluster
 
 from autoflow.cluster import ClusterSpec
 from autoflow.workload import Workload
-from simdata import mixed_workload, small_cluster
 
 
 @pytest.fixture

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from simdata import shared_trace
 
 from autoflow.cluster import builtin_names, load_cluster, scale_to_load
 from autoflow.errors import ClusterError
 from autoflow.job import Job
 from autoflow.workload import Workload
-
-from simdata import shared_trace
 
 
 def test_builtin_and_yaml_clusters(tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from simdata import shared_trace
 
-from autoflow.cluster import ClusterSpec, Node
+from autoflow.cluster import ClusterSpec, Node, load_cluster, scale_to_load
 from autoflow.errors import ConfigError
 from autoflow.job import Job
 from autoflow.metrics import summarize
@@ -16,9 +17,6 @@ from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.state import ClusterState
 from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
-from autoflow.cluster import load_cluster, scale_to_load
-
-from simdata import shared_trace
 
 
 def starts(policy: str, jobs: list[Job], nodes: list[Node]) -> dict[str, float]:

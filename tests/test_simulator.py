@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from simdata import mixed_workload, small_cluster
 
 from autoflow.cluster import ClusterSpec, Node
 from autoflow.errors import ClusterError
@@ -13,8 +14,6 @@ from autoflow.policies import POLICIES, make_policy
 from autoflow.sim.jobstate import DONE
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.workload import Workload
-
-from simdata import mixed_workload, small_cluster
 
 ALL = [f"{p}+{pl}" for p in POLICIES for pl in PLACERS]
 

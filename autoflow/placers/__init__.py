@@ -23,4 +23,4 @@ def make_placer(name: str) -> Placer:
             from None
 
 
-__all__ = ["PLACERS", "DEFAULT_PLACER", "Placer", "make_placer"]
+__all__ = ["DEFAULT_PLACER", "PLACERS", "Placer", "make_placer"]

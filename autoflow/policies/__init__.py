@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..placers import DEFAULT_PLACER, PLACERS, make_placer

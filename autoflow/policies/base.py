@@ -26,36 +26,36 @@ class Policy:
     def __init__(self, placer: Placer):
         self.placer = placer
 
-    def queue_key(self, js: "JobState") -> tuple:
+    def queue_key(self, js: JobState) -> tuple:
         """Sort key of a waiting job, fixed while it waits (lower runs first)."""
         return (js.submit,)
 
-    def preempt_key(self, js: "JobState", now: float) -> tuple:
+    def preempt_key(self, js: JobState, now: float) -> tuple:
         """Priority for preemption, evaluated now: a waiting job may preempt running jobs
         whose key is strictly greater. Only preemptive policies use it."""
         return self.queue_key(js)
 
-    def victims_for(self, ctx: "SchedContext", js: "JobState") -> list["JobState"]:
+    def victims_for(self, ctx: SchedContext, js: JobState) -> list[JobState]:
         """Running training jobs that ``js`` may preempt, worst-ranked first."""
         k = self.preempt_key(js, ctx.now)
         ranked = [(self.preempt_key(r, ctx.now), r.idx, r) for r in ctx.running.values()
                   if r.preemptible]
         return [r for rk, _i, r in sorted(ranked, reverse=True) if rk > k]
 
-    def prepare(self, ctx: "SchedContext") -> None:
+    def prepare(self, ctx: SchedContext) -> None:
         """Called once before the first event."""
 
-    def schedule(self, ctx: "SchedContext") -> None:
+    def schedule(self, ctx: SchedContext) -> None:
         """One scheduling pass: by default start, in queue order, every job that fits."""
         greedy_pass(ctx)
 
-    def on_start(self, ctx: "SchedContext", js: "JobState") -> None:
+    def on_start(self, ctx: SchedContext, js: JobState) -> None:
         """A job started; a policy may ask for a later pass with ``ctx.wakeup``."""
 
-    def on_finish(self, ctx: "SchedContext", js: "JobState") -> None:
+    def on_finish(self, ctx: SchedContext, js: JobState) -> None:
         """A job completed."""
 
-    def on_stop(self, ctx: "SchedContext", js: "JobState") -> None:
+    def on_stop(self, ctx: SchedContext, js: JobState) -> None:
         """A job left the running set (completed, preempted or evicted by a failure)."""
 
     @property
@@ -63,7 +63,7 @@ class Policy:
         return f"{self.name}+{self.placer.name}"
 
 
-def greedy_pass(ctx: "SchedContext", blocking: bool = False) -> "JobState | None":
+def greedy_pass(ctx: SchedContext, blocking: bool = False) -> JobState | None:
     """Starts waiting jobs in queue order; skips those that do not fit (or, if
     ``blocking``, stops at the first one). Returns the first job that did not fit."""
     blocked = None
@@ -77,7 +77,7 @@ def greedy_pass(ctx: "SchedContext", blocking: bool = False) -> "JobState | None
     return blocked
 
 
-def preemptive_pass(ctx: "SchedContext") -> None:
+def preemptive_pass(ctx: SchedContext) -> None:
     """Starts jobs in queue order; a job that does not fit may preempt running training
     jobs that rank strictly below it (``Policy.victims_for``), worst first.
 

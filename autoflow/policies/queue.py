@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ..sim.jobstate import JobState
 

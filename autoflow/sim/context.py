@@ -19,17 +19,17 @@ class SchedContext:
     requirement shapes did not fit, so a long queue costs little when the cluster is full
     (a job needing at least as much of everything as one that failed fails too)."""
 
-    def __init__(self, sim: "Simulator"):
+    def __init__(self, sim: Simulator):
         self._sim = sim
         self.state: ClusterState = sim.state
-        self.policy: "Policy" = sim.policy
+        self.policy: Policy = sim.policy
         self._failed: dict[tuple, list[Req]] = {}
         self._best: tuple[int, int] | None = None
         self.now = 0.0
 
     # -- what the policy sees -------------------------------------------------
     @property
-    def waiting(self) -> "SortedQueue":
+    def waiting(self) -> SortedQueue:
         return self._sim.waiting
 
     @property

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 class FailureModel:
-    def __init__(self, sim: "Simulator", config: "SimConfig"):
+    def __init__(self, sim: Simulator, config: SimConfig):
         self.sim = sim
         self.rate = config.failure_rate_per_node_day / 86400.0
         self.repair = config.repair_time_s

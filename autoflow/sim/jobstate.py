@@ -9,10 +9,31 @@ WAITING, RUNNING, DONE = "waiting", "running", "done"
 
 
 class JobState:
-    __slots__ = ("idx", "job", "req", "status", "submit", "first_start", "finish",
-                 "progress", "attained", "seg_start", "seg_overhead", "seg_progress0",
-                 "version", "placement", "preemptions", "failures", "starts", "predicted",
-                 "gpu_seconds", "run_seconds", "priority", "queue_since", "last_run")
+    __slots__ = (
+        "attained",
+        "failures",
+        "finish",
+        "first_start",
+        "gpu_seconds",
+        "idx",
+        "job",
+        "last_run",
+        "placement",
+        "predicted",
+        "preemptions",
+        "priority",
+        "progress",
+        "queue_since",
+        "req",
+        "run_seconds",
+        "seg_overhead",
+        "seg_progress0",
+        "seg_start",
+        "starts",
+        "status",
+        "submit",
+        "version",
+    )
 
     def __init__(self, idx: int, job: Job, req: Req):
         self.idx = idx

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import TraceError
 from ..job import Job

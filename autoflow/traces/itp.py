@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from ..job import TRAINING, Job
 from ..workload import ImportSummary, Workload
-from .base import ImportOptions, as_float, as_int, check_file, convert_rows, finish, \
-    read_csv_rows, req
+from .base import (
+    ImportOptions,
+    as_float,
+    as_int,
+    check_file,
+    convert_rows,
+    finish,
+    read_csv_rows,
+    req,
+)
 
 COLUMNS = ["job_id", "submission_time", "duration", "num_gpu"]
 

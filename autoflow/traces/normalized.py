@@ -12,8 +12,17 @@ from pathlib import Path
 
 from ..job import KINDS, Job
 from ..workload import ImportSummary, Workload
-from .base import BadRow, ImportOptions, as_float, as_int, check_file, convert_rows, finish, \
-    read_csv_rows, req
+from .base import (
+    BadRow,
+    ImportOptions,
+    as_float,
+    as_int,
+    check_file,
+    convert_rows,
+    finish,
+    read_csv_rows,
+    req,
+)
 
 COLUMNS = ["job_id", "submit_time", "duration", "num_gpus", "gpu_milli", "gpu_types", "kind",
            "qos", "cpu_milli", "memory_mib", "user", "slo_s"]
