@@ -149,7 +149,7 @@ def scale_to_load(spec: ClusterSpec, workload: Workload, rho: float) -> ClusterS
         groups.setdefault((n.gpu_type, n.gpus, n.cpu_milli, n.memory_mib), []).append(n)
     factor = target_gpus / spec.total_gpus
     shares = {k: len(v) * factor for k, v in groups.items()}
-    counts = {k: int(math.floor(s)) for k, s in shares.items()}
+    counts = {k: math.floor(s) for k, s in shares.items()}
     gpus = sum(counts[k] * k[1] for k in counts)
     for k in sorted(groups, key=lambda k: -(shares[k] - counts[k])):
         if gpus + k[1] / 2 > target_gpus:  # nearest, not always above

@@ -46,3 +46,47 @@ def fits_now(state: ClusterState, req: Req) -> bool:
         nodes = idle_nodes(state, req)
         return int(state.node_gpus[nodes].sum()) >= req.num_gpus
     return bool(node_mask(state, req).any())
+
+
+Shape = tuple[int, int, int, int, int]
+
+
+def shape_of(state: ClusterState, req: Req) -> Shape:
+    """A coarse signature that lets a pass skip many jobs at once: the GPU shape exactly
+    (types, GPUs, share per GPU), CPU and memory rounded down to three significant bits (0 for a
+    gang across nodes, whose per-node need is smaller)."""
+    if req.num_gpus and needs_multi_node(state, req):
+        return (req.types_key, req.num_gpus, req.milli, 0, 0)
+    return (req.types_key, req.num_gpus, req.milli, _floor2(req.cpu), _floor2(req.mem))
+
+
+def _floor2(x: int) -> int:
+    """``x`` rounded down to its three leading bits (at most 12.5% below ``x``)."""
+    drop = max(x.bit_length() - 3, 0)
+    return (x >> drop) << drop
+
+
+def headroom(state: ClusterState, types_key: int) -> tuple[int, int, int, int]:
+    """On the live nodes a type constraint allows: total free GPU share, and the largest
+    free GPU share, CPU and memory on any one of them."""
+    if types_key == 0 and state.up.all():  # the common case: no masking needed
+        return (state.total_milli - state.used_milli, int(state.gpu_free.max(initial=-1)),
+                int(state.cpu_free.max(initial=0)), int(state.mem_free.max(initial=0)))
+    m = state.up & state.type_masks[types_key]
+    return (int(state.free_milli[m].sum()), int(state.gpu_free[m].max(initial=-1)),
+            int(state.cpu_free[m].max(initial=0)), int(state.mem_free[m].max(initial=0)))
+
+
+def shape_may_fit(shape: Shape, room: tuple[int, int, int, int]) -> bool:
+    """False when no job of ``shape`` can fit in a state with this ``headroom``."""
+    _types, num, milli, cpu, mem = shape
+    free, best_gpu, best_cpu, best_mem = room
+    if num and (num * milli > free or milli > best_gpu):
+        return False
+    return cpu <= best_cpu and mem <= best_mem
+
+
+def shape_fits(state: ClusterState, shape: Shape) -> bool:
+    """Whether the least a job of ``shape`` could need fits now (if not, none fits)."""
+    types_key, num, milli, cpu, mem = shape
+    return fits_now(state, Req(num, milli, types_key, cpu, mem))

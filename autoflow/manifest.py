@@ -29,9 +29,10 @@ def git_commit(cwd: str | Path | None = None) -> str:
     here = Path(cwd or Path(__file__).resolve().parent)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
+                             text=True, timeout=10, check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=10).stdout
+                               cwd=here, capture_output=True, text=True, timeout=10,
+                               check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if not sha:

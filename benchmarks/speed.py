@@ -61,8 +61,8 @@ def main() -> None:
               "python": platform.python_version(), "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print("| case | policy | jobs | GPUs | sim wall (best of %d) | jobs/s | peak MiB |"
-          % args.repeat)
+    print(f"| case | policy | jobs | GPUs | sim wall (best of {args.repeat}) | jobs/s "
+          "| peak MiB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['policy']} | {r['jobs']:,} | {r['gpus']:,} | "

@@ -64,46 +64,16 @@ class Policy:
 
 
 def greedy_pass(ctx: SchedContext, blocking: bool = False) -> JobState | None:
-    """Starts waiting jobs in queue order; skips those that do not fit (or, if
-    ``blocking``, stops at the first one). Returns the first job that did not fit."""
-    blocked = None
-    for js in ctx.waiting:
-        if ctx.nothing_fits():
-            return blocked or js
-        if not ctx.try_start(js):
-            if blocking:
+    """Starts waiting jobs in queue order. If ``blocking``, stops at the first job that
+    does not fit and returns it; otherwise skips the jobs that do not fit (whole shapes
+    at a time, see ``SchedContext.open_waiting``) and returns None."""
+    if blocking:
+        for js in ctx.waiting:
+            if ctx.nothing_fits() or not ctx.try_start(js):
                 return js
-            blocked = blocked or js
-    return blocked
-
-
-def preemptive_pass(ctx: SchedContext) -> None:
-    """Starts jobs in queue order; a job that does not fit may preempt running training
-    jobs that rank strictly below it (``Policy.victims_for``), worst first.
-
-    Requires that waiting jobs' preemption keys do not decrease along the queue: once a
-    job has nobody to preempt, no later job has either."""
-    preempting = True
-    failed: list[tuple] = []  # (key, req) of jobs that could not start even by preempting
-    for js in ctx.waiting:
-        if ctx.try_start(js):
-            continue
-        if preempting:
-            k, r = ctx.policy.preempt_key(js, ctx.now), js.req
-            if any(k >= fk and _dominates(r, fr) for fk, fr in failed):
-                continue
-            victims = ctx.policy.victims_for(ctx, js)
-            if victims:
-                if not ctx.start_with_preemption(js, victims) and len(failed) < 8:
-                    failed.append((k, r))
-                continue
-            preempting = False
+        return None
+    for js in ctx.open_waiting():
         if ctx.nothing_fits():
             break
-
-
-def _dominates(a, b) -> bool:
-    """Requirement ``a`` needs at least as much of everything as ``b`` (same GPU types)."""
-    return (a.types_key == b.types_key and a.fractional == b.fractional
-            and a.num_gpus >= b.num_gpus and a.milli >= b.milli and a.cpu >= b.cpu
-            and a.mem >= b.mem)
+        ctx.try_start(js)
+    return None

@@ -21,16 +21,14 @@ class EasyBackfill(Policy):
         if head is None or ctx.nothing_fits():
             return
         shadow, extra = self._reservation(ctx, head)
-        for js in ctx.waiting:
-            if js is head:
-                continue
+        for js in ctx.open_waiting(after=ctx.waiting.key_of(head)):
             if ctx.nothing_fits():
                 break
             ends_in_time = ctx.now + js.predicted <= shadow
             demand = js.job.gpu_demand
-            if (ends_in_time or demand <= extra) and ctx.try_start(js):
-                if not ends_in_time:
-                    extra -= demand
+            runs_past_shadow = not ends_in_time
+            if (ends_in_time or demand <= extra) and ctx.try_start(js) and runs_past_shadow:
+                extra -= demand  # it runs past the shadow time on GPUs the head leaves
 
     @staticmethod
     def _reservation(ctx, head) -> tuple[float, float]:

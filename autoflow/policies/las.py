@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import bisect
 
-from .base import Policy, preemptive_pass
+from ..sim.jobstate import WAITING
+from .base import Policy
+from .preemptive import preemptive_pass
 
 THRESHOLDS = (3600.0, 36000.0)  # GPU-seconds: 1 GPU-hour, 10 GPU-hours
 EPS = 1e-6  # attained service is a float sum: a job at a threshold counts as past it
@@ -24,7 +26,8 @@ class Las(Policy):
 
     def __init__(self, placer):
         super().__init__(placer)
-        # running jobs by queue level, kept current by start/stop hooks and demotion timers
+        # running preemptible jobs by queue level, kept current by start/stop hooks and
+        # demotion timers
         self.running_at: list[dict] = [{} for _ in range(len(THRESHOLDS) + 1)]
 
     def level(self, attained: float) -> int:
@@ -38,18 +41,21 @@ class Las(Policy):
         return (self.waiting_level(js), js.queue_since, js.submit)
 
     def preempt_key(self, js, now: float) -> tuple:
+        if js.status == WAITING:
+            return (self.waiting_level(js),)
         return (self.level(js.attained_at(now)),)
 
     def victims_for(self, ctx, js) -> list:
-        k = self.waiting_level(js)
+        k = self.preempt_key(js, ctx.now)[0]
         # lowest queue first; within a queue the most recently started first
         return [r for lvl in range(len(self.running_at) - 1, k, -1)
-                for r in reversed(self.running_at[lvl].values()) if r.preemptible]
+                for r in reversed(self.running_at[lvl].values())]
 
     def on_start(self, ctx, js) -> None:
         js.priority = self.waiting_level(js)
-        self.running_at[js.priority][js.idx] = js
-        self._arm(ctx, js)
+        if js.job.preemptible:
+            self.running_at[js.priority][js.idx] = js
+            self._arm(ctx, js)
 
     def _arm(self, ctx, js) -> None:
         """Wakes up when the job crosses into the next queue (it may then be preempted)."""

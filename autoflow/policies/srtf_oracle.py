@@ -4,7 +4,8 @@ remaining time when it cannot otherwise start."""
 
 from __future__ import annotations
 
-from .base import Policy, preemptive_pass
+from .base import Policy
+from .preemptive import preemptive_pass
 
 
 class SrtfOracle(Policy):

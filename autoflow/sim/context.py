@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import fits_now
+from ..feasibility import Shape, fits_now, headroom, needs_multi_node, shape_fits, shape_may_fit
 from ..state import ClusterState, Req
 from .jobstate import JobState
 
@@ -24,7 +24,9 @@ class SchedContext:
         self.state: ClusterState = sim.state
         self.policy: Policy = sim.policy
         self._failed: dict[tuple, list[Req]] = {}
-        self._best: tuple[int, int] | None = None
+        self._room: dict[int, tuple[int, int, int, int]] = {}  # headroom by types_key
+        self._shape_ok: dict[Shape, bool] = {}  # shape_fits, until capacity changes
+        self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
         self.now = 0.0
 
     # -- what the policy sees -------------------------------------------------
@@ -40,6 +42,33 @@ class SchedContext:
         """No free GPU share on any live node, and no waiting job needs only CPU."""
         return self.state.used_milli >= self._sim.live_milli and not self._sim.cpu_only_waiting
 
+    def shape_open(self, shape: Shape) -> bool:
+        """False when no job of this shape (``feasibility.shape_of``) can start now."""
+        if not shape_may_fit(shape, self._headroom(shape[0])):
+            return False
+        if shape not in self._suspect:
+            return True
+        ok = self._shape_ok.get(shape)  # a job of this shape failed: check its least need
+        if ok is None:
+            ok = self._shape_ok[shape] = shape_fits(self.state, shape)
+        return ok
+
+    def _capacity_changed(self) -> None:
+        self._room.clear()
+        self._shape_ok.clear()
+
+    def _headroom(self, types_key: int) -> tuple[int, int, int, int]:
+        """``feasibility.headroom`` of the live state, cached until capacity changes."""
+        room = self._room.get(types_key)
+        if room is None:
+            room = self._room[types_key] = headroom(self.state, types_key)
+        return room
+
+    def open_waiting(self, after: tuple | None = None):
+        """Waiting jobs in queue order, skipping shapes that cannot fit now. For passes
+        in which capacity only shrinks (no preemption while iterating)."""
+        return self.waiting.iter_open(self.shape_open, after)
+
     def predicted_remaining(self, js: JobState) -> float:
         """Predicted remaining run time (from the history estimator, never the truth)."""
         done = js.running_progress(self.now)
@@ -49,7 +78,8 @@ class SchedContext:
     def begin_pass(self, now: float) -> None:
         self.now = now
         self._failed.clear()
-        self._best = None
+        self._suspect.clear()
+        self._capacity_changed()
 
     def _known_to_fail(self, req: Req) -> bool:
         for f in self._failed.get((req.types_key, req.fractional), ()):
@@ -63,23 +93,23 @@ class SchedContext:
         req = js.req
         if req.demand_milli > self._sim.live_milli - self.state.used_milli:
             return False  # not enough free share in the whole cluster
-        if self._best is None:  # largest free GPU share and CPU on any live node
-            st = self.state
-            live = st.up
-            self._best = (int(st.gpu_free[live].max(initial=-1)),
-                          int(st.cpu_free[live].max(initial=0)))
-        if (req.milli > self._best[0] and req.num_gpus) or req.cpu > self._best[1]:
+        free, best_gpu, best_cpu, best_mem = self._headroom(req.types_key)
+        if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
+            return False  # not enough on the nodes of the allowed types
+        if (req.cpu > best_cpu or req.mem > best_mem) and not needs_multi_node(self.state, req):
             return False
         if self._known_to_fail(req):
+            self._suspect.add(self._sim.shape(js))
             return False
         placement = self.policy.placer.place(self.state, req)
         if placement is None:
             fails = self._failed.setdefault((req.types_key, req.fractional), [])
             if len(fails) < 32:
                 fails.append(req)
+            self._suspect.add(self._sim.shape(js))
             return False
         self._sim.start(js, placement)
-        self._best = None
+        self._capacity_changed()
         return True
 
     def fits(self, js: JobState) -> bool:
@@ -88,7 +118,8 @@ class SchedContext:
     def preempt(self, js: JobState) -> None:
         self._sim.preempt(js)
         self._failed.clear()  # capacity came back
-        self._best = None
+        self._suspect.clear()
+        self._capacity_changed()
 
     def start_with_preemption(self, js: JobState, victims: list[JobState]) -> bool:
         """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any.
@@ -98,8 +129,11 @@ class SchedContext:
         state, req = self.state, js.req
         allowed = state.type_masks[req.types_key] & state.up
         free = int(state.free_milli[allowed].sum())
-        gain = [sum(len(g) * m for node, g, m, _c, _m in v.placement if allowed[node])
-                for v in victims]
+        if allowed.all():  # no type constraint, every node up: a victim frees its demand
+            gain = [v.req.demand_milli for v in victims]
+        else:
+            gain = [sum(len(g) * m for node, g, m, _c, _m in v.placement if allowed[node])
+                    for v in victims]
         if free + sum(gain) < req.demand_milli:
             return False  # even all of them would not free enough GPU share
         released: list[JobState] = []
@@ -119,7 +153,7 @@ class SchedContext:
         for v in released:
             self.preempt(v)
         self._sim.start(js, placement)
-        self._best = None
+        self._capacity_changed()
         return True
 
     def wakeup(self, at: float, fn=None, *args) -> None:

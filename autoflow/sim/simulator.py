@@ -16,7 +16,7 @@ import simpy
 
 from ..cluster import ClusterSpec
 from ..errors import AutoflowError, ClusterError, ConfigError
-from ..feasibility import fits_now
+from ..feasibility import Shape, fits_now, shape_of
 from ..job import INFERENCE
 from ..policies.base import Policy
 from ..policies.estimator import DurationEstimator
@@ -84,7 +84,8 @@ class Simulator:
             if js.job.kind == INFERENCE and js.job.slo_s is None:
                 js.job.slo_s = self.config.default_slo_s
         self.env = simpy.Environment()
-        self.waiting = SortedQueue(policy.queue_key)
+        self._shapes: dict = {}
+        self.waiting = SortedQueue(policy.queue_key, shape=self.shape)
         self.running: dict[int, JobState] = {}
         self.ctx = SchedContext(self)
         self.live_milli = self.state.total_milli
@@ -160,6 +161,13 @@ class Simulator:
             self.policy.schedule(self.ctx)
         if self.config.check_invariants:
             self.check_invariants()
+
+    def shape(self, js: JobState) -> Shape:
+        """The job's queue shape, computed once per distinct requirement."""
+        shape = self._shapes.get(js.req)
+        if shape is None:
+            shape = self._shapes[js.req] = shape_of(self.state, js.req)
+        return shape
 
     def _account(self) -> None:
         now = self.env.now
