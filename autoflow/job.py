@@ -14,6 +14,7 @@ INFERENCE = "inference"
 KINDS = (TRAINING, INFERENCE)
 WHOLE_GPU = 1000  # GPU shares are counted in thousandths of one GPU
 
+BOUNDED_SLOWDOWN_MIN_S = 10.0  # jobs shorter than this count as this long in slowdown
 
 @dataclass(slots=True)
 class Job:

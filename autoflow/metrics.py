@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .job import INFERENCE
+from .job import BOUNDED_SLOWDOWN_MIN_S, INFERENCE
 from .sim.simulator import SimResult
 
-BOUNDED_SLOWDOWN_MIN_S = 10.0  # jobs shorter than this count as this long in slowdown
 
 
 def summarize(result: SimResult) -> dict:

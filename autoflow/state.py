@@ -57,6 +57,7 @@ class ClusterState:
         cpu = np.array([x.cpu_milli for x in spec.nodes], dtype=np.int64)
         mem = np.array([x.memory_mib for x in spec.nodes], dtype=np.int64)
         big = np.iinfo(np.int64).max // 4
+        self.cpu_capacity = cpu  # 0 = not tracked
         self.cpu_free = np.where(cpu > 0, cpu, big)
         self.mem_free = np.where(mem > 0, mem, big)
         self.up = np.ones(n, dtype=bool)

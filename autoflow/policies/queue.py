@@ -83,6 +83,11 @@ class SortedQueue:
             if keys.get(idx) == item:
                 yield jobs[idx]
 
+    def first(self, n: int) -> list[JobState]:
+        """The first ``n`` jobs in key order."""
+        jobs = self._jobs
+        return [jobs[k[-1]] for k in self._items[:n]]
+
     def key_of(self, js: JobState) -> tuple:
         return self._keys[js.idx]
 

@@ -26,6 +26,7 @@ class SchedContext:
         self._failed: dict[tuple, list[Req]] = {}
         self._room: dict[int, tuple[int, int, int, int]] = {}  # headroom by types_key
         self._shape_ok: dict[Shape, bool] = {}  # shape_fits, until capacity changes
+        self._fits: dict[Req, bool] = {}  # fits(), until capacity changes
         self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
         self.now = 0.0
 
@@ -56,6 +57,7 @@ class SchedContext:
     def _capacity_changed(self) -> None:
         self._room.clear()
         self._shape_ok.clear()
+        self._fits.clear()
 
     def _headroom(self, types_key: int) -> tuple[int, int, int, int]:
         """``feasibility.headroom`` of the live state, cached until capacity changes."""
@@ -113,7 +115,12 @@ class SchedContext:
         return True
 
     def fits(self, js: JobState) -> bool:
-        return not self._known_to_fail(js.req) and fits_now(self.state, js.req)
+        """Whether the job could start now (cached per requirement until capacity changes)."""
+        req = js.req
+        ok = self._fits.get(req)
+        if ok is None:
+            ok = self._fits[req] = not self._known_to_fail(req) and fits_now(self.state, req)
+        return ok
 
     def preempt(self, js: JobState) -> None:
         self._sim.preempt(js)

@@ -17,7 +17,7 @@ import simpy
 from ..cluster import ClusterSpec
 from ..errors import AutoflowError, ClusterError, ConfigError
 from ..feasibility import Shape, fits_now, shape_of
-from ..job import INFERENCE
+from ..job import BOUNDED_SLOWDOWN_MIN_S, INFERENCE
 from ..policies.base import Policy
 from ..policies.estimator import DurationEstimator
 from ..policies.queue import SortedQueue
@@ -95,6 +95,13 @@ class Simulator:
         self._done = 0
         self._next_arrival = 0
         self._alloc_integral = 0.0
+        # for rewards: jobs arrived and not finished, integrated over time (= total JCT at
+        # the end), the same weighted by 1/duration (= total bounded slowdown), SLO misses
+        self.in_system = 0
+        self._in_system_weight = 0.0
+        self.in_system_integral = 0.0
+        self.slowdown_integral = 0.0
+        self.slo_misses = 0
         self._last_t = 0.0
         self._frag_sum = 0.0
         self._frag_n = 0
@@ -116,9 +123,12 @@ class Simulator:
     def _arrive(self) -> None:
         now = self.env.now
         jobs = self.jobs
+        self._account()
         while self._next_arrival < len(jobs) and jobs[self._next_arrival].submit <= now:
             js = jobs[self._next_arrival]
             self._next_arrival += 1
+            self.in_system += 1
+            self._in_system_weight += self._slowdown_weight(js)
             js.predicted = self.estimator.predict(js.job)
             self._enqueue(js)
         self._schedule_arrivals()
@@ -171,8 +181,14 @@ class Simulator:
 
     def _account(self) -> None:
         now = self.env.now
-        self._alloc_integral += self.state.used_milli * (now - self._last_t)
+        dt = now - self._last_t
+        self._alloc_integral += self.state.used_milli * dt
+        self.in_system_integral += self.in_system * dt
+        self.slowdown_integral += self._in_system_weight * dt
         self._last_t = now
+
+    def _slowdown_weight(self, js: JobState) -> float:
+        return 1.0 / max(js.duration, BOUNDED_SLOWDOWN_MIN_S)
 
     # -- transitions -------------------------------------------------------------
     def start(self, js: JobState, placement: Placement) -> None:
@@ -191,6 +207,8 @@ class Simulator:
         js.starts += 1
         if js.first_start is None:
             js.first_start = now
+            if js.job.kind == INFERENCE and now - js.submit > (js.job.slo_s or 0.0):
+                self.slo_misses += 1
         self.running[js.idx] = js
         end = now + js.seg_overhead + max(0.0, js.duration - js.progress)
         self._at(end, self._complete, js, js.version)
@@ -219,6 +237,8 @@ class Simulator:
         js.status = DONE
         js.finish = self.env.now
         self._done += 1
+        self.in_system -= 1
+        self._in_system_weight -= self._slowdown_weight(js)
         self.estimator.observe(js.job)
         self.policy.on_finish(self.ctx, js)
         self.request_pass()
@@ -243,13 +263,32 @@ class Simulator:
     def all_done(self) -> bool:
         return self._done == len(self.jobs)
 
-    def run(self) -> SimResult:
-        t0 = time.perf_counter()
+    def begin(self) -> None:
+        """Sets up the first events; then ``run`` or ``step`` drives the simulation."""
         self.policy.prepare(self.ctx)
         self._schedule_arrivals()
         self.failures.start()
+
+    def step(self) -> bool:
+        """Handles the next event (for drivers such as the Gymnasium environment);
+        False when no event is left."""
+        if self.env.peek() == math.inf:
+            return False
+        self.env.step()
+        return True
+
+    def account(self) -> None:
+        """Brings the time integrals up to the current instant."""
+        self._account()
+
+    def run(self) -> SimResult:
+        t0 = time.perf_counter()
+        self.begin()
         self.env.run()
-        wall = time.perf_counter() - t0
+        return self.result(time.perf_counter() - t0)
+
+    def result(self, wall: float) -> SimResult:
+        """The outcome of a finished run."""
         if not self.all_done():
             stuck = [js for js in self.jobs if js.status != DONE]
             raise ClusterError(f"{len(stuck)} job(s) never finished under {self.policy.label} "

@@ -1,0 +1,294 @@
+"""What a learned scheduler sees at a decision, what it may do, and doing it.
+
+Shared by the Gymnasium environment (training) and the ``rl`` policy (bench, service),
+so that the agent sees exactly the same thing in both. Everything is computed from a
+:class:`~autoflow.sim.context.SchedContext`; the true duration is never read.
+
+The observation has a fixed size whatever the cluster or the queue:
+
+* ``jobs``: ``queue_slots`` rows of job features, a window of the waiting queue. The
+  window holds the head of the queue (fit or not, so that a blocked head is visible),
+  then jobs that fit now: the earliest in queue order and the shortest by predicted
+  duration. How many waiting jobs are not shown is a cluster feature.
+* ``running``: ``running_slots`` rows of features of running jobs, preemptible ones
+  first, the most attained service first (the natural victims).
+* ``cluster``: free capacity (in all and by GPU type), fragmentation, queue and
+  running-set summaries.
+
+Actions: ``0..Q-1`` start queue slot *i*; ``Q..Q+R-1`` preempt running slot *j*;
+``Q+R`` wait for the next event.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoflow.job import INFERENCE
+from autoflow.policies.las import THRESHOLDS
+from autoflow.sim.jobstate import JobState
+
+JOB_FEATURES = (
+    "present", "fits", "gpus_log", "gpu_share", "demand_of_cluster", "type_constrained",
+    "inference", "cpu_only", "wait_log", "attained_log", "level0", "level1", "level2",
+    "predicted_log", "predicted_left_log", "preemptions", "slo_slack", "is_head",
+    "progress_of_predicted",
+)
+RUNNING_FEATURES = (
+    "present", "preemptible", "gpus_log", "demand_of_cluster", "inference", "segment_log",
+    "attained_log", "level0", "level1", "level2", "predicted_left_log", "started_now",
+)
+TYPE_SLOTS = 4  # GPU types reported one by one (largest first); the rest only in totals
+CLUSTER_FEATURES = (
+    "free_share", "idle_gpus", "fragmentation", "idle_nodes",
+    *(f"type{i}_free" for i in range(TYPE_SLOTS)),
+    *(f"type{i}_capacity" for i in range(TYPE_SLOTS)),
+    "running_log", "waiting_log", "hidden_log", "waiting_demand", "running_demand",
+    "cpu_free", "waiting_inference_log", "running_preemptible", "running_level",
+    "shown_fitting", "head_wait_log",
+)
+CLIP = 10.0  # every feature lies in [-CLIP, CLIP]
+
+
+@dataclass(frozen=True)
+class ObsConfig:
+    queue_slots: int = 16  # window of the waiting queue
+    head_slots: int = 4  # of which reserved for the head of the queue, fit or not
+    running_slots: int = 8  # running jobs shown (preemption candidates)
+    preemption: bool = True  # may the agent preempt running training jobs?
+    scan_limit: int = 64  # fitting jobs examined to fill the window
+
+    @property
+    def n_actions(self) -> int:
+        return self.queue_slots + self.running_slots + 1
+
+    @property
+    def wait_action(self) -> int:
+        return self.queue_slots + self.running_slots
+
+
+def las_level(attained: float) -> int:
+    lvl = 0
+    for t in THRESHOLDS:
+        if attained + 1e-6 >= t:
+            lvl += 1
+    return lvl
+
+
+def agent_queue_key(js: JobState) -> tuple:
+    """The queue order the agent sees: least attained service first, then arrival."""
+    return (las_level(js.attained), js.queue_since, js.submit)
+
+
+@dataclass
+class Decision:
+    obs: dict[str, np.ndarray]
+    mask: np.ndarray  # bool, one per action
+    queue: list[JobState | None]
+    running: list[JobState | None]
+    now: float
+
+
+def _log(x: float, unit: float) -> float:
+    return math.log1p(max(x, 0.0) / unit)
+
+
+class Observer:
+    """Builds decisions from a scheduling context and applies actions to it."""
+
+    def __init__(self, config: ObsConfig | None = None):
+        self.config = config or ObsConfig()
+        c = self.config
+        if c.queue_slots < 1 or c.running_slots < 1 or not 0 <= c.head_slots <= c.queue_slots:
+            raise ValueError(f"bad observation config {c}")
+        self._instant = -1.0
+        self._preempted_now: set[int] = set()  # not restarted at the instant they stopped
+
+    # -- the window ----------------------------------------------------------------
+    def _queue_window(self, ctx) -> tuple[list[JobState], int]:
+        c = self.config
+        waiting = ctx.waiting
+        shown = waiting.first(c.head_slots)
+        seen = {js.idx for js in shown}
+        fitting: list[JobState] = []
+        for js in ctx.open_waiting():
+            if len(fitting) >= c.scan_limit:
+                break
+            if js.idx not in seen and js.idx not in self._preempted_now and ctx.fits(js):
+                fitting.append(js)
+        room = c.queue_slots - len(shown)
+        early = fitting[: (room + 1) // 2]
+        rest = sorted(fitting[len(early):], key=lambda js: (js.predicted, js.idx))
+        shown = shown + early + rest[: room - len(early)]
+        if len(shown) < c.queue_slots:  # few fit: show more of the queue
+            ids = {s.idx for s in shown}
+            more = [js for js in waiting.first(c.queue_slots + len(shown)) if js.idx not in ids]
+            shown += more[: c.queue_slots - len(shown)]
+        shown.sort(key=waiting.key_of)
+        return shown, len(waiting) - len(shown)
+
+    def _running_window(self, ctx, now: float) -> list[JobState]:
+        ranked = sorted(ctx.running.values(),
+                        key=lambda r: (not r.job.preemptible,
+                                       -(r.attained + r.job.gpu_demand * (now - r.seg_start)),
+                                       -r.seg_start, r.idx))
+        return ranked[: self.config.running_slots]
+
+    # -- the decision ---------------------------------------------------------------
+    def observe(self, ctx) -> Decision:
+        c = self.config
+        now = ctx.now
+        if now != self._instant:
+            self._instant, self._preempted_now = now, set()
+        total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
+        queue, hidden = self._queue_window(ctx)
+        running = self._running_window(ctx, now)
+        head = ctx.waiting.head()
+
+        mask = np.zeros(c.n_actions, dtype=bool)
+        fits = [js.idx not in self._preempted_now and ctx.fits(js) for js in queue]
+        mask[: len(queue)] = fits
+        blocked = not all(fits)
+        jobs = np.zeros((c.queue_slots, len(JOB_FEATURES)), dtype=np.float32)
+        if queue:
+            jobs[: len(queue)] = _job_rows(queue, fits, head, now, total_gpus)
+        run = np.zeros((c.running_slots, len(RUNNING_FEATURES)), dtype=np.float32)
+        if running:
+            run[: len(running)] = _running_rows(running, now, total_gpus)
+            if c.preemption and blocked:
+                q = c.queue_slots
+                mask[q: q + len(running)] = [r.job.preemptible and r.seg_start < now
+                                             for r in running]
+        mask[c.wait_action] = not (not ctx.running and mask[: c.queue_slots].any())
+        cluster = self._cluster_row(ctx, queue, hidden, mask, now, total_gpus)
+        obs = {"jobs": np.clip(jobs, -CLIP, CLIP, out=jobs),
+               "running": np.clip(run, -CLIP, CLIP, out=run),
+               "cluster": np.clip(cluster, -CLIP, CLIP, out=cluster)}
+        pad_q = [*queue, *[None] * (c.queue_slots - len(queue))]
+        pad_r = [*running, *[None] * (c.running_slots - len(running))]
+        return Decision(obs, mask, pad_q, pad_r, now)
+
+    def _cluster_row(self, ctx, queue, hidden: int, mask, now: float,
+                     total_gpus: float) -> np.ndarray:
+        st = ctx.state
+        if st.up.all():
+            free_milli, whole, gpus, cpu_free, cpu_cap = (st.free_milli, st.whole_free,
+                                                          st.node_gpus, st.cpu_free,
+                                                          st.cpu_capacity)
+        else:
+            live = st.up
+            free_milli, whole, gpus, cpu_free, cpu_cap = (
+                st.free_milli[live], st.whole_free[live], st.node_gpus[live],
+                st.cpu_free[live], st.cpu_capacity[live])
+        free = float(free_milli.sum())
+        cap_gpus = max(1.0, float(gpus.sum()))
+        types = np.zeros(2 * TYPE_SLOTS, dtype=np.float32)
+        if len(st.types) == 1:
+            types[0], types[TYPE_SLOTS] = free / (1000.0 * total_gpus), 1.0
+        else:
+            caps = [(int(st.node_gpus[st.node_type == t].sum()), t)
+                    for t in range(len(st.types))]
+            for k, (cap, t) in enumerate(sorted(caps, reverse=True)[:TYPE_SLOTS]):
+                m = st.up & (st.node_type == t)
+                types[k] = float(st.free_milli[m].sum()) / max(1.0, cap * 1000.0)
+                types[TYPE_SLOTS + k] = cap / total_gpus
+        tracked = cpu_cap > 0
+        cpu_share = (float(cpu_free[tracked].sum()) / float(cpu_cap[tracked].sum())
+                     if tracked.any() else 1.0)
+        running = ctx.running
+        head = ctx.waiting.head()
+        wait_demand = sum(js.job.gpu_demand for js in queue)  # shown jobs only: O(window)
+        run_demand = (st.total_milli - int(st.free_milli.sum())) / 1000.0
+        n_inf = sum(1 for js in queue if js.job.kind == INFERENCE)
+        pre = [r for r in running.values() if r.job.preemptible]
+        level = (float(_levels(np.array([r.attained_at(now) for r in pre])).mean()) / 2
+                 if pre else 0.0)
+        q = self.config.queue_slots
+        return np.array([
+            free / (1000.0 * cap_gpus), float(whole.sum()) / cap_gpus, st.fragmentation(),
+            float(np.count_nonzero(whole == gpus)) / max(1, len(gpus)),
+            *types, _log(len(running), 1) / 5, _log(len(ctx.waiting), 1) / 5,
+            _log(hidden, 1) / 5, min(wait_demand / total_gpus, CLIP),
+            min(run_demand / total_gpus, CLIP), min(cpu_share, 1.0), _log(n_inf, 1) / 5,
+            len(pre) / max(1, len(running)), level, float(mask[:q].sum()) / q,
+            _log(now - head.submit, 60) / 5 if head else 0.0,
+        ], dtype=np.float32)
+
+    # -- acting -----------------------------------------------------------------------
+    def apply(self, ctx, decision: Decision, action: int) -> bool:
+        """Does ``action``; False if it is not allowed now (nothing is changed then)."""
+        c = self.config
+        if not 0 <= action < c.n_actions or not decision.mask[action]:
+            return False
+        if action == c.wait_action:
+            return True
+        if action < c.queue_slots:
+            js = decision.queue[action]
+            return js is not None and ctx.try_start(js)
+        r = decision.running[action - c.queue_slots]
+        if r is None or r.status != "running":
+            return False
+        ctx.preempt(r)
+        self._preempted_now.add(r.idx)
+        return True
+
+
+_THRESHOLDS = np.asarray(THRESHOLDS)
+_LEVELS = np.arange(3)
+
+
+def _levels(attained: np.ndarray) -> np.ndarray:
+    return np.searchsorted(_THRESHOLDS, attained + 1e-6, side="right")
+
+
+def _job_rows(queue: list[JobState], fits: list[bool], head, now: float,
+              total_gpus: float) -> np.ndarray:
+    """Features of the shown waiting jobs, one row each (see JOB_FEATURES)."""
+    raw = np.array([(js.job.num_gpus, js.job.gpu_milli, bool(js.job.gpu_types),
+                     js.job.kind == INFERENCE, now - js.submit, js.attained, js.predicted,
+                     js.progress, js.preemptions, js.job.slo_s or 0.0, js is head)
+                    for js in queue], dtype=np.float64)
+    gpus, milli, typed, inf, wait, att, pred, prog, pre, slo, is_head = raw.T
+    lvl = _levels(att)
+    out = np.empty((len(queue), len(JOB_FEATURES)))
+    out[:, 0] = 1.0
+    out[:, 1] = fits
+    out[:, 2] = np.log2(1 + gpus) / 4
+    out[:, 3] = milli / 1000.0
+    out[:, 4] = np.minimum(gpus * milli / 1000.0 / total_gpus, 1.0)
+    out[:, 5] = typed
+    out[:, 6] = inf
+    out[:, 7] = gpus == 0
+    out[:, 8] = np.log1p(np.maximum(wait, 0) / 60) / 5
+    out[:, 9] = np.log1p(att / 3600) / 3
+    out[:, 10:13] = lvl[:, None] == _LEVELS
+    out[:, 13] = np.log1p(pred / 60) / 5
+    out[:, 14] = np.log1p(np.maximum(pred - prog, 0) / 60) / 5
+    out[:, 15] = np.minimum(pre, 5) / 5
+    out[:, 16] = np.where(inf > 0, np.clip((slo - wait) / np.maximum(slo, 1.0), -1, 1), 0.0)
+    out[:, 17] = is_head
+    out[:, 18] = np.minimum(prog / np.maximum(pred, 1.0), 2.0)
+    return out
+
+
+def _running_rows(running: list[JobState], now: float, total_gpus: float) -> np.ndarray:
+    """Features of the shown running jobs, one row each (see RUNNING_FEATURES)."""
+    raw = np.array([(r.job.num_gpus, r.job.gpu_milli, r.job.preemptible,
+                     r.job.kind == INFERENCE, now - r.seg_start, r.attained, r.predicted,
+                     r.progress, r.seg_overhead) for r in running], dtype=np.float64)
+    gpus, milli, pre, inf, seg, att, pred, prog, over = raw.T
+    att_now = att + gpus * milli / 1000.0 * seg
+    out = np.empty((len(running), len(RUNNING_FEATURES)))
+    out[:, 0] = 1.0
+    out[:, 1] = pre
+    out[:, 2] = np.log2(1 + gpus) / 4
+    out[:, 3] = np.minimum(gpus * milli / 1000.0 / total_gpus, 1.0)
+    out[:, 4] = inf
+    out[:, 5] = np.log1p(seg / 60) / 5
+    out[:, 6] = np.log1p(att_now / 3600) / 3
+    out[:, 7:10] = _levels(att_now)[:, None] == _LEVELS
+    out[:, 10] = np.log1p(np.maximum(pred - prog - np.maximum(seg - over, 0), 0) / 60) / 5
+    out[:, 11] = seg == 0
+    return out

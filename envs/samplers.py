@@ -1,0 +1,124 @@
+"""Episode samplers: where the environment's workloads come from.
+
+An episode is a (workload, cluster) pair. Samplers draw windows of real traces, the
+built-in workloads with a fresh seed, or (later) a fitted generator; each episode gets
+a random offered load, and the cluster is sized to it (``scale_to_load``), so that load
+and cluster size vary from episode to episode. All randomness comes from the ``rng``
+the environment passes (its ``np_random``).
+
+Sources are written like everywhere else in autoflow (``FORMAT:PATH``,
+``builtin:NAME``), comma-separated; an optional ``@CLUSTER`` suffix names the cluster
+to scale (default: by format, see ``DEFAULT_CLUSTERS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autoflow.cluster import ClusterSpec, load_cluster, scale_to_load
+from autoflow.errors import ClusterError, ConfigError
+from autoflow.traces.builtin import parse_name
+from autoflow.traces.registry import load_workload
+from autoflow.workload import Workload
+
+DEFAULT_CLUSTERS = {"itp": "itp-8gpu", "builtin": "philly-64", "tiresias": "philly-64",
+                    "helios": "itp-8gpu", "swf": "itp-8gpu", "csv": "hetero-mix",
+                    "alibaba-openb": "hetero-mix", "alibaba-dlrm": "hetero-mix"}
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    jobs: tuple[int, int] = (150, 400)  # jobs per episode, drawn uniformly
+    load: tuple[float, float] = (0.7, 1.3)  # offered GPU load, drawn uniformly
+
+
+class Sampler:
+    """One workload source; ``sample`` returns a fresh (workload, cluster) episode."""
+
+    def __init__(self, source: str, cluster: str, spec: EpisodeSpec):
+        self.source, self.spec = source, spec
+        self.cluster = load_cluster(cluster)
+
+    def _jobs(self, rng: np.random.Generator) -> Workload:
+        raise NotImplementedError
+
+    def sample(self, rng: np.random.Generator) -> tuple[Workload, ClusterSpec]:
+        for _ in range(8):  # a window can be degenerate (no GPU time): draw again
+            w = self._jobs(rng)
+            rho = float(rng.uniform(*self.spec.load))
+            try:
+                return w, scale_to_load(self.cluster, w, rho)
+            except ClusterError:
+                continue
+        raise ConfigError(f"{self.source}: could not draw an episode with GPU work in it")
+
+
+class TraceWindowSampler(Sampler):
+    """Windows of consecutive jobs from a real trace, shifted to start at time 0."""
+
+    def __init__(self, source: str, cluster: str, spec: EpisodeSpec):
+        super().__init__(source, cluster, spec)
+        w = load_workload(source).shifted()
+        self.jobs = [j for j in w if j.duration is not None]
+        if len(self.jobs) < spec.jobs[0]:
+            raise ConfigError(f"{source}: {len(self.jobs)} jobs with known durations, fewer "
+                              f"than an episode needs ({spec.jobs[0]})")
+
+    def _jobs(self, rng):
+        n = int(rng.integers(self.spec.jobs[0], self.spec.jobs[1] + 1))
+        n = min(n, len(self.jobs))
+        start = int(rng.integers(0, len(self.jobs) - n + 1))
+        return Workload(self.jobs[start:start + n], source=f"{self.source}[{start}:{start + n}]"
+                        ).shifted()
+
+
+class BuiltinSampler(Sampler):
+    """A built-in workload generated afresh with a seed from the episode's rng."""
+
+    def __init__(self, source: str, cluster: str, spec: EpisodeSpec):
+        super().__init__(source, cluster, spec)
+        self.name, _ = parse_name(source.split(":", 1)[1])  # fails fast on an unknown name
+
+    def _jobs(self, rng):
+        n = int(rng.integers(self.spec.jobs[0], self.spec.jobs[1] + 1))
+        return load_workload(f"builtin:{self.name}:{n}", seed=int(rng.integers(2**31)))
+
+
+class MixtureSampler:
+    """Picks one of several samplers uniformly per episode."""
+
+    def __init__(self, samplers: list[Sampler]):
+        if not samplers:
+            raise ConfigError("no workload source given")
+        self.samplers = samplers
+
+    def sample(self, rng: np.random.Generator) -> tuple[Workload, ClusterSpec]:
+        return self.samplers[int(rng.integers(len(self.samplers)))].sample(rng)
+
+    def describe(self) -> list[str]:
+        return [s.source for s in self.samplers]
+
+
+def make_sampler(sources: str | list[str], spec: EpisodeSpec | None = None) -> MixtureSampler:
+    """``"itp:a.csv,builtin:philly-mix@philly-64"`` -> a sampler over those sources."""
+    spec = spec or EpisodeSpec()
+    if isinstance(sources, str):
+        sources = [s for s in sources.split(",") if s.strip()]
+    samplers: list[Sampler] = []
+    for src in sources:
+        src, _, cluster = src.strip().partition("@")
+        fmt = src.split(":", 1)[0]
+        cluster = cluster or DEFAULT_CLUSTERS.get(fmt, "hetero-mix")
+        if fmt == "builtin":
+            samplers.append(BuiltinSampler(src, cluster, spec))
+        elif fmt in GENERATOR_SAMPLERS:
+            samplers.append(GENERATOR_SAMPLERS[fmt](src, cluster, spec))
+        else:
+            samplers.append(TraceWindowSampler(src, cluster, spec))
+    return MixtureSampler(samplers)
+
+
+# Later capabilities (fitted workload generators) register samplers by source format.
+GENERATOR_SAMPLERS: dict[str, type[Sampler]] = {}
