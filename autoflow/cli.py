@@ -124,6 +124,42 @@ def clusters(source: str = typer.Argument(None, help="Show one cluster: YAML fil
     out.print(t)
 
 
+@app.command()
+def train(
+    workloads: str = typer.Option(..., help="Training sources, comma-separated: FORMAT:PATH "
+                                  "(windows of a trace) or builtin:NAME; append @CLUSTER to "
+                                  "choose the cluster that is sized to each episode's load."),
+    timesteps: int = typer.Option(50_000, help="PPO environment steps after the warm start."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the models, TensorBoard logs, "
+                                 "train_summary.json, eval_curve.png and manifest.json."),
+    seed: int = typer.Option(0, help="Seeds episodes, network and PPO."),
+    validation: str = typer.Option(None, help="Validation sources (default: the last 20% of "
+                                   "each training trace, kept out of training)."),
+    imitation_episodes: int = typer.Option(16, help="LAS demonstrations for the warm start "
+                                           "(0 = start from a random policy)."),
+    n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."),
+    eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."),
+    eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."),
+    jobs_min: int = typer.Option(150, help="Fewest jobs in a training episode."),
+    jobs_max: int = typer.Option(400, help="Most jobs in a training episode."),
+) -> None:
+    """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
+    that does best on validation workloads against fifo."""
+    try:
+        from .agents.train import TrainConfig
+        from .agents.train import train as run_train
+    except ImportError as e:
+        fail(AutoflowError(f"training needs the rl extra (pip install 'autoflow[rl]'): {e}"))
+    try:
+        cfg = TrainConfig(workloads=workloads, out=str(out_dir), timesteps=timesteps, seed=seed,
+                          validation=validation, imitation_episodes=imitation_episodes,
+                          n_envs=n_envs, eval_every=eval_every, eval_episodes=eval_episodes,
+                          jobs=(jobs_min, jobs_max))
+        run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
+    except AutoflowError as e:
+        fail(e)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

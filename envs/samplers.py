@@ -23,15 +23,19 @@ from autoflow.traces.builtin import parse_name
 from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
 
-DEFAULT_CLUSTERS = {"itp": "itp-8gpu", "builtin": "philly-64", "tiresias": "philly-64",
+DEFAULT_CLUSTERS = {"itp": "itp-8gpu", "builtin": "philly-64", "builtin:shared-gpu": "hetero-mix", "tiresias": "philly-64",
                     "helios": "itp-8gpu", "swf": "itp-8gpu", "csv": "hetero-mix",
                     "alibaba-openb": "hetero-mix", "alibaba-dlrm": "hetero-mix"}
+
+
+HOLDOUT = 0.2  # share of each trace (its last jobs) kept out of training for validation
 
 
 @dataclass(frozen=True)
 class EpisodeSpec:
     jobs: tuple[int, int] = (150, 400)  # jobs per episode, drawn uniformly
     load: tuple[float, float] = (0.7, 1.3)  # offered GPU load, drawn uniformly
+    part: tuple[float, float] = (0.0, 1.0)  # which part of a trace (by job order) to draw from
 
 
 class Sampler:
@@ -41,12 +45,13 @@ class Sampler:
         self.source, self.spec = source, spec
         self.cluster = load_cluster(cluster)
 
-    def _jobs(self, rng: np.random.Generator) -> Workload:
+    def draw_jobs(self, rng: np.random.Generator) -> Workload:
+        """The jobs of one episode, starting at time 0."""
         raise NotImplementedError
 
     def sample(self, rng: np.random.Generator) -> tuple[Workload, ClusterSpec]:
         for _ in range(8):  # a window can be degenerate (no GPU time): draw again
-            w = self._jobs(rng)
+            w = self.draw_jobs(rng)
             rho = float(rng.uniform(*self.spec.load))
             try:
                 return w, scale_to_load(self.cluster, w, rho)
@@ -61,12 +66,15 @@ class TraceWindowSampler(Sampler):
     def __init__(self, source: str, cluster: str, spec: EpisodeSpec):
         super().__init__(source, cluster, spec)
         w = load_workload(source).shifted()
-        self.jobs = [j for j in w if j.duration is not None]
+        jobs = [j for j in w if j.duration is not None]
+        lo, hi = (int(round(f * len(jobs))) for f in spec.part)
+        self.jobs = jobs[lo:hi]
         if len(self.jobs) < spec.jobs[0]:
-            raise ConfigError(f"{source}: {len(self.jobs)} jobs with known durations, fewer "
-                              f"than an episode needs ({spec.jobs[0]})")
+            raise ConfigError(f"{source}: {len(self.jobs)} jobs with known durations in part "
+                              f"{spec.part} of the trace, fewer than an episode needs "
+                              f"({spec.jobs[0]})")
 
-    def _jobs(self, rng):
+    def draw_jobs(self, rng):
         n = int(rng.integers(self.spec.jobs[0], self.spec.jobs[1] + 1))
         n = min(n, len(self.jobs))
         start = int(rng.integers(0, len(self.jobs) - n + 1))
@@ -81,7 +89,7 @@ class BuiltinSampler(Sampler):
         super().__init__(source, cluster, spec)
         self.name, _ = parse_name(source.split(":", 1)[1])  # fails fast on an unknown name
 
-    def _jobs(self, rng):
+    def draw_jobs(self, rng):
         n = int(rng.integers(self.spec.jobs[0], self.spec.jobs[1] + 1))
         return load_workload(f"builtin:{self.name}:{n}", seed=int(rng.integers(2**31)))
 
@@ -110,7 +118,8 @@ def make_sampler(sources: str | list[str], spec: EpisodeSpec | None = None) -> M
     for src in sources:
         src, _, cluster = src.strip().partition("@")
         fmt = src.split(":", 1)[0]
-        cluster = cluster or DEFAULT_CLUSTERS.get(fmt, "hetero-mix")
+        cluster = cluster or DEFAULT_CLUSTERS.get(
+            "builtin:shared-gpu" if src.startswith("builtin:shared-gpu") else fmt, "hetero-mix")
         if fmt == "builtin":
             samplers.append(BuiltinSampler(src, cluster, spec))
         elif fmt in GENERATOR_SAMPLERS:

@@ -18,8 +18,19 @@ from .srtf_oracle import SrtfOracle
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill)
 }
+
+
+def _rl(arg: str, placer) -> Policy:
+    """``rl`` (the shipped model) or ``rl:PATH``; needs the ``rl`` extra."""
+    try:
+        from ..agents.rl_policy import RlPolicy
+    except ImportError as e:
+        raise ConfigError(f"policy rl needs the rl extra (pip install 'autoflow[rl]'): {e}") from e
+    return RlPolicy(placer, arg or None)
+
+
 # Policies that take an argument after a colon (e.g. ``rl:PATH``) register a factory here.
-POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {}
+POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"rl": _rl}
 
 
 def parse_policy(spec: str) -> tuple[str, str | None, str]:

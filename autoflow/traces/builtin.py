@@ -53,7 +53,7 @@ SHARED_MILLI = {810: 0.35, 470: 0.29, 320: 0.11, 650: 0.09, 230: 0.07, 160: 0.05
 SHARED_DURATION_MEDIAN_S = 600.0  # openb p50 of run time ~616 s ...
 SHARED_DURATION_SIGMA = 2.0  # ... p90 ~7,800 s
 SHARED_GPU_TYPES = ("T4", "V100M32", "A10")
-SHARED_TYPED_P = 0.2  # GPU jobs restricted to one or two of SHARED_GPU_TYPES
+SHARED_TYPED_P = 0.2  # single-GPU jobs restricted to one or two of SHARED_GPU_TYPES
 SHARED_TWO_TYPES_P = 0.3  # of those, share allowed on two types
 SHARED_CPU_MILLI = (2000, 4000, 8000, 12000, 16000)  # equally likely; memory 2 GiB/core
 
@@ -124,8 +124,8 @@ def _shared(rng: np.random.Generator, n: int) -> list[_Draw]:
         g = int(gpus[i])
         m = (int(milli[i]) if frac[i] else WHOLE_GPU) if g == 1 else (0 if g == 0 else WHOLE_GPU)
         types: tuple[str, ...] = ()
-        if g > 0 and typed[i]:
-            k = 2 if two[i] else 1
+        if g == 1 and typed[i]:  # type constraints on single-GPU jobs only, so that
+            k = 2 if two[i] else 1  # every job fits a cluster with a few GPUs of each type
             types = tuple(sorted(SHARED_GPU_TYPES[j] for j in perms[i][:k]))
         out.append((g, m, types, INFERENCE if is_inf[i] else TRAINING, float(dur[i]),
                     int(cpu[i])))

@@ -1,0 +1,92 @@
+"""Policies that decide through the agent's observation and action space.
+
+``DeciderPolicy`` runs in the simulator like any heuristic: at each scheduling pass it
+observes (``envs.observation``, the same code the Gymnasium environment uses), asks
+``decide`` for an action, applies it, and repeats until the decision is to wait. A
+guard keeps the cluster safe from a bad decision: if the decider proposes an action
+that is not allowed, or waits while nothing runs and a job fits, the pass falls back
+to starting the first job that fits in queue order; each case is counted in
+``guard_stats`` (reported by ``bench``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autoflow.envs.observation import Decision, ObsConfig, Observer, agent_queue_key, las_level
+from autoflow.feasibility import fits_now
+from autoflow.policies.base import Policy
+
+
+class DeciderPolicy(Policy):
+    preemptive = True
+
+    def __init__(self, placer, obs_config: ObsConfig | None = None):
+        super().__init__(placer)
+        self.observer = Observer(obs_config or ObsConfig())
+        self.guard_stats = {"decisions": 0, "invalid": 0, "idle_wait": 0}
+
+    def queue_key(self, js) -> tuple:
+        return agent_queue_key(js)
+
+    def decide(self, decision: Decision, ctx) -> int:
+        raise NotImplementedError
+
+    def schedule(self, ctx) -> None:
+        cfg = self.observer.config
+        wait = cfg.wait_action
+        for _ in range(4 * (len(ctx.waiting) + len(ctx.running)) + 8):  # bounded per pass
+            d = self.observer.observe(ctx)
+            if not d.mask[:wait].any():
+                return
+            a = int(self.decide(d, ctx))
+            self.guard_stats["decisions"] += 1
+            if a == wait and not ctx.running and d.mask[: cfg.queue_slots].any():
+                self.guard_stats["idle_wait"] += 1
+                a = self._fallback(d)
+            elif not (0 <= a < cfg.n_actions and d.mask[a]):
+                self.guard_stats["invalid"] += 1
+                a = self._fallback(d)
+            if a == wait or not self.observer.apply(ctx, d, a):
+                return
+
+    def _fallback(self, d: Decision) -> int:
+        starts = np.flatnonzero(d.mask[: self.observer.config.queue_slots])
+        return int(starts[0]) if starts.size else self.observer.config.wait_action
+
+
+class LasExpert(DeciderPolicy):
+    """Tiresias-style LAS expressed in the agent's actions: start the least-attained
+    job that fits; else, if the least-attained blocked job could start by preempting
+    the running jobs of higher LAS levels, preempt the most-attained of them; else wait.
+    The demonstrator for the agent's warm start (``agents.imitation``)."""
+
+    name = "las-expert"
+
+    def decide(self, d: Decision, ctx) -> int:
+        return las_expert_action(d, ctx, self.observer.config)
+
+
+def las_expert_action(d: Decision, ctx, cfg: ObsConfig) -> int:
+    q = cfg.queue_slots
+    starts = np.flatnonzero(d.mask[:q])
+    if starts.size:
+        return int(starts[0])  # the window is in queue order: least attained first
+    blocked = next((js for js, ok in zip(d.queue, d.mask[:q]) if js is not None and not ok),
+                   None)
+    if blocked is None:
+        return cfg.wait_action
+    k = las_level(blocked.attained)
+    victims = [(j, r) for j, r in enumerate(d.running)
+               if r is not None and d.mask[q + j] and las_level(r.attained_at(d.now)) > k]
+    if not victims:
+        return cfg.wait_action
+    everyone = [r for r in ctx.running.values()
+                if r.job.preemptible and r.seg_start < d.now
+                and las_level(r.attained_at(d.now)) > k]
+    reach = ctx.state.copy()
+    for r in everyone:
+        reach.release(r.placement)
+    if not fits_now(reach, blocked.req):
+        return cfg.wait_action
+    return q + victims[0][0]  # running slots: most attained first

@@ -1,0 +1,70 @@
+"""``rl``: the learned scheduler as a policy of the registry.
+
+``rl`` loads the model shipped with the package (``autoflow/models/rl-default.zip``),
+``rl:PATH`` a model written by ``autoflow train``. Decisions are the masked argmax of the
+network's action scores (deterministic); see ``agents.decider`` for the guard.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autoflow.envs.observation import Decision, ObsConfig
+from autoflow.errors import ConfigError
+
+from .decider import DeciderPolicy
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "autoflow" / "models" / "rl-default.zip"
+
+
+@lru_cache(maxsize=8)
+def load_model(path: str):
+    from sb3_contrib import MaskablePPO
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"model {path}: file not found (train one with `autoflow train`)")
+    try:
+        model = MaskablePPO.load(str(p), device="cpu")
+    except Exception as e:  # a zip that is not a model, a model of another version
+        raise ConfigError(f"model {path}: cannot be loaded ({type(e).__name__}: {e})") from e
+    model.policy.set_training_mode(False)
+    return model
+
+
+def obs_config_of(model) -> ObsConfig:
+    spaces = model.observation_space.spaces
+    q = spaces["jobs"].shape[0]
+    r = spaces["running"].shape[0]
+    extra = getattr(model, "autoflow_obs", None) or {}
+    return ObsConfig(queue_slots=q, running_slots=r, head_slots=extra.get("head_slots", 4),
+                     preemption=extra.get("preemption", True))
+
+
+class RlPolicy(DeciderPolicy):
+    name = "rl"
+
+    def __init__(self, placer, model_path: str | None = None, model=None):
+        path = str(model_path or DEFAULT_MODEL)
+        self.model = model if model is not None else load_model(path)
+        self.model_path = path if model is None else "<in training>"
+        super().__init__(placer, obs_config_of(self.model))
+        torch.set_num_threads(1)
+
+    @property
+    def label(self) -> str:
+        base = "rl" if self.model_path == str(DEFAULT_MODEL) else f"rl:{self.model_path}"
+        return f"{base}+{self.placer.name}"
+
+    def decide(self, d: Decision, ctx) -> int:
+        policy = self.model.policy
+        with torch.no_grad():
+            obs = {k: torch.as_tensor(v)[None] for k, v in d.obs.items()}
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(
+                policy.extract_features(obs, policy.pi_features_extractor)))[0].numpy()
+        logits = np.where(d.mask, logits, -np.inf)
+        return int(np.argmax(logits))
