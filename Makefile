@@ -17,9 +17,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
+# The main job on the embedded default (no external data): train a small agent on the
+# built-in workloads (a few minutes on 2 cores), then benchmark it beside the heuristics
+# and the model shipped with the package.
 run: $(STAMP)
+	$(BIN)/autoflow train --workloads builtin:philly-mix,builtin:shared-gpu \
+		--timesteps 30000 --eval-every 10000 --seed 0 --out runs/agent
 	$(BIN)/autoflow bench --trace builtin:philly-mix --cluster builtin:philly-64 \
-		--policies fifo,sjf,las,easy-backfill,sjf-oracle --seeds 1 --out runs/default
+		--policies fifo,sjf,las,easy-backfill,sjf-oracle,rl,rl:runs/agent/best_model.zip \
+		--seeds 1 --out runs/default
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

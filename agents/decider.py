@@ -12,9 +12,8 @@ to starting the first job that fits in queue order; each case is counted in
 from __future__ import annotations
 
 import numpy as np
-
 from autoflow.envs.observation import Decision, ObsConfig, Observer, agent_queue_key, las_level
-from autoflow.feasibility import fits_now
+
 from autoflow.policies.base import Policy
 
 
@@ -68,25 +67,20 @@ class LasExpert(DeciderPolicy):
 
 
 def las_expert_action(d: Decision, ctx, cfg: ObsConfig) -> int:
-    q = cfg.queue_slots
-    starts = np.flatnonzero(d.mask[:q])
-    if starts.size:
-        return int(starts[0])  # the window is in queue order: least attained first
-    blocked = next((js for js, ok in zip(d.queue, d.mask[:q]) if js is not None and not ok),
-                   None)
-    if blocked is None:
-        return cfg.wait_action
-    k = las_level(blocked.attained)
-    victims = [(j, r) for j, r in enumerate(d.running)
-               if r is not None and d.mask[q + j] and las_level(r.attained_at(d.now)) > k]
-    if not victims:
-        return cfg.wait_action
-    everyone = [r for r in ctx.running.values()
-                if r.job.preemptible and r.seg_start < d.now
-                and las_level(r.attained_at(d.now)) > k]
-    reach = ctx.state.copy()
-    for r in everyone:
-        reach.release(r.placement)
-    if not fits_now(reach, blocked.req):
-        return cfg.wait_action
-    return q + victims[0][0]  # running slots: most attained first
+    """LAS's pass, one action at a time: in queue order, start a job that fits; for a job
+    that does not, preempt (highest level first, most recently started first) if the jobs
+    of higher levels hold enough for it; else go on to the next job."""
+    q, now = cfg.queue_slots, d.now
+    for i, js in enumerate(d.queue):
+        if js is None:
+            break
+        if d.mask[i]:
+            return i
+        if not d.reachable[i]:
+            continue
+        k = las_level(js.attained)
+        shown = [(las_level(r.attained_at(now)), r.seg_start, j) for j, r in enumerate(d.running)
+                 if r is not None and d.mask[q + j] and las_level(r.attained_at(now)) > k]
+        if shown:
+            return q + max(shown)[2]
+    return cfg.wait_action

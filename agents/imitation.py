@@ -4,23 +4,26 @@ PPO from a random policy spends most of a small budget rediscovering that short 
 should go first and that long jobs may be preempted for them. Instead, episodes are
 played by the LAS expert (``agents.decider.LasExpert``) in the training environment;
 the policy learns to pick the expert's action (masked cross-entropy) and the value head
-learns the discounted return of those episodes. PPO then improves on the expert.
+learns the discounted return of those episodes. Then DAgger rounds: the cloned policy
+plays, the expert labels the states it reaches, and the policy is fitted again on all
+labels, so that it also knows what to do after its own mistakes. PPO then improves on
+the result.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
 
 from .decider import las_expert_action
 
 
 def collect(env: ClusterSchedulingEnv, episodes: int, seed: int, gamma: float,
-            progress=None) -> dict[str, np.ndarray]:
-    """Plays ``episodes`` with the LAS expert; returns observations, masks, actions and
-    discounted returns."""
+            actor=None) -> dict[str, np.ndarray]:
+    """Plays ``episodes`` (by the expert, or by ``actor(obs, mask) -> action``) and
+    records the expert's action at every state; returns observations, masks, expert
+    actions and the discounted returns of the episodes played."""
     obs_l: dict[str, list] = {k: [] for k in env.observation_space.spaces}
     masks, actions, returns = [], [], []
     for ep in range(episodes):
@@ -30,11 +33,12 @@ def collect(env: ClusterSchedulingEnv, episodes: int, seed: int, gamma: float,
         while not done:
             d = env.decision
             a = las_expert_action(d, env.sim.ctx, env.obs_config)
+            mask = env.action_masks()
             for k, v in obs.items():
                 obs_l[k].append(v)
-            masks.append(env.action_masks())
+            masks.append(mask)
             actions.append(a)
-            obs, r, term, trunc, _ = env.step(a)
+            obs, r, term, trunc, _ = env.step(a if actor is None else actor(obs, mask))
             rewards.append(r)
             done = term or trunc
         g, ret = 0.0, []
@@ -42,8 +46,6 @@ def collect(env: ClusterSchedulingEnv, episodes: int, seed: int, gamma: float,
             g = r + gamma * g
             ret.append(g)
         returns.extend(reversed(ret))
-        if progress is not None:
-            progress()
     return {"obs": {k: np.stack(v) for k, v in obs_l.items()}, "mask": np.stack(masks),
             "action": np.asarray(actions), "return": np.asarray(returns, dtype=np.float32)}
 
@@ -81,3 +83,20 @@ def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: in
             dist = policy.get_distribution(ob, action_masks=mask[i:i + 4096].numpy())
             agree += int((dist.distribution.probs.argmax(1) == act[i:i + 4096]).sum())
     return {"loss": loss_v, "agreement": agree / max(1, n), "samples": n}
+
+
+def merge(a: dict, b: dict) -> dict:
+    return {"obs": {k: np.concatenate([a["obs"][k], b["obs"][k]]) for k in a["obs"]},
+            "mask": np.concatenate([a["mask"], b["mask"]]),
+            "action": np.concatenate([a["action"], b["action"]]),
+            "return": np.concatenate([a["return"], b["return"]])}
+
+
+def greedy_actor(policy):
+    """The policy's masked argmax, as an ``actor`` for ``collect``."""
+    def act(obs, mask):
+        with torch.no_grad():
+            ob = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
+            dist = policy.get_distribution(ob, action_masks=mask[None])
+            return int(dist.distribution.probs.argmax(1)[0])
+    return act

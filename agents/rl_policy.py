@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from autoflow.envs.observation import Decision, ObsConfig
+
+import autoflow
 from autoflow.errors import ConfigError
 
 from .decider import DeciderPolicy
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "autoflow" / "models" / "rl-default.zip"
+DEFAULT_MODEL = Path(autoflow.__file__).resolve().parent / "models" / "rl-default.zip"
 
 
 @lru_cache(maxsize=8)
@@ -64,7 +65,7 @@ class RlPolicy(DeciderPolicy):
         policy = self.model.policy
         with torch.no_grad():
             obs = {k: torch.as_tensor(v)[None] for k, v in d.obs.items()}
-            logits = policy.action_net(policy.mlp_extractor.forward_actor(
-                policy.extract_features(obs, policy.pi_features_extractor)))[0].numpy()
+            features = policy.pi_features_extractor(obs)  # Box observations: no preprocessing
+            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
         logits = np.where(d.mask, logits, -np.inf)
         return int(np.argmax(logits))

@@ -21,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from autoflow.envs.cluster_env import ClusterSchedulingEnv
+from autoflow.envs.samplers import HOLDOUT, EpisodeSpec, make_sampler
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from autoflow import manifest as manifest_mod
 from autoflow.cluster import scale_to_load
-from autoflow.envs.cluster_env import ClusterSchedulingEnv
-from autoflow.envs.samplers import HOLDOUT, EpisodeSpec, make_sampler
 from autoflow.errors import ConfigError
 from autoflow.metrics import summarize
 from autoflow.placers import make_placer
@@ -57,9 +57,10 @@ class TrainConfig:
     imitation_episodes: int = 16  # LAS demonstrations for the warm start (0: start random)
     imitation_epochs: int = 8  # passes over the demonstrations
     imitation_lr: float = 1e-3  # behaviour-cloning step size
+    dagger_rounds: int = 2  # rounds in which the cloned policy plays and the expert labels
     n_envs: int = 4  # episodes played side by side per rollout (one process)
-    n_steps: int = 256  # steps per episode per rollout: rollouts of n_envs x n_steps
-    batch_size: int = 256  # PPO minibatch
+    n_steps: int = 512  # steps per episode per rollout: rollouts of n_envs x n_steps
+    batch_size: int = 512  # PPO minibatch
     n_epochs: int = 4  # passes over each rollout
     learning_rate: float = 1e-4  # small: PPO fine-tunes a cloned policy
     gamma: float = 0.999  # long horizon: a decision's cost arrives over hours of sim time
@@ -69,6 +70,9 @@ class TrainConfig:
     vf_coef: float = 0.5  # weight of the value loss
     max_grad_norm: float = 0.5  # gradient clipping
     dim: int = 64  # width of the slot embeddings
+    share_features: bool = False  # separate policy and value networks: value-loss gradients
+    # must not disturb the cloned policy
+    normalize_reward: bool = True  # running reward scaling: episodes differ in size and load
     eval_every: int = 10_000  # PPO steps between validation runs
     eval_episodes: int = 4  # validation episodes
     eval_jobs: int = 300  # jobs per validation episode
@@ -185,29 +189,44 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
 
     venv = DummyVecEnv([make_env(i) for i in range(cfg.n_envs)])
     venv.seed(cfg.seed)
+    if cfg.normalize_reward:
+        venv = VecNormalize(venv, norm_obs=False, norm_reward=True, gamma=cfg.gamma)
     model = MaskablePPO(
         SlotPolicy, venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
         batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
         gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
         vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
-        policy_kwargs={"features_extractor_kwargs": {"dim": cfg.dim}},
+        policy_kwargs={"features_extractor_kwargs": {"dim": cfg.dim},
+                       "share_features_extractor": cfg.share_features},
         device="cpu", verbose=0)
     model.set_logger(configure(str(out / "tb"), ["tensorboard", "csv"]))
     t0 = time.perf_counter()
     summary: dict = {"config": asdict(cfg)}
 
     if cfg.imitation_episodes:
-        console.print(f"[bold]warm start[/]: {cfg.imitation_episodes} LAS episodes")
+        console.print(f"[bold]warm start[/]: {cfg.imitation_episodes} LAS episodes, "
+                      f"{cfg.dagger_rounds} DAgger rounds")
         demo_env = ClusterSchedulingEnv(workloads=sampler)
         tb = time.perf_counter()
         demos = imitation.collect(demo_env, cfg.imitation_episodes, cfg.seed + 104729,
                                   cfg.gamma)
-        bc = imitation.clone(model.policy, demos, cfg.imitation_epochs, cfg.batch_size,
-                             cfg.imitation_lr, cfg.seed)
-        bc["wall_s"] = time.perf_counter() - tb
-        summary["imitation"] = bc
-        console.print(f"  {bc['samples']:,} decisions, agreement with the expert "
-                      f"{bc['agreement']:.1%} ({bc['wall_s']:.0f} s)")
+        rounds = []
+        for rnd in range(cfg.dagger_rounds + 1):
+            if rnd:
+                more = imitation.collect(demo_env, max(1, cfg.imitation_episodes // 2),
+                                         cfg.seed + 104729 + 1000 * rnd, cfg.gamma,
+                                         actor=imitation.greedy_actor(model.policy))
+                demos = imitation.merge(demos, more)
+            data = dict(demos)
+            if cfg.normalize_reward:  # the value head learns returns on PPO's scaled reward
+                data["return"] = demos["return"] / (float(demos["return"].std()) + 1e-8)
+            bc = imitation.clone(model.policy, data, cfg.imitation_epochs, cfg.batch_size,
+                                 cfg.imitation_lr, cfg.seed + rnd)
+            rounds.append(bc)
+            console.print(f"  round {rnd}: {bc['samples']:,} labelled decisions, agreement "
+                          f"with the expert {bc['agreement']:.1%}")
+        summary["imitation"] = rounds[-1] | {"rounds": rounds,
+                                             "wall_s": time.perf_counter() - tb}
 
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes "
                   f"vs {', '.join(BASELINES)}")

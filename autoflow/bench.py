@@ -95,6 +95,8 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
         agg = {k: float(np.mean([r[k] for r in runs])) for k in AVERAGED}
         agg.update(jobs=runs[0]["jobs"], inference_jobs=runs[0]["inference_jobs"],
                    oracle=runs[0]["oracle"], seeds=len(runs))
+        if "guard" in runs[0]:  # learned policies: decisions and guard fallbacks
+            agg["guard"] = {k: sum(r["guard"][k] for r in runs) for k in runs[0]["guard"]}
         if cfg.seeds > 1:
             agg["per_seed"] = runs
         policies[name] = agg
@@ -145,4 +147,9 @@ def table(results: dict) -> Table:
                   f"{m['gpu_allocation']:.1%}", f"{m['fragmentation']:.1%}",
                   f"{m['slo_violations']:.0f}/{m['inference_jobs']}", f"{m['preemptions']:.0f}",
                   f"{m['wall_s']:.2f}")
+    guards = [f"{n}: {m['guard']['invalid'] + m['guard']['idle_wait']} guard fallbacks in "
+              f"{m['guard']['decisions']:,} decisions"
+              for n, m in results["policies"].items() if "guard" in m]
+    if guards:
+        t.caption = "; ".join(guards)
     return t

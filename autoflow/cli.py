@@ -137,6 +137,8 @@ def train(
                                    "each training trace, kept out of training)."),
     imitation_episodes: int = typer.Option(16, help="LAS demonstrations for the warm start "
                                            "(0 = start from a random policy)."),
+    dagger_rounds: int = typer.Option(2, help="DAgger rounds after the demonstrations: the "
+                                      "cloned policy plays, the expert labels."),
     n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."),
     eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."),
     eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."),
@@ -153,6 +155,7 @@ def train(
     try:
         cfg = TrainConfig(workloads=workloads, out=str(out_dir), timesteps=timesteps, seed=seed,
                           validation=validation, imitation_episodes=imitation_episodes,
+                          dagger_rounds=dagger_rounds,
                           n_envs=n_envs, eval_every=eval_every, eval_episodes=eval_episodes,
                           jobs=(jobs_min, jobs_max))
         run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))

@@ -8,7 +8,6 @@ from .job import BOUNDED_SLOWDOWN_MIN_S, INFERENCE
 from .sim.simulator import SimResult
 
 
-
 def summarize(result: SimResult) -> dict:
     jobs = result.jobs
     submit = np.array([js.submit for js in jobs])
@@ -41,4 +40,4 @@ def summarize(result: SimResult) -> dict:
         "jobs": len(jobs),
         "wall_s": float(result.wall_s),
         "oracle": bool(result.oracle),
-    }
+    } | ({"guard": dict(result.guard)} if result.guard else {})

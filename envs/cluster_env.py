@@ -64,17 +64,27 @@ placer="best-fit", invalid_penalty=1.0, sim_config=None)``. ``workloads`` is a c
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from autoflow.errors import ConfigError
-from autoflow.policies.base import Policy
 from autoflow.placers import make_placer
+from autoflow.policies.base import Policy
 from autoflow.sim.simulator import SimConfig, Simulator
 
-from .observation import (CLIP, CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES, Decision,
-                          ObsConfig, Observer, agent_queue_key)
+from .observation import (
+    CLIP,
+    CLUSTER_FEATURES,
+    JOB_FEATURES,
+    RUNNING_FEATURES,
+    Decision,
+    ObsConfig,
+    Observer,
+    agent_queue_key,
+)
 from .samplers import EpisodeSpec, make_sampler
 
 OBJECTIVES = ("jct", "slowdown", "makespan")
@@ -99,7 +109,7 @@ class AgentSeat(Policy):
 
 
 class ClusterSchedulingEnv(gym.Env):
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, workloads="builtin:philly-mix-small", objective: str = "jct",
                  reward_scale: float = 0.01, slo_penalty: float = 1.0,

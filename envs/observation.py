@@ -11,7 +11,8 @@ The observation has a fixed size whatever the cluster or the queue:
   then jobs that fit now: the earliest in queue order and the shortest by predicted
   duration. How many waiting jobs are not shown is a cluster feature.
 * ``running``: ``running_slots`` rows of features of running jobs, preemptible ones
-  first, the most attained service first (the natural victims).
+  first, in LAS's victim order (highest attained-service level, then the most recently
+  started).
 * ``cluster``: free capacity (in all and by GPU type), fragmentation, queue and
   running-set summaries.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autoflow.feasibility import fits_now
 from autoflow.job import INFERENCE
 from autoflow.policies.las import THRESHOLDS
 from autoflow.sim.jobstate import JobState
@@ -34,7 +36,7 @@ JOB_FEATURES = (
     "present", "fits", "gpus_log", "gpu_share", "demand_of_cluster", "type_constrained",
     "inference", "cpu_only", "wait_log", "attained_log", "level0", "level1", "level2",
     "predicted_log", "predicted_left_log", "preemptions", "slo_slack", "is_head",
-    "progress_of_predicted",
+    "progress_of_predicted", "fits_by_preempting",
 )
 RUNNING_FEATURES = (
     "present", "preemptible", "gpus_log", "demand_of_cluster", "inference", "segment_log",
@@ -89,6 +91,8 @@ class Decision:
     queue: list[JobState | None]
     running: list[JobState | None]
     now: float
+    reachable: list[bool]  # per queue slot: fits once every job of a higher LAS level is
+    # preempted (False where preemption is off)
 
 
 def _log(x: float, unit: float) -> float:
@@ -130,10 +134,10 @@ class Observer:
         return shown, len(waiting) - len(shown)
 
     def _running_window(self, ctx, now: float) -> list[JobState]:
-        ranked = sorted(ctx.running.values(),
-                        key=lambda r: (not r.job.preemptible,
-                                       -(r.attained + r.job.gpu_demand * (now - r.seg_start)),
-                                       -r.seg_start, r.idx))
+        ranked = sorted(ctx.running.values(),  # LAS's victims first: highest level, newest
+                        key=lambda r: (not r.job.preemptible, -las_level(
+                            r.attained + r.job.gpu_demand * (now - r.seg_start)),
+                            -r.seg_start, r.idx))
         return ranked[: self.config.running_slots]
 
     # -- the decision ---------------------------------------------------------------
@@ -151,9 +155,11 @@ class Observer:
         fits = [js.idx not in self._preempted_now and ctx.fits(js) for js in queue]
         mask[: len(queue)] = fits
         blocked = not all(fits)
+        reachable = (self._reachable(ctx, queue, fits, now) if c.preemption and blocked
+                     else [False] * len(queue))
         jobs = np.zeros((c.queue_slots, len(JOB_FEATURES)), dtype=np.float32)
         if queue:
-            jobs[: len(queue)] = _job_rows(queue, fits, head, now, total_gpus)
+            jobs[: len(queue)] = _job_rows(queue, fits, reachable, head, now, total_gpus)
         run = np.zeros((c.running_slots, len(RUNNING_FEATURES)), dtype=np.float32)
         if running:
             run[: len(running)] = _running_rows(running, now, total_gpus)
@@ -168,7 +174,28 @@ class Observer:
                "cluster": np.clip(cluster, -CLIP, CLIP, out=cluster)}
         pad_q = [*queue, *[None] * (c.queue_slots - len(queue))]
         pad_r = [*running, *[None] * (c.running_slots - len(running))]
-        return Decision(obs, mask, pad_q, pad_r, now)
+        pad_reach = [*reachable, *[False] * (c.queue_slots - len(queue))]
+        return Decision(obs, mask, pad_q, pad_r, now, pad_reach)
+
+    def _reachable(self, ctx, queue, fits, now: float) -> list[bool]:
+        """Which blocked jobs would fit if every preemptible job of a higher LAS level
+        (and not started at this instant) were preempted."""
+        states: dict[int, object] = {}
+        out = []
+        for js, ok in zip(queue, fits):
+            if ok or js.idx in self._preempted_now:  # (it cannot restart at this instant)
+                out.append(False)
+                continue
+            k = las_level(js.attained)
+            st = states.get(k)
+            if st is None:
+                st = states[k] = ctx.state.copy()
+                for r in ctx.running.values():
+                    if (r.job.preemptible and r.seg_start < now
+                            and las_level(r.attained_at(now)) > k):
+                        st.release(r.placement)
+            out.append(fits_now(st, js.req))
+        return out
 
     def _cluster_row(self, ctx, queue, hidden: int, mask, now: float,
                      total_gpus: float) -> np.ndarray:
@@ -243,8 +270,8 @@ def _levels(attained: np.ndarray) -> np.ndarray:
     return np.searchsorted(_THRESHOLDS, attained + 1e-6, side="right")
 
 
-def _job_rows(queue: list[JobState], fits: list[bool], head, now: float,
-              total_gpus: float) -> np.ndarray:
+def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], head,
+              now: float, total_gpus: float) -> np.ndarray:
     """Features of the shown waiting jobs, one row each (see JOB_FEATURES)."""
     raw = np.array([(js.job.num_gpus, js.job.gpu_milli, bool(js.job.gpu_types),
                      js.job.kind == INFERENCE, now - js.submit, js.attained, js.predicted,
@@ -270,6 +297,7 @@ def _job_rows(queue: list[JobState], fits: list[bool], head, now: float,
     out[:, 16] = np.where(inf > 0, np.clip((slo - wait) / np.maximum(slo, 1.0), -1, 1), 0.0)
     out[:, 17] = is_head
     out[:, 18] = np.minimum(prog / np.maximum(pred, 1.0), 2.0)
+    out[:, 19] = reachable
     return out
 
 

@@ -67,7 +67,7 @@ class TraceWindowSampler(Sampler):
         super().__init__(source, cluster, spec)
         w = load_workload(source).shifted()
         jobs = [j for j in w if j.duration is not None]
-        lo, hi = (int(round(f * len(jobs))) for f in spec.part)
+        lo, hi = (round(f * len(jobs)) for f in spec.part)
         self.jobs = jobs[lo:hi]
         if len(self.jobs) < spec.jobs[0]:
             raise ConfigError(f"{source}: {len(self.jobs)} jobs with known durations in part "

@@ -1,0 +1,113 @@
+"""The learned scheduler: network symmetry, guard, training end to end, rl in bench."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from autoflow.agents.decider import DeciderPolicy, LasExpert
+from autoflow.agents.network import SlotScorer, SlotSetExtractor
+from autoflow.agents.rl_policy import DEFAULT_MODEL
+from autoflow.envs.cluster_env import ClusterSchedulingEnv
+from simdata import mixed_workload, small_cluster
+from typer.testing import CliRunner
+
+from autoflow.cli import app
+from autoflow.metrics import summarize
+from autoflow.placers import make_placer
+from autoflow.policies import make_policy
+from autoflow.sim.simulator import Simulator
+
+runner = CliRunner()
+
+
+def test_a_jobs_score_does_not_depend_on_its_slot():
+    env = ClusterSchedulingEnv(workloads="builtin:philly-mix-small", jobs=(30, 60))
+    obs, _ = env.reset(seed=0)
+    torch.manual_seed(0)
+    fe = SlotSetExtractor(env.observation_space, dim=16)
+    head = SlotScorer(fe.q, fe.r, fe.dim)
+    batch = {k: torch.as_tensor(np.stack([v, v]))[:, ...] for k, v in obs.items()}
+    rng = np.random.default_rng(1)
+    batch["jobs"] = torch.as_tensor(rng.random(batch["jobs"].shape, dtype=np.float32))
+    batch["jobs"][..., 0] = 1.0
+    perm = torch.as_tensor(rng.permutation(fe.q))
+    permuted = dict(batch, jobs=batch["jobs"][:, perm])
+    with torch.no_grad():
+        a = head(fe(batch))
+        b = head(fe(permuted))
+    assert torch.allclose(a[:, : fe.q][:, perm], b[:, : fe.q], atol=1e-5)
+    assert torch.allclose(a[:, fe.q:], b[:, fe.q:], atol=1e-5)  # preempt and wait unchanged
+
+
+class _Always(DeciderPolicy):
+    name = "always"
+
+    def __init__(self, placer, action):
+        super().__init__(placer)
+        self.action = action
+
+    def decide(self, d, ctx):
+        return self.action
+
+
+@pytest.mark.parametrize("action,counter", [(999, "invalid"), ("wait", "idle_wait")])
+def test_the_guard_falls_back_and_counts(action, counter):
+    w = mixed_workload(60, seed=2)
+    pol = _Always(make_placer("best-fit"), None)
+    pol.action = pol.observer.config.wait_action if action == "wait" else action
+    res = Simulator(w, small_cluster(), pol).run()  # finishes despite the bad decider
+    assert all(js.finish is not None for js in res.jobs)
+    m = summarize(res)
+    assert m["guard"][counter] > 0 and m["guard"]["decisions"] >= m["guard"][counter]
+
+
+def test_the_las_expert_schedules_like_las():
+    w = mixed_workload(150, seed=5, span=2000.0)
+    las = summarize(Simulator(w, small_cluster(), make_policy("las")).run())
+    fifo = summarize(Simulator(w, small_cluster(), make_policy("fifo")).run())
+    exp = summarize(Simulator(w, small_cluster(), LasExpert(make_placer("best-fit"))).run())
+    assert exp["avg_jct"] < fifo["avg_jct"]
+    assert exp["avg_jct"] == pytest.approx(las["avg_jct"], rel=0.25)
+
+
+def test_train_end_to_end_then_bench_the_model(tmp_path):
+    out = tmp_path / "agent"
+    r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small", "--timesteps",
+                            "256", "--out", str(out), "--imitation-episodes", "1", "--dagger-rounds", "1",
+                            "--eval-episodes", "1", "--eval-every", "128", "--n-envs", "1",
+                            "--jobs-min", "30", "--jobs-max", "40", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    for f in ("model.zip", "best_model.zip", "train_summary.json", "manifest.json",
+              "eval_curve.png"):
+        assert (out / f).exists(), f
+    assert any((out / "tb").iterdir())
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["imitation"]["samples"] > 0 and len(summary["imitation"]["rounds"]) == 2
+    assert len(summary["evaluations"]) >= 2 and summary["train_steps_per_s"] > 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["seed"] == 3 and man["config"]["timesteps"] == 256
+
+    b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
+                            f"fifo,rl:{out / 'best_model.zip'}", "--out", str(tmp_path / "b")])
+    assert b.exit_code == 0, b.output
+    res = json.loads((tmp_path / "b" / "results.json").read_text())["policies"]
+    rl = res[f"rl:{out / 'best_model.zip'}"]
+    assert rl["jobs"] == 200 and rl["guard"]["decisions"] > 0
+
+
+def test_the_shipped_model_runs_in_bench(tmp_path):
+    assert DEFAULT_MODEL.exists(), "the default model must ship with the package"
+    b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
+                            "fifo,las,rl", "--out", str(tmp_path)])
+    assert b.exit_code == 0, b.output
+    res = json.loads((tmp_path / "results.json").read_text())["policies"]
+    assert res["rl"]["jobs"] == 200 and "guard" in res["rl"]
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path):
+    b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
+                            f"rl:{tmp_path / 'nope.zip'}", "--out", str(tmp_path)])
+    assert b.exit_code == 2 and "nope.zip" in b.output and "not found" in b.output

@@ -1,0 +1,214 @@
+"""The Gymnasium environment: checkers, determinism, masks, rewards, what it hides."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import autoflow.envs
+import gymnasium as gym
+import numpy as np
+import pytest
+from autoflow.envs.cluster_env import ClusterSchedulingEnv
+from autoflow.envs.observation import ObsConfig
+from autoflow.envs.samplers import make_sampler
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from simdata import mixed_workload, small_cluster
+
+from autoflow.feasibility import fits_now
+from autoflow.job import Job
+from autoflow.sim.jobstate import RUNNING
+from autoflow.workload import Workload
+
+
+class FixedSampler:
+    """Always the same episode (for tests that need to know the workload)."""
+
+    def __init__(self, workload, cluster):
+        self.workload, self.cluster = workload, cluster
+
+    def sample(self, rng):
+        return self.workload, self.cluster
+
+
+def small_env(**kw) -> ClusterSchedulingEnv:
+    kw.setdefault("jobs", (30, 60))
+    return ClusterSchedulingEnv(workloads="builtin:philly-mix-small", **kw)
+
+
+def test_registered_and_passes_both_checkers():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(autoflow.envs.ENV_ID, workloads="builtin:philly-mix-small", jobs=(30, 60))
+    check_env(env.unwrapped)
+    sb3_check_env(small_env(), warn=False)
+
+
+def _rollout(env, seed: int, steps: int = 300):
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    trace = [obs]
+    for _ in range(steps):
+        a = int(rng.choice(np.flatnonzero(env.action_masks())))
+        obs, r, term, trunc, info = env.step(a)
+        trace.append((obs, r, term, info["time"]))
+        if term or trunc:
+            break
+    return trace
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+def test_an_episode_is_deterministic_under_a_seed():
+    a, b = _rollout(small_env(), 5), _rollout(small_env(), 5)
+    assert len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    c = _rollout(small_env(), 6)
+    assert not all(_same(x, y) for x, y in zip(a, c))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), preemption=st.booleans())
+def test_masks_never_allow_an_infeasible_action(seed, preemption):
+    env = ClusterSchedulingEnv(workloads=FixedSampler(mixed_workload(60, seed=seed % 7),
+                                                      small_cluster()),
+                               preemption=preemption, queue_slots=6, running_slots=4,
+                               head_slots=2)
+    cfg = env.obs_config
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    for _ in range(400):
+        d, mask = env.decision, env.action_masks()
+        ctx = env.sim.ctx
+        for i in np.flatnonzero(mask[: cfg.queue_slots]):
+            js = d.queue[i]
+            assert js is not None and js.status == "waiting"
+            assert fits_now(ctx.state, js.req)
+        for j in np.flatnonzero(mask[cfg.queue_slots: cfg.wait_action]):
+            r = d.running[j]
+            assert preemption and r is not None and r.status == RUNNING and r.preemptible
+        assert mask.any()
+        if not ctx.running:  # never wait with an idle cluster while a job fits
+            assert not (mask[cfg.wait_action] and mask[: cfg.queue_slots].any())
+        a = int(rng.choice(np.flatnonzero(mask)))
+        _, _, term, _, info = env.step(a)
+        assert not info["invalid_action"]
+        if term:
+            assert info["done"] == info["jobs"]
+            break
+
+
+def test_a_masked_action_changes_nothing_and_costs_the_penalty():
+    env = small_env(invalid_penalty=2.5)
+    env.reset(seed=1)
+    bad = int(np.flatnonzero(~env.action_masks())[0])
+    before = env.sim.env.now, len(env.sim.waiting)
+    _, r, term, _, info = env.step(bad)
+    assert info["invalid_action"] and r == -2.5 and not term
+    assert (env.sim.env.now, len(env.sim.waiting)) == before
+
+
+def test_jct_rewards_sum_to_minus_the_total_completion_time():
+    w = mixed_workload(80, seed=3)
+    env = ClusterSchedulingEnv(workloads=FixedSampler(w, small_cluster()), reward_scale=1.0,
+                               slo_penalty=0.0)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    total, term = 0.0, False
+    while not term:
+        _, r, term, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        total += r
+    jct = sum(js.finish - js.submit for js in env.sim.jobs)
+    assert total == pytest.approx(-jct / 3600.0, rel=1e-9)
+
+
+def test_slo_misses_are_penalised():
+    jobs = [Job("big", 0.0, 5000.0, num_gpus=8), Job("inf", 1.0, 100.0, num_gpus=8,
+                                                       kind="inference", slo_s=5.0)]
+    from autoflow.cluster import ClusterSpec, Node
+    cluster = ClusterSpec("one", [Node("n0", "V100", 8, 0, 0)])
+    env = ClusterSchedulingEnv(workloads=FixedSampler(Workload(jobs, source="t"), cluster),
+                               reward_scale=0.0, slo_penalty=3.0, preemption=False)
+    env.reset(seed=0)
+    rewards = []
+    term = False
+    while not term:
+        _, r, term, _, info = env.step(int(np.flatnonzero(env.action_masks())[0]))
+        rewards.append(r)
+    assert info["slo_misses"] == 1 and sum(rewards) == pytest.approx(-3.0)
+
+
+def test_the_observation_never_reveals_the_true_duration():
+    base = mixed_workload(50, seed=4)
+    # the same jobs with their durations shuffled (the workload median, which the history
+    # estimator falls back to before any job has finished, stays the same)
+    durations = np.random.default_rng(0).permutation([j.duration for j in base.jobs])
+    other = Workload([replace(j, duration=float(d)) for j, d in zip(base.jobs, durations)],
+                     source="t")
+    envs = [ClusterSchedulingEnv(workloads=FixedSampler(w, small_cluster())) for w in (base, other)]
+    obs = [e.reset(seed=0)[0] for e in envs]
+    # same decisions until the first completion, which is when durations become visible
+    compared = 0
+    for _ in range(60):
+        assert _same(obs[0], obs[1])
+        compared += 1
+        a = int(np.flatnonzero(envs[0].action_masks())[0])
+        assert np.array_equal(envs[0].action_masks(), envs[1].action_masks())
+        obs = [e.step(a)[0] for e in envs]
+        if any(e.sim._done for e in envs):
+            break
+    assert compared >= 3
+
+
+def test_observation_size_does_not_depend_on_cluster_or_queue():
+    shapes = set()
+    for src in ("builtin:philly-mix-small", "builtin:shared-gpu"):
+        env = ClusterSchedulingEnv(workloads=src, jobs=(20, 400), load=(0.5, 3.0))
+        obs, _ = env.reset(seed=0)
+        shapes.add(tuple((k, v.shape) for k, v in sorted(obs.items())))
+    assert len(shapes) == 1
+
+
+def test_the_window_shows_the_head_and_counts_hidden_jobs():
+    env = ClusterSchedulingEnv(workloads="builtin:philly-mix-small", jobs=(300, 300),
+                               load=(3.0, 3.0), queue_slots=4, head_slots=2)
+    env.reset(seed=2)
+    rng = np.random.default_rng(0)
+    seen_hidden = False
+    for _ in range(500):
+        d = env.decision
+        head = env.sim.waiting.head()
+        assert head in d.queue
+        hidden = len(env.sim.waiting) - sum(js is not None for js in d.queue)
+        seen_hidden |= hidden > 0
+        _, _, term, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        if term:
+            break
+    assert seen_hidden
+
+
+def test_samplers_hold_out_the_end_of_a_trace(tmp_path):
+    from autoflow.envs.samplers import EpisodeSpec
+
+    p = tmp_path / "t.csv"
+    p.write_text("job_id,submission_time,duration,num_gpu\n" + "".join(
+        f"{i},{i * 60},{100 + i},1\n" for i in range(100)))
+    train = make_sampler(f"itp:{p}", EpisodeSpec((10, 10), part=(0.0, 0.8))).samplers[0]
+    val = make_sampler(f"itp:{p}", EpisodeSpec((10, 10), part=(0.8, 1.0))).samplers[0]
+    assert {j.job_id for j in train.jobs}.isdisjoint({j.job_id for j in val.jobs})
+    assert len(train.jobs) == 80 and len(val.jobs) == 20
+
+
+def test_obs_config_rejects_a_window_without_slots():
+    from autoflow.envs.observation import Observer
+
+    with pytest.raises(ValueError):
+        Observer(ObsConfig(queue_slots=0))
