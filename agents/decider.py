@@ -12,7 +12,8 @@ to starting the first job that fits in queue order; each case is counted in
 from __future__ import annotations
 
 import numpy as np
-from autoflow.envs.observation import Decision, ObsConfig, Observer, agent_queue_key, las_level
+from autoflow.envs.observation import (Decision, ObsConfig, Observer, agent_queue_key,
+                                       arm_level_wakeup, las_level)
 
 from autoflow.policies.base import Policy
 
@@ -30,6 +31,9 @@ class DeciderPolicy(Policy):
 
     def decide(self, decision: Decision, ctx) -> int:
         raise NotImplementedError
+
+    def on_start(self, ctx, js) -> None:
+        arm_level_wakeup(ctx, js)  # decide again when it reaches the next LAS level
 
     def schedule(self, ctx) -> None:
         cfg = self.observer.config

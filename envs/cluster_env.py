@@ -5,7 +5,8 @@
 A thin adapter over autoflow's simulator, the same one ``autoflow bench`` runs: jobs
 arrive from a real trace window or a generated workload, run on a cluster of GPU nodes
 (gangs, shared GPUs, GPU types, CPU and memory), and leave when done. Decisions happen
-at events — an arrival, a completion, a node failure — never on a clock. At a decision
+at events — an arrival, a completion, a node failure, a running job's attained service
+crossing into the next LAS level — never on a clock. At a decision
 the agent starts one waiting job, preempts one running training job, or waits for the
 next event; several actions may happen at one instant, one per step.
 
@@ -84,6 +85,7 @@ from .observation import (
     ObsConfig,
     Observer,
     agent_queue_key,
+    arm_level_wakeup,
 )
 from .samplers import EpisodeSpec, make_sampler
 
@@ -106,6 +108,9 @@ class AgentSeat(Policy):
 
     def schedule(self, ctx) -> None:
         self.pending = True
+
+    def on_start(self, ctx, js) -> None:
+        arm_level_wakeup(ctx, js)
 
 
 class ClusterSchedulingEnv(gym.Env):

@@ -36,7 +36,7 @@ JOB_FEATURES = (
     "present", "fits", "gpus_log", "gpu_share", "demand_of_cluster", "type_constrained",
     "inference", "cpu_only", "wait_log", "attained_log", "level0", "level1", "level2",
     "predicted_log", "predicted_left_log", "preemptions", "slo_slack", "is_head",
-    "progress_of_predicted", "fits_by_preempting",
+    "progress_of_predicted", "fits_by_preempting", "queued_log",
 )
 RUNNING_FEATURES = (
     "present", "preemptible", "gpus_log", "demand_of_cluster", "inference", "segment_log",
@@ -77,6 +77,24 @@ def las_level(attained: float) -> int:
         if attained + 1e-6 >= t:
             lvl += 1
     return lvl
+
+
+def arm_level_wakeup(ctx, js: JobState) -> None:
+    """Asks for a decision when a running training job's attained service crosses into the
+    next LAS level (then it may become worth preempting), as LAS itself does."""
+    demand, level = js.job.gpu_demand, las_level(js.attained)
+    if level < len(THRESHOLDS) and demand > 0 and js.job.preemptible:
+        at = js.seg_start + (THRESHOLDS[level] - js.attained) / demand
+        ctx.wakeup(max(at, ctx.now), _crossed, ctx, js, js.version, level + 1)
+
+
+def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
+    if js.version != version or js.status != "running":
+        return False  # it stopped meanwhile
+    if level < len(THRESHOLDS):  # and on to the level after
+        at = js.seg_start + (THRESHOLDS[level] - js.attained) / js.job.gpu_demand
+        ctx.wakeup(max(at, ctx.now), _crossed, ctx, js, version, level + 1)
+    return len(ctx.waiting) > 0
 
 
 def agent_queue_key(js: JobState) -> tuple:
@@ -275,9 +293,9 @@ def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], he
     """Features of the shown waiting jobs, one row each (see JOB_FEATURES)."""
     raw = np.array([(js.job.num_gpus, js.job.gpu_milli, bool(js.job.gpu_types),
                      js.job.kind == INFERENCE, now - js.submit, js.attained, js.predicted,
-                     js.progress, js.preemptions, js.job.slo_s or 0.0, js is head)
-                    for js in queue], dtype=np.float64)
-    gpus, milli, typed, inf, wait, att, pred, prog, pre, slo, is_head = raw.T
+                     js.progress, js.preemptions, js.job.slo_s or 0.0, js is head,
+                     now - js.queue_since) for js in queue], dtype=np.float64)
+    gpus, milli, typed, inf, wait, att, pred, prog, pre, slo, is_head, queued = raw.T
     lvl = _levels(att)
     out = np.empty((len(queue), len(JOB_FEATURES)))
     out[:, 0] = 1.0
@@ -298,6 +316,7 @@ def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], he
     out[:, 17] = is_head
     out[:, 18] = np.minimum(prog / np.maximum(pred, 1.0), 2.0)
     out[:, 19] = reachable
+    out[:, 20] = np.log1p(np.maximum(queued, 0) / 60) / 5  # since it (re-)entered the queue
     return out
 
 
