@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 from autoflow.envs.observation import (Decision, ObsConfig, Observer, agent_queue_key,
-                                       arm_level_wakeup, las_level)
+                                       arm_level_wakeup, las_level, level_entry)
 
 from autoflow.policies.base import Policy
 
@@ -72,7 +72,7 @@ class LasExpert(DeciderPolicy):
 
 def las_expert_action(d: Decision, ctx, cfg: ObsConfig) -> int:
     """LAS's pass, one action at a time: in queue order, start a job that fits; for a job
-    that does not, preempt (highest level first, most recently started first) if the jobs
+    that does not, preempt (highest level first, the latest to reach it first) if the jobs
     of higher levels hold enough for it; else go on to the next job."""
     q, now = cfg.queue_slots, d.now
     for i, js in enumerate(d.queue):
@@ -83,7 +83,7 @@ def las_expert_action(d: Decision, ctx, cfg: ObsConfig) -> int:
         if not d.reachable[i]:
             continue
         k = las_level(js.attained)
-        shown = [(las_level(r.attained_at(now)), r.seg_start, j) for j, r in enumerate(d.running)
+        shown = [(*level_entry(r, now), j) for j, r in enumerate(d.running)
                  if r is not None and d.mask[q + j] and las_level(r.attained_at(now)) > k]
         if shown:
             return q + max(shown)[2]

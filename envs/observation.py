@@ -11,8 +11,8 @@ The observation has a fixed size whatever the cluster or the queue:
   then jobs that fit now: the earliest in queue order and the shortest by predicted
   duration. How many waiting jobs are not shown is a cluster feature.
 * ``running``: ``running_slots`` rows of features of running jobs, preemptible ones
-  first, in LAS's victim order (highest attained-service level, then the most recently
-  started).
+  first, in LAS's victim order (highest attained-service level, then the latest to
+  reach that level).
 * ``cluster``: free capacity (in all and by GPU type), fragmentation, queue and
   running-set summaries.
 
@@ -97,6 +97,16 @@ def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
     return len(ctx.waiting) > 0
 
 
+def level_entry(r: JobState, now: float) -> tuple[int, float]:
+    """A running job's LAS level and when it entered that level (its start, or the moment
+    its attained service crossed the level's threshold while running)."""
+    level = las_level(r.attained_at(now))
+    entered = r.seg_start
+    if level and r.attained < THRESHOLDS[level - 1] and r.job.gpu_demand > 0:
+        entered += (THRESHOLDS[level - 1] - r.attained) / r.job.gpu_demand
+    return level, entered
+
+
 def agent_queue_key(js: JobState) -> tuple:
     """The queue order the agent sees: least attained service first, then arrival."""
     return (las_level(js.attained), js.queue_since, js.submit)
@@ -152,10 +162,9 @@ class Observer:
         return shown, len(waiting) - len(shown)
 
     def _running_window(self, ctx, now: float) -> list[JobState]:
-        ranked = sorted(ctx.running.values(),  # LAS's victims first: highest level, newest
-                        key=lambda r: (not r.job.preemptible, -las_level(
-                            r.attained + r.job.gpu_demand * (now - r.seg_start)),
-                            -r.seg_start, r.idx))
+        ranked = sorted(ctx.running.values(),  # LAS's victims first: highest level, then
+                        key=lambda r: (not r.job.preemptible,  # the latest to reach it
+                                       *(-x for x in level_entry(r, now)), r.idx))
         return ranked[: self.config.running_slots]
 
     # -- the decision ---------------------------------------------------------------
