@@ -12,8 +12,15 @@ to starting the first job that fits in queue order; each case is counted in
 from __future__ import annotations
 
 import numpy as np
-from autoflow.envs.observation import (Decision, ObsConfig, Observer, agent_queue_key,
-                                       arm_level_wakeup, las_level, level_entry)
+from autoflow.envs.observation import (
+    Decision,
+    ObsConfig,
+    Observer,
+    agent_queue_key,
+    arm_level_wakeup,
+    las_level,
+    level_entry,
+)
 
 from autoflow.policies.base import Policy
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 HEURISTICS = ("sjf", "las", "easy-backfill")
 
 
 def row(path: str) -> str:
-    r = json.loads(open(path).read())
+    r = json.loads(Path(path).read_text())
     p = r["policies"]
     cfg = r["manifest"]["config"]
     s0 = cfg["setups"][0]

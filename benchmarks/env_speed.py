@@ -15,8 +15,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
+
 from autoflow.manifest import machine
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def table(path: str) -> str:
-    r = json.loads(open(path).read())
+    r = json.loads(Path(path).read_text())
     man = r["manifest"]
     s0 = man["config"]["setups"][0]
     mix = ", ".join(f"{k}: {v}" for k, v in s0["cluster"]["mix"].items())
-    lines = [f"### `{man['config']['trace']}` at `--load {man['config']['load']}`: "
+    title = (f"### `{man['config']['trace']}` at `--load {man['config']['load']}`: "
              f"{s0['jobs']:,} jobs, {s0['cluster']['gpus']} GPUs ({mix}), offered load "
-             f"{s0['offered_load']:.2f}", "", f"Command: `{man['command']}`", "",
-             "| policy | avg JCT (s) | × fifo | p50 JCT | p99 JCT | avg wait | bnd slowdown "
-             "| GPU alloc | SLO miss | preemptions |", "|" + "---|" * 10]
+             f"{s0['offered_load']:.2f}")
+    header = ("| policy | avg JCT (s) | × fifo | p50 JCT | p99 JCT | avg wait | bnd slowdown "
+              "| GPU alloc | SLO miss | preemptions |")
+    lines = [title, "", f"Command: `{man['command']}`", "", header, "|" + "---|" * 10]
     for name, m in r["policies"].items():
         label = f"{name} (oracle)" if m.get("oracle") else name
         lines.append(
