@@ -22,6 +22,7 @@ Actions: ``0..Q-1`` start queue slot *i*; ``Q..Q+R-1`` preempt running slot *j*;
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 
@@ -161,11 +162,18 @@ class Observer:
         shown.sort(key=waiting.key_of)
         return shown, len(waiting) - len(shown)
 
-    def _running_window(self, ctx, now: float) -> list[JobState]:
-        ranked = sorted(ctx.running.values(),  # LAS's victims first: highest level, then
-                        key=lambda r: (not r.job.preemptible,  # the latest to reach it
-                                       *(-x for x in level_entry(r, now)), r.idx))
-        return ranked[: self.config.running_slots]
+    def _running_window(self, ctx, now: float) -> tuple[list[JobState], list[int]]:
+        """The shown running jobs, LAS's victims first (highest level, then the latest to
+        reach it); and the LAS levels of all preemptible running jobs."""
+        keyed = []
+        levels = []
+        for r in ctx.running.values():
+            level, entered = level_entry(r, now)
+            if r.job.preemptible:
+                levels.append(level)
+            keyed.append((not r.job.preemptible, -level, -entered, r.idx, r))
+        top = heapq.nsmallest(self.config.running_slots, keyed)
+        return [k[-1] for k in top], levels
 
     # -- the decision ---------------------------------------------------------------
     def observe(self, ctx) -> Decision:
@@ -175,7 +183,7 @@ class Observer:
             self._instant, self._preempted_now = now, set()
         total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
         queue, hidden = self._queue_window(ctx)
-        running = self._running_window(ctx, now)
+        running, pre_levels = self._running_window(ctx, now)
         head = ctx.waiting.head()
 
         mask = np.zeros(c.n_actions, dtype=bool)
@@ -195,7 +203,7 @@ class Observer:
                 mask[q: q + len(running)] = [r.job.preemptible and r.seg_start < now
                                              for r in running]
         mask[c.wait_action] = not (not ctx.running and mask[: c.queue_slots].any())
-        cluster = self._cluster_row(ctx, queue, hidden, mask, now, total_gpus)
+        cluster = self._cluster_row(ctx, queue, hidden, mask, now, total_gpus, pre_levels)
         obs = {"jobs": np.clip(jobs, -CLIP, CLIP, out=jobs),
                "running": np.clip(run, -CLIP, CLIP, out=run),
                "cluster": np.clip(cluster, -CLIP, CLIP, out=cluster)}
@@ -224,8 +232,8 @@ class Observer:
             out.append(fits_now(st, js.req))
         return out
 
-    def _cluster_row(self, ctx, queue, hidden: int, mask, now: float,
-                     total_gpus: float) -> np.ndarray:
+    def _cluster_row(self, ctx, queue, hidden: int, mask, now: float, total_gpus: float,
+                     pre_levels: list[int]) -> np.ndarray:
         st = ctx.state
         if st.up.all():
             free_milli, whole, gpus, cpu_free, cpu_cap = (st.free_milli, st.whole_free,
@@ -256,9 +264,7 @@ class Observer:
         wait_demand = sum(js.job.gpu_demand for js in queue)  # shown jobs only: O(window)
         run_demand = (st.total_milli - int(st.free_milli.sum())) / 1000.0
         n_inf = sum(1 for js in queue if js.job.kind == INFERENCE)
-        pre = [r for r in running.values() if r.job.preemptible]
-        level = (float(_levels(np.array([r.attained_at(now) for r in pre])).mean()) / 2
-                 if pre else 0.0)
+        level = sum(pre_levels) / len(pre_levels) / 2 if pre_levels else 0.0
         q = self.config.queue_slots
         return np.array([
             free / (1000.0 * cap_gpus), float(whole.sum()) / cap_gpus, st.fragmentation(),
@@ -266,7 +272,7 @@ class Observer:
             *types, _log(len(running), 1) / 5, _log(len(ctx.waiting), 1) / 5,
             _log(hidden, 1) / 5, min(wait_demand / total_gpus, CLIP),
             min(run_demand / total_gpus, CLIP), min(cpu_share, 1.0), _log(n_inf, 1) / 5,
-            len(pre) / max(1, len(running)), level, float(mask[:q].sum()) / q,
+            len(pre_levels) / max(1, len(running)), level, float(mask[:q].sum()) / q,
             _log(now - head.submit, 60) / 5 if head else 0.0,
         ], dtype=np.float32)
 
