@@ -54,7 +54,6 @@ class RlPolicy(DeciderPolicy):
         self.model = model if model is not None else load_model(path)
         self.model_path = path if model is None else "<in training>"
         super().__init__(placer, obs_config_of(self.model))
-        torch.set_num_threads(1)
 
     @property
     def label(self) -> str:

@@ -178,7 +178,6 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     spec = EpisodeSpec(cfg.jobs, cfg.load, part=(0.0, 1.0 - HOLDOUT))
     sampler = make_sampler(cfg.workloads, spec)
 

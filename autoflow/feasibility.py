@@ -90,3 +90,33 @@ def shape_fits(state: ClusterState, shape: Shape) -> bool:
     """Whether the least a job of ``shape`` could need fits now (if not, none fits)."""
     types_key, num, milli, cpu, mem = shape
     return fits_now(state, Req(num, milli, types_key, cpu, mem))
+
+
+class ShapeGate:
+    """Could any job of a shape fit in ``state`` now? Cached until ``changed()``: first the
+    cheap per-type headroom, then (with ``exact``) the least the shape's jobs need."""
+
+    def __init__(self, state: ClusterState):
+        self.state = state
+        self._room: dict[int, tuple[int, int, int, int]] = {}
+        self._ok: dict[Shape, bool] = {}
+
+    def changed(self) -> None:
+        self._room.clear()
+        self._ok.clear()
+
+    def headroom(self, types_key: int) -> tuple[int, int, int, int]:
+        room = self._room.get(types_key)
+        if room is None:
+            room = self._room[types_key] = headroom(self.state, types_key)
+        return room
+
+    def open(self, shape: Shape, exact: bool = True) -> bool:
+        if not shape_may_fit(shape, self.headroom(shape[0])):
+            return False
+        if not exact:
+            return True
+        ok = self._ok.get(shape)
+        if ok is None:
+            ok = self._ok[shape] = shape_fits(self.state, shape)
+        return ok

@@ -30,7 +30,7 @@ import numpy as np
 
 from autoflow.feasibility import fits_now
 from autoflow.job import INFERENCE
-from autoflow.policies.las import THRESHOLDS
+from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
 from autoflow.sim.jobstate import JobState
 
 JOB_FEATURES = (
@@ -72,12 +72,7 @@ class ObsConfig:
         return self.queue_slots + self.running_slots
 
 
-def las_level(attained: float) -> int:
-    lvl = 0
-    for t in THRESHOLDS:
-        if attained + 1e-6 >= t:
-            lvl += 1
-    return lvl
+las_level = level_of  # the agent sees LAS's queues
 
 
 def arm_level_wakeup(ctx, js: JobState) -> None:
@@ -85,16 +80,16 @@ def arm_level_wakeup(ctx, js: JobState) -> None:
     next LAS level (then it may become worth preempting), as LAS itself does."""
     demand, level = js.job.gpu_demand, las_level(js.attained)
     if level < len(THRESHOLDS) and demand > 0 and js.job.preemptible:
-        at = js.seg_start + (THRESHOLDS[level] - js.attained) / demand
-        ctx.wakeup(max(at, ctx.now), _crossed, ctx, js, js.version, level + 1)
+        ctx.wakeup(max(crosses_at(js, level), ctx.now), _crossed, ctx, js, js.version,
+                   level + 1)
 
 
 def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
     if js.version != version or js.status != "running":
         return False  # it stopped meanwhile
     if level < len(THRESHOLDS):  # and on to the level after
-        at = js.seg_start + (THRESHOLDS[level] - js.attained) / js.job.gpu_demand
-        ctx.wakeup(max(at, ctx.now), _crossed, ctx, js, version, level + 1)
+        ctx.wakeup(max(crosses_at(js, level), ctx.now), _crossed, ctx, js, version,
+                   level + 1)
     return len(ctx.waiting) > 0
 
 
@@ -104,7 +99,7 @@ def level_entry(r: JobState, now: float) -> tuple[int, float]:
     level = las_level(r.attained_at(now))
     entered = r.seg_start
     if level and r.attained < THRESHOLDS[level - 1] and r.job.gpu_demand > 0:
-        entered += (THRESHOLDS[level - 1] - r.attained) / r.job.gpu_demand
+        entered = crosses_at(r, level - 1)
     return level, entered
 
 
@@ -300,7 +295,7 @@ _LEVELS = np.arange(3)
 
 
 def _levels(attained: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_THRESHOLDS, attained + 1e-6, side="right")
+    return np.searchsorted(_THRESHOLDS, attained + EPS, side="right")
 
 
 def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], head,

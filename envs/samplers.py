@@ -118,8 +118,8 @@ def make_sampler(sources: str | list[str], spec: EpisodeSpec | None = None) -> M
     for src in sources:
         src, _, cluster = src.strip().partition("@")
         fmt = src.split(":", 1)[0]
-        cluster = cluster or DEFAULT_CLUSTERS.get(
-            "builtin:shared-gpu" if src.startswith("builtin:shared-gpu") else fmt, "hetero-mix")
+        named = ":".join(src.split(":")[:2])  # e.g. builtin:shared-gpu, before the format
+        cluster = cluster or DEFAULT_CLUSTERS.get(named) or DEFAULT_CLUSTERS.get(fmt, "hetero-mix")
         if fmt == "builtin":
             samplers.append(BuiltinSampler(src, cluster, spec))
         elif fmt in GENERATOR_SAMPLERS:

@@ -20,6 +20,16 @@ THRESHOLDS = (3600.0, 36000.0)  # GPU-seconds: 1 GPU-hour, 10 GPU-hours
 EPS = 1e-6  # attained service is a float sum: a job at a threshold counts as past it
 
 
+def level_of(attained: float) -> int:
+    """The LAS queue of a job with this much attained service (GPU-seconds)."""
+    return bisect.bisect_right(THRESHOLDS, attained + EPS)
+
+
+def crosses_at(js, level: int) -> float:
+    """When the running job's attained service reaches ``THRESHOLDS[level]``."""
+    return js.seg_start + (THRESHOLDS[level] - js.attained) / js.job.gpu_demand
+
+
 class Las(Policy):
     name = "las"
     preemptive = True
@@ -31,7 +41,7 @@ class Las(Policy):
         self.running_at: list[dict] = [{} for _ in range(len(THRESHOLDS) + 1)]
 
     def level(self, attained: float) -> int:
-        return bisect.bisect_right(THRESHOLDS, attained + EPS)
+        return level_of(attained)
 
     def waiting_level(self, js) -> int:
         """A job never climbs back: it keeps the queue it was demoted to while running."""
@@ -61,8 +71,7 @@ class Las(Policy):
         """Wakes up when the job crosses into the next queue (it may then be preempted)."""
         level, demand = js.priority, js.job.gpu_demand
         if level < len(THRESHOLDS) and demand > 0:
-            at = js.seg_start + (THRESHOLDS[level] - js.attained) / demand
-            ctx.wakeup(max(at, ctx.now), self._demote, ctx, js, js.version)
+            ctx.wakeup(max(crosses_at(js, level), ctx.now), self._demote, ctx, js, js.version)
 
     def _demote(self, ctx, js, version: int) -> bool:
         """Moves a running job to the next queue; a pass is needed only if a waiting job

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import Shape, fits_now, headroom, shape_fits, shape_may_fit
+from ..feasibility import Shape, ShapeGate, fits_now
 from ..sim.jobstate import RUNNING
 
 if TYPE_CHECKING:
@@ -55,8 +55,7 @@ class _Reachable:
         self.key: tuple | None = None
         self.victims: list[JobState] = []
         self.state = None  # live state + victims' holdings, once built
-        self._room: dict[int, tuple[int, int, int, int]] = {}  # headroom by types_key
-        self._shape_ok: dict[Shape, bool] = {}  # shape_fits, until the state changes
+        self.gate: ShapeGate | None = None  # shape checks against that state
         self.failures = 0
 
     def victims_for(self, js: JobState) -> list[JobState]:
@@ -83,6 +82,7 @@ class _Reachable:
             self.state = self.ctx.state.copy()
             for v in self.victims:
                 self.state.release(v.placement)
+            self.gate = ShapeGate(self.state)
         return fits_now(self.state, js.req)
 
     def started(self, js: JobState) -> None:
@@ -95,22 +95,14 @@ class _Reachable:
         self.started(js)
 
     def _changed(self) -> None:
-        self._room.clear()
-        self._shape_ok.clear()
+        if self.gate is not None:
+            self.gate.changed()
 
     def shape_open(self, shape: Shape) -> bool:
         if self.key is None:
             return True  # nothing known yet
         if not self.victims:
             return self.ctx.shape_open(shape)  # reachable = live
-        if self.state is None:
+        if self.gate is None:
             return True
-        room = self._room.get(shape[0])
-        if room is None:
-            room = self._room[shape[0]] = headroom(self.state, shape[0])
-        if not shape_may_fit(shape, room):
-            return False
-        ok = self._shape_ok.get(shape)
-        if ok is None:
-            ok = self._shape_ok[shape] = shape_fits(self.state, shape)
-        return ok
+        return self.gate.open(shape)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import Shape, fits_now, headroom, needs_multi_node, shape_fits, shape_may_fit
+from ..feasibility import Shape, ShapeGate, fits_now, needs_multi_node
 from ..state import ClusterState, Req
 from .jobstate import JobState
 
@@ -24,8 +24,7 @@ class SchedContext:
         self.state: ClusterState = sim.state
         self.policy: Policy = sim.policy
         self._failed: dict[tuple, list[Req]] = {}
-        self._room: dict[int, tuple[int, int, int, int]] = {}  # headroom by types_key
-        self._shape_ok: dict[Shape, bool] = {}  # shape_fits, until capacity changes
+        self._gate = ShapeGate(self.state)  # shape checks, until capacity changes
         self._fits: dict[Req, bool] = {}  # fits(), until capacity changes
         self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
         self.now = 0.0
@@ -44,27 +43,13 @@ class SchedContext:
         return self.state.used_milli >= self._sim.live_milli and not self._sim.cpu_only_waiting
 
     def shape_open(self, shape: Shape) -> bool:
-        """False when no job of this shape (``feasibility.shape_of``) can start now."""
-        if not shape_may_fit(shape, self._headroom(shape[0])):
-            return False
-        if shape not in self._suspect:
-            return True
-        ok = self._shape_ok.get(shape)  # a job of this shape failed: check its least need
-        if ok is None:
-            ok = self._shape_ok[shape] = shape_fits(self.state, shape)
-        return ok
+        """False when no job of this shape (``feasibility.shape_of``) can start now; the
+        exact check only for shapes with a job that failed in this pass."""
+        return self._gate.open(shape, exact=shape in self._suspect)
 
     def _capacity_changed(self) -> None:
-        self._room.clear()
-        self._shape_ok.clear()
+        self._gate.changed()
         self._fits.clear()
-
-    def _headroom(self, types_key: int) -> tuple[int, int, int, int]:
-        """``feasibility.headroom`` of the live state, cached until capacity changes."""
-        room = self._room.get(types_key)
-        if room is None:
-            room = self._room[types_key] = headroom(self.state, types_key)
-        return room
 
     def open_waiting(self, after: tuple | None = None):
         """Waiting jobs in queue order, skipping shapes that cannot fit now. For passes
@@ -95,7 +80,7 @@ class SchedContext:
         req = js.req
         if req.demand_milli > self._sim.live_milli - self.state.used_milli:
             return False  # not enough free share in the whole cluster
-        free, best_gpu, best_cpu, best_mem = self._headroom(req.types_key)
+        free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
         if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
             return False  # not enough on the nodes of the allowed types
         if (req.cpu > best_cpu or req.mem > best_mem) and not needs_multi_node(self.state, req):
