@@ -12,14 +12,13 @@ to starting the first job that fits in queue order; each case is counted in
 from __future__ import annotations
 
 import numpy as np
+from autoflow.envs.las_choice import las_action
 from autoflow.envs.observation import (
     Decision,
     ObsConfig,
     Observer,
     agent_queue_key,
     arm_level_wakeup,
-    las_level,
-    level_entry,
 )
 
 from autoflow.policies.base import Policy
@@ -66,32 +65,11 @@ class DeciderPolicy(Policy):
 
 
 class LasExpert(DeciderPolicy):
-    """Tiresias-style LAS expressed in the agent's actions: start the least-attained
-    job that fits; else, if the least-attained blocked job could start by preempting
-    the running jobs of higher LAS levels, preempt the most-attained of them; else wait.
-    The demonstrator for the agent's warm start (``agents.imitation``)."""
+    """Tiresias-style LAS expressed in the agent's actions (``envs.las_choice``): its
+    schedule is identical to ``las``'s. The demonstrator for the agent's warm start
+    (``agents.imitation``)."""
 
     name = "las-expert"
 
     def decide(self, d: Decision, ctx) -> int:
-        return las_expert_action(d, ctx, self.observer.config)
-
-
-def las_expert_action(d: Decision, ctx, cfg: ObsConfig) -> int:
-    """LAS's pass, one action at a time: in queue order, start a job that fits; for a job
-    that does not, preempt (highest level first, the latest to reach it first) if the jobs
-    of higher levels hold enough for it; else go on to the next job."""
-    q, now = cfg.queue_slots, d.now
-    for i, js in enumerate(d.queue):
-        if js is None:
-            break
-        if d.mask[i]:
-            return i
-        if not d.reachable[i]:
-            continue
-        k = las_level(js.attained)
-        shown = [(*level_entry(r, now), j) for j, r in enumerate(d.running)
-                 if r is not None and d.mask[q + j] and las_level(r.attained_at(now)) > k]
-        if shown:
-            return q + max(shown)[2]
-    return cfg.wait_action
+        return las_action(d, self.observer.config)

@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
-
-from .decider import las_expert_action
+from autoflow.envs.las_choice import las_action
 
 
 def collect(env: ClusterSchedulingEnv, episodes: int, seed: int, gamma: float,
@@ -32,7 +31,7 @@ def collect(env: ClusterSchedulingEnv, episodes: int, seed: int, gamma: float,
         done = False
         while not done:
             d = env.decision
-            a = las_expert_action(d, env.sim.ctx, env.obs_config)
+            a = las_action(d, env.obs_config)
             mask = env.action_masks()
             for k, v in obs.items():
                 obs_l[k].append(v)

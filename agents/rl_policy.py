@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from autoflow.envs.observation import Decision, ObsConfig
+from autoflow.envs.observation import (
+    CLUSTER_FEATURES,
+    JOB_FEATURES,
+    RUNNING_FEATURES,
+    Decision,
+    ObsConfig,
+)
 
 import autoflow
 from autoflow.errors import ConfigError
@@ -34,7 +40,21 @@ def load_model(path: str):
     except Exception as e:  # a zip that is not a model, a model of another version
         raise ConfigError(f"model {path}: cannot be loaded ({type(e).__name__}: {e})") from e
     model.policy.set_training_mode(False)
+    _check_features(path, model)
     return model
+
+
+def _check_features(path: str, model) -> None:
+    """A model sees the observation it was trained on: a model from an older autoflow
+    (other feature columns) is refused with the reason, not run on the wrong inputs."""
+    spaces = getattr(model.observation_space, "spaces", {})
+    want = {"jobs": len(JOB_FEATURES), "running": len(RUNNING_FEATURES),
+            "cluster": len(CLUSTER_FEATURES)}
+    for key, n in want.items():
+        got = spaces[key].shape[-1] if key in spaces else None
+        if got != n:
+            raise ConfigError(f"model {path}: its observation has {got} {key!r} features, "
+                              f"this autoflow has {n}; retrain it with `autoflow train`")
 
 
 def obs_config_of(model) -> ObsConfig:

@@ -8,8 +8,9 @@ The observation has a fixed size whatever the cluster or the queue:
 
 * ``jobs``: ``queue_slots`` rows of job features, a window of the waiting queue. The
   window holds the head of the queue (fit or not, so that a blocked head is visible),
-  then jobs that fit now: the earliest in queue order and the shortest by predicted
-  duration. How many waiting jobs are not shown is a cluster feature.
+  the first blocked jobs that could start by preempting jobs of a higher LAS level, then
+  jobs that fit now: the earliest in queue order and the shortest by predicted duration.
+  How many waiting jobs are not shown is a cluster feature.
 * ``running``: ``running_slots`` rows of features of running jobs, preemptible ones
   first, in LAS's victim order (highest attained-service level, then the latest to
   reach that level).
@@ -28,20 +29,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoflow.feasibility import fits_now
+from autoflow.feasibility import ShapeGate, fits_now
 from autoflow.job import INFERENCE
 from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
 from autoflow.sim.jobstate import JobState
+
+from .las_choice import las_action
 
 JOB_FEATURES = (
     "present", "fits", "gpus_log", "gpu_share", "demand_of_cluster", "type_constrained",
     "inference", "cpu_only", "wait_log", "attained_log", "level0", "level1", "level2",
     "predicted_log", "predicted_left_log", "preemptions", "slo_slack", "is_head",
-    "progress_of_predicted", "fits_by_preempting", "queued_log",
+    "progress_of_predicted", "fits_by_preempting", "queued_log", "las_choice",
 )
 RUNNING_FEATURES = (
     "present", "preemptible", "gpus_log", "demand_of_cluster", "inference", "segment_log",
     "attained_log", "level0", "level1", "level2", "predicted_left_log", "started_now",
+    "las_victim",
 )
 TYPE_SLOTS = 4  # GPU types reported one by one (largest first); the rest only in totals
 CLUSTER_FEATURES = (
@@ -50,7 +54,7 @@ CLUSTER_FEATURES = (
     *(f"type{i}_capacity" for i in range(TYPE_SLOTS)),
     "running_log", "waiting_log", "hidden_log", "waiting_demand", "running_demand",
     "cpu_free", "waiting_inference_log", "running_preemptible", "running_level",
-    "shown_fitting", "head_wait_log",
+    "shown_fitting", "head_wait_log", "las_waits",
 )
 CLIP = 10.0  # every feature lies in [-CLIP, CLIP]
 
@@ -62,6 +66,9 @@ class ObsConfig:
     running_slots: int = 8  # running jobs shown (preemption candidates)
     preemption: bool = True  # may the agent preempt running training jobs?
     scan_limit: int = 64  # fitting jobs examined to fill the window
+    reach_slots: int = 2  # blocked jobs that preempting would let start, first in queue order
+    reach_scan_limit: int = 4096  # waiting jobs examined to find them (LAS's pass goes as far)
+    las_hint: bool = True  # mark LAS's choice in the observation (``envs.las_choice``)
 
     @property
     def n_actions(self) -> int:
@@ -90,17 +97,19 @@ def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
     if level < len(THRESHOLDS):  # and on to the level after
         ctx.wakeup(max(crosses_at(js, level), ctx.now), _crossed, ctx, js, version,
                    level + 1)
-    return len(ctx.waiting) > 0
+    head = ctx.waiting.head()  # as LAS: a pass only if a waiting job now outranks it
+    return head is not None and las_level(head.attained) < level
 
 
-def level_entry(r: JobState, now: float) -> tuple[int, float]:
-    """A running job's LAS level and when it entered that level (its start, or the moment
-    its attained service crossed the level's threshold while running)."""
+def level_entry(r: JobState, now: float) -> tuple[int, float, int]:
+    """A running job's LAS level, when it entered that level (its start, or the moment
+    its attained service crossed the level's threshold while running) and, for ties, its
+    start order: LAS's victim order is the reverse of this (highest level, latest in)."""
     level = las_level(r.attained_at(now))
     entered = r.seg_start
     if level and r.attained < THRESHOLDS[level - 1] and r.job.gpu_demand > 0:
         entered = crosses_at(r, level - 1)
-    return level, entered
+    return level, entered, r.start_seq
 
 
 def agent_queue_key(js: JobState) -> tuple:
@@ -117,6 +126,7 @@ class Decision:
     now: float
     reachable: list[bool]  # per queue slot: fits once every job of a higher LAS level is
     # preempted (False where preemption is off)
+    victim_keys: list[tuple]  # per shown running job: (LAS level, entered it, start order)
 
 
 def _log(x: float, unit: float) -> float:
@@ -133,6 +143,7 @@ class Observer:
             raise ValueError(f"bad observation config {c}")
         self._instant = -1.0
         self._preempted_now: set[int] = set()  # not restarted at the instant they stopped
+        self._reach: _ReachStates | None = None  # per decision, where preemption is on
 
     # -- the window ----------------------------------------------------------------
     def _queue_window(self, ctx) -> tuple[list[JobState], int]:
@@ -146,6 +157,13 @@ class Observer:
                 break
             if js.idx not in seen and js.idx not in self._preempted_now and ctx.fits(js):
                 fitting.append(js)
+        if self._reach is not None:
+            reach = self._reach.first_blocked(ctx, seen | self._preempted_now,
+                                              min(c.reach_slots, c.queue_slots - len(shown)),
+                                              c.reach_scan_limit)
+            shown = shown + reach
+            seen.update(js.idx for js in reach)
+            fitting = [js for js in fitting if js.idx not in seen]
         room = c.queue_slots - len(shown)
         early = fitting[: (room + 1) // 2]
         rest = sorted(fitting[len(early):], key=lambda js: (js.predicted, js.idx))
@@ -157,18 +175,20 @@ class Observer:
         shown.sort(key=waiting.key_of)
         return shown, len(waiting) - len(shown)
 
-    def _running_window(self, ctx, now: float) -> tuple[list[JobState], list[int]]:
+    def _running_window(self, ctx, now: float) -> tuple[list[JobState], list[tuple],
+                                                         list[int]]:
         """The shown running jobs, LAS's victims first (highest level, then the latest to
-        reach it); and the LAS levels of all preemptible running jobs."""
+        reach it), their ``level_entry`` keys; and the LAS levels of all preemptible
+        running jobs."""
         keyed = []
         levels = []
         for r in ctx.running.values():
-            level, entered = level_entry(r, now)
+            level, entered, seq = level_entry(r, now)
             if r.job.preemptible:
                 levels.append(level)
-            keyed.append((not r.job.preemptible, -level, -entered, r.idx, r))
+            keyed.append((not r.job.preemptible, -level, -entered, -seq, r))
         top = heapq.nsmallest(self.config.running_slots, keyed)
-        return [k[-1] for k in top], levels
+        return [k[-1] for k in top], [(-k[1], -k[2], -k[3]) for k in top], levels
 
     # -- the decision ---------------------------------------------------------------
     def observe(self, ctx) -> Decision:
@@ -177,8 +197,9 @@ class Observer:
         if now != self._instant:
             self._instant, self._preempted_now = now, set()
         total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
+        self._reach = _ReachStates(ctx, now) if c.preemption else None
         queue, hidden = self._queue_window(ctx)
-        running, pre_levels = self._running_window(ctx, now)
+        running, victim_keys, pre_levels = self._running_window(ctx, now)
         head = ctx.waiting.head()
 
         mask = np.zeros(c.n_actions, dtype=bool)
@@ -205,27 +226,23 @@ class Observer:
         pad_q = [*queue, *[None] * (c.queue_slots - len(queue))]
         pad_r = [*running, *[None] * (c.running_slots - len(running))]
         pad_reach = [*reachable, *[False] * (c.queue_slots - len(queue))]
-        return Decision(obs, mask, pad_q, pad_r, now, pad_reach)
+        d = Decision(obs, mask, pad_q, pad_r, now, pad_reach, victim_keys)
+        if c.las_hint:
+            a = las_action(d, c)
+            if a < c.queue_slots:
+                jobs[a, JOB_FEATURES.index("las_choice")] = 1.0
+            elif a < c.wait_action:
+                run[a - c.queue_slots, RUNNING_FEATURES.index("las_victim")] = 1.0
+            else:
+                cluster[CLUSTER_FEATURES.index("las_waits")] = 1.0
+        return d
 
     def _reachable(self, ctx, queue, fits, now: float) -> list[bool]:
         """Which blocked jobs would fit if every preemptible job of a higher LAS level
         (and not started at this instant) were preempted."""
-        states: dict[int, object] = {}
-        out = []
-        for js, ok in zip(queue, fits):
-            if ok or js.idx in self._preempted_now:  # (it cannot restart at this instant)
-                out.append(False)
-                continue
-            k = las_level(js.attained)
-            st = states.get(k)
-            if st is None:
-                st = states[k] = ctx.state.copy()
-                for r in ctx.running.values():
-                    if (r.job.preemptible and r.seg_start < now
-                            and las_level(r.attained_at(now)) > k):
-                        st.release(r.placement)
-            out.append(fits_now(st, js.req))
-        return out
+        reach = self._reach
+        return [not ok and js.idx not in self._preempted_now and reach.fits(js)
+                for js, ok in zip(queue, fits)]
 
     def _cluster_row(self, ctx, queue, hidden: int, mask, now: float, total_gpus: float,
                      pre_levels: list[int]) -> np.ndarray:
@@ -268,7 +285,7 @@ class Observer:
             _log(hidden, 1) / 5, min(wait_demand / total_gpus, CLIP),
             min(run_demand / total_gpus, CLIP), min(cpu_share, 1.0), _log(n_inf, 1) / 5,
             len(pre_levels) / max(1, len(running)), level, float(mask[:q].sum()) / q,
-            _log(now - head.submit, 60) / 5 if head else 0.0,
+            _log(now - head.submit, 60) / 5 if head else 0.0, 0.0,  # las_waits: set later
         ], dtype=np.float32)
 
     # -- acting -----------------------------------------------------------------------
@@ -290,6 +307,55 @@ class Observer:
         return True
 
 
+class _ReachStates:
+    """For each LAS level ``k`` of waiting jobs, the cluster as it would be once every
+    preemptible running job of a higher level (and not started at this instant) were
+    preempted: what LAS's pass could give a job of that level. Built lazily, once per
+    decision."""
+
+    def __init__(self, ctx, now: float):
+        self.ctx = ctx
+        self.victims = [(las_level(r.attained_at(now)), r) for r in ctx.running.values()
+                        if r.job.preemptible and r.seg_start < now]
+        self.top = max((lvl for lvl, _ in self.victims), default=0)  # no victims above it
+        self._states: dict[int, tuple] = {}
+
+    def _state(self, k: int) -> tuple:
+        got = self._states.get(k)
+        if got is None:
+            st = self.ctx.state.copy()
+            for lvl, r in self.victims:
+                if lvl > k:
+                    st.release(r.placement)
+            got = self._states[k] = (st, ShapeGate(st))
+        return got
+
+    def fits(self, js: JobState) -> bool:
+        k = las_level(js.attained)
+        return k < self.top and fits_now(self._state(k)[0], js.req)
+
+    def first_blocked(self, ctx, skip: set[int], limit: int, budget: int) -> list[JobState]:
+        """The first ``limit`` waiting jobs in queue order (not in ``skip``) that do not
+        fit now but would fit in their level's reachable state; ``budget`` jobs examined
+        at most."""
+        out: list[JobState] = []
+        waiting = ctx.waiting
+        for k in range(self.top):
+            if len(out) >= limit:
+                break
+            st, gate = self._state(k)
+            for js in waiting.iter_open(gate.open, (k,) if k else None):
+                budget -= 1
+                if waiting.key_of(js)[0] > k or budget < 0:
+                    break
+                if js.idx in skip or ctx.fits(js) or not fits_now(st, js.req):
+                    continue
+                out.append(js)
+                if len(out) >= limit:
+                    break
+        return out
+
+
 _THRESHOLDS = np.asarray(THRESHOLDS)
 _LEVELS = np.arange(3)
 
@@ -307,7 +373,7 @@ def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], he
                      now - js.queue_since) for js in queue], dtype=np.float64)
     gpus, milli, typed, inf, wait, att, pred, prog, pre, slo, is_head, queued = raw.T
     lvl = _levels(att)
-    out = np.empty((len(queue), len(JOB_FEATURES)))
+    out = np.zeros((len(queue), len(JOB_FEATURES)))
     out[:, 0] = 1.0
     out[:, 1] = fits
     out[:, 2] = np.log2(1 + gpus) / 4
@@ -337,7 +403,7 @@ def _running_rows(running: list[JobState], now: float, total_gpus: float) -> np.
                      r.progress, r.seg_overhead) for r in running], dtype=np.float64)
     gpus, milli, pre, inf, seg, att, pred, prog, over = raw.T
     att_now = att + gpus * milli / 1000.0 * seg
-    out = np.empty((len(running), len(RUNNING_FEATURES)))
+    out = np.zeros((len(running), len(RUNNING_FEATURES)))
     out[:, 0] = 1.0
     out[:, 1] = pre
     out[:, 2] = np.log2(1 + gpus) / 4

@@ -29,6 +29,7 @@ class JobState:
         "seg_overhead",
         "seg_progress0",
         "seg_start",
+        "start_seq",
         "starts",
         "status",
         "submit",
@@ -53,6 +54,7 @@ class JobState:
         self.preemptions = 0
         self.failures = 0
         self.starts = 0
+        self.start_seq = 0  # order of this segment's start among all starts of the run
         self.predicted: float = 0.0  # predicted duration (history estimator)
         self.gpu_seconds = 0.0  # GPU-time allocated, for the conservation invariant
         self.run_seconds = 0.0  # wall time spent running (all segments)

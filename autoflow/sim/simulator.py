@@ -93,6 +93,7 @@ class Simulator:
         self._pass_pending = False
         self._pass_time, self._passes_now = -1.0, 0
         self._done = 0
+        self._starts = 0  # starts so far (gives JobState.start_seq)
         self._next_arrival = 0
         self._alloc_integral = 0.0
         # for rewards: jobs arrived and not finished, integrated over time (= total JCT at
@@ -205,6 +206,8 @@ class Simulator:
         js.seg_start = now
         js.seg_overhead = self.config.restart_overhead_s if js.starts else 0.0
         js.starts += 1
+        self._starts += 1
+        js.start_seq = self._starts
         if js.first_start is None:
             js.first_start = now
             if js.job.kind == INFERENCE and now - js.submit > (js.job.slo_s or 0.0):
