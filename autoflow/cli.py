@@ -35,6 +35,16 @@ def _mount_traces() -> None:
 _mount_traces()
 
 
+def _mount_generate() -> None:
+    from .generators.cli import app as generate_app
+
+    app.add_typer(generate_app, name="generate", help="Fit workload generators, sample "
+                  "synthetic workloads, report their fidelity.")
+
+
+_mount_generate()
+
+
 @app.command()
 def bench(
     trace: str = typer.Option(..., help="Workload source FORMAT:PATH, e.g. itp:cluster08.csv, "

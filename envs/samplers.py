@@ -25,7 +25,7 @@ from autoflow.workload import Workload
 
 DEFAULT_CLUSTERS = {"itp": "itp-8gpu", "builtin": "philly-64", "builtin:shared-gpu": "hetero-mix", "tiresias": "philly-64",
                     "helios": "itp-8gpu", "swf": "itp-8gpu", "csv": "hetero-mix",
-                    "alibaba-openb": "hetero-mix", "alibaba-dlrm": "hetero-mix"}
+                    "alibaba-openb": "hetero-mix", "alibaba-dlrm": "hetero-mix", "gen": "hetero-mix"}
 
 
 HOLDOUT = 0.2  # share of each trace (its last jobs) kept out of training for validation
@@ -122,12 +122,15 @@ def make_sampler(sources: str | list[str], spec: EpisodeSpec | None = None) -> M
         cluster = cluster or DEFAULT_CLUSTERS.get(named) or DEFAULT_CLUSTERS.get(fmt, "hetero-mix")
         if fmt == "builtin":
             samplers.append(BuiltinSampler(src, cluster, spec))
-        elif fmt in GENERATOR_SAMPLERS:
+        elif fmt in GENERATOR_SAMPLERS or fmt == "gen":
+            if fmt not in GENERATOR_SAMPLERS:  # fitted generators (``gen:FILE``)
+                from autoflow.generators.sampler import register
+                register()
             samplers.append(GENERATOR_SAMPLERS[fmt](src, cluster, spec))
         else:
             samplers.append(TraceWindowSampler(src, cluster, spec))
     return MixtureSampler(samplers)
 
 
-# Later capabilities (fitted workload generators) register samplers by source format.
+# Samplers by source format beyond traces and built-ins (``gen``: ``generators.sampler``).
 GENERATOR_SAMPLERS: dict[str, type[Sampler]] = {}

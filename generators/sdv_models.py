@@ -10,6 +10,7 @@ SDV 2.0 API is used: metadata from ``Metadata.detect_from_dataframes``, ``fit`` 
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pandas as pd
 from autoflow.errors import ConfigError
 
 from .table import CATEGORICAL, NUMERICAL
+from .transforms import NormalScores
 
 TABLE = "jobs"
 KINDS = {"copula": "GaussianCopulaSynthesizer", "ctgan": "CTGANSynthesizer",
@@ -57,20 +59,26 @@ class SdvModel:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        md = metadata_for(df)
+        # heavy-tailed columns go in as normal scores of their empirical distribution and
+        # come back through its quantiles (raw CTGAN lost the duration tail)
+        rng = np.random.default_rng(seed)
+        self.scores = {c: NormalScores().fit(df[c].to_numpy(dtype=float)) for c in NUMERICAL}
+        data = df.copy()
+        for c, ns in self.scores.items():
+            data[c] = ns.forward(df[c].to_numpy(dtype=float), rng)
+        md = metadata_for(data)
         kwargs: dict = {}
         if self.name == "copula":
-            # heavy tails are already on a log scale; a Gaussian KDE-free fit of each
-            # marginal keeps fitting to about a second
-            kwargs["default_distribution"] = "truncnorm"
-            kwargs["numerical_distributions"] = {c: "gaussian_kde" if c == "log_duration"
-                                                 else "truncnorm" for c in NUMERICAL}
+            kwargs["numerical_distributions"] = {c: "norm" for c in NUMERICAL}  # scores now
+            kwargs["default_distribution"] = "uniform"  # categories are uniform-encoded
         else:
             kwargs["enable_gpu"] = torch.cuda.is_available()
             if self.epochs:
                 kwargs["epochs"] = int(self.epochs)
-        self.synth = getattr(st, KINDS[self.name])(md, **kwargs)
-        self.synth.fit({TABLE: df})
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*save_to_json.*")
+            self.synth = getattr(st, KINDS[self.name])(md, **kwargs)
+        self.synth.fit({TABLE: data})
 
     def sample(self, n: int, seed: int = 0) -> pd.DataFrame:
         import torch
@@ -78,4 +86,7 @@ class SdvModel:
         torch.manual_seed(seed)
         self.synth.reset_sampling()
         self.synth._set_random_state(seed)  # SDV's only hook for a seeded sample
-        return self.synth.sample(n)[TABLE]
+        out = self.synth.sample(n)[TABLE]
+        for c, ns in self.scores.items():
+            out[c] = ns.inverse(out[c].to_numpy(dtype=float))
+        return out

@@ -1,7 +1,9 @@
 """Job attributes as a table for the synthesizers, and back.
 
 One row per job: the attributes a scheduler sees (kind, GPU count, GPU share, type
-constraint, QoS, CPU, memory, SLO, user) and the true duration. Heavy-tailed columns
+constraint, QoS, CPU, memory, SLO, user) and the true duration. GPU count, share and
+type constraint form one categorical ``shape`` (``"2x1000:any"``), so that a model
+cannot invent a combination no job had (a 16-GPU gang constrained to a 2-GPU type). Heavy-tailed columns
 are modelled on a log scale (``log_duration``; CPU and memory too) and transformed back
 after sampling. Users beyond the ``MAX_USERS`` most frequent are pooled as ``other``
 (duration predictions in the simulator key on the user).
@@ -19,12 +21,12 @@ import numpy as np
 import pandas as pd
 
 from autoflow.errors import ConfigError
-from autoflow.job import INFERENCE, KINDS, WHOLE_GPU, Job
+from autoflow.job import INFERENCE, KINDS, Job
 from autoflow.workload import Workload
 
 MAX_USERS = 40
 OTHER_USER = "other"
-CATEGORICAL = ("kind", "num_gpus", "gpu_milli", "gpu_types", "qos", "user")
+CATEGORICAL = ("kind", "shape", "qos", "user")
 NUMERICAL = ("log_duration", "log_cpu", "log_memory", "log_slo")
 COLUMNS = (*CATEGORICAL, *NUMERICAL)
 
@@ -48,9 +50,7 @@ def to_table(workload: Workload, source: str = "") -> tuple[pd.DataFrame, TableS
     top = {u for u, _ in Counter(j.user for j in jobs if j.user).most_common(MAX_USERS)}
     df = pd.DataFrame({
         "kind": [j.kind for j in jobs],
-        "num_gpus": [str(j.num_gpus) for j in jobs],
-        "gpu_milli": [str(j.gpu_milli) for j in jobs],
-        "gpu_types": ["|".join(j.gpu_types) or "any" for j in jobs],
+        "shape": [f"{j.num_gpus}x{j.gpu_milli}:{'|'.join(j.gpu_types) or 'any'}" for j in jobs],
         "qos": [j.qos or "none" for j in jobs],
         "user": [(j.user if j.user in top else OTHER_USER) if j.user else "none" for j in jobs],
         "log_duration": np.log1p([float(j.duration) for j in jobs]),
@@ -62,36 +62,31 @@ def to_table(workload: Workload, source: str = "") -> tuple[pd.DataFrame, TableS
     return df, summary
 
 
-def _int_col(df: pd.DataFrame, col: str) -> np.ndarray:
-    return pd.to_numeric(df[col], errors="coerce").fillna(0).to_numpy()
+def _shape(text: str) -> tuple[int, int, tuple[str, ...]]:
+    count, _, rest = text.partition("x")
+    milli, _, types = rest.partition(":")
+    return int(count), int(milli), () if types in ("any", "") else tuple(types.split("|"))
 
 
 def from_table(df: pd.DataFrame, submit_times: np.ndarray, prefix: str = "syn") -> list[Job]:
-    """Jobs from sampled rows (in order) and arrival times. Values a synthesizer may
-    produce that no job can have are repaired to the nearest valid one: a share below a
-    whole GPU is only allowed on one GPU, counts and sizes are non-negative."""
+    """Jobs from sampled rows (in order) and arrival times; sizes are clipped at zero."""
     n = len(df)
-    gpus = np.maximum(np.rint(_int_col(df, "num_gpus")), 0).astype(int)
-    milli = np.clip(np.rint(_int_col(df, "gpu_milli")), 0, WHOLE_GPU).astype(int)
+    shapes = [_shape(x) for x in df["shape"].astype(str)]
     duration = np.maximum(np.expm1(df["log_duration"].to_numpy(dtype=float)), 1.0)
     cpu = np.maximum(np.rint(np.expm1(df["log_cpu"].to_numpy(dtype=float))), 0).astype(int)
     mem = np.maximum(np.rint(np.expm1(df["log_memory"].to_numpy(dtype=float))), 0).astype(int)
     slo = np.maximum(np.expm1(df["log_slo"].to_numpy(dtype=float)), 0.0)
     kinds = df["kind"].astype(str).to_numpy()
-    types = df["gpu_types"].astype(str).to_numpy()
     qos = df["qos"].astype(str).to_numpy()
     users = df["user"].astype(str).to_numpy()
     jobs = []
     for i in range(n):
-        g = int(gpus[i])
-        m = int(milli[i]) if g == 1 else (WHOLE_GPU if g > 1 else 0)
-        if g == 1 and m == 0:
-            m = WHOLE_GPU
+        g, m, types = shapes[i]
         kind = kinds[i] if kinds[i] in KINDS else KINDS[0]
         jobs.append(Job(
             job_id=f"{prefix}-{i}", submit_time=float(submit_times[i]),
             duration=float(duration[i]), num_gpus=g, gpu_milli=m,
-            gpu_types=() if types[i] in ("any", "", "nan") else tuple(types[i].split("|")),
+            gpu_types=types,
             kind=kind, qos="" if qos[i] in ("none", "nan") else qos[i],
             cpu_milli=int(cpu[i]), memory_mib=int(mem[i]),
             user="" if users[i] in ("none", "nan") else users[i],
