@@ -2,8 +2,9 @@
 
 For each trace and model: fit on the trace (seconds), sample 100,000 jobs (seconds), then
 the report's figures (duration p50/p90/p99 ratios, largest GPU-count gap in percentage
-points, hourly correlation, SDV quality score). Writes ``DIR/fidelity.json`` and a
-markdown table on stdout.
+points, hourly correlation, SDV quality score). Then the speed figure on a fixed size:
+each model fitted on the first ``--speed-rows`` jobs (8,000) of ``--speed-trace``.
+Writes ``DIR/fidelity.json`` and markdown tables on stdout.
 
     python benchmarks/generator_fidelity.py --out runs/gen-fidelity \\
         --models copula,empirical,ctgan,tvae --epochs 100
@@ -37,13 +38,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="ctgan/tvae epochs")
     ap.add_argument("-n", type=int, default=100_000, help="jobs sampled")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speed-rows", type=int, default=8000, help="rows for the fit-time figure")
+    ap.add_argument("--speed-trace", default="cluster08", choices=sorted(TRACES))
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     pairs = [(t, m) for t in args.traces.split(",") for m in args.models.split(",")]
+    models = args.models.split(",")
+    speed = []
     with Progress() as bar:
-        task = bar.add_task("fit + sample + report", total=len(pairs))
+        task = bar.add_task("fit + sample + report", total=len(pairs) + len(models))
         for trace, model in pairs:
             real = load_workload(TRACES[trace])
             gen = fit_generator(real, model, seed=args.seed, epochs=args.epochs, source=trace)
@@ -59,7 +64,15 @@ def main() -> None:
                          "hourly_corr": rep["hourly"]["correlation"],
                          "sdv_quality": rep["sdv_quality_score"], "bar": rep["bar"]})
             bar.advance(task)
-    (out / "fidelity.json").write_text(json.dumps(rows, indent=2) + "\n")
+        head = load_workload(TRACES[args.speed_trace]).head(args.speed_rows)
+        for model in models:
+            gen = fit_generator(head, model, seed=args.seed, epochs=args.epochs,
+                                source=args.speed_trace)
+            speed.append({"trace": args.speed_trace, "model": model,
+                          "rows": gen.table["used"], "fit_s": gen.fit_seconds})
+            bar.advance(task)
+    (out / "fidelity.json").write_text(json.dumps({"fidelity": rows, "fit_speed": speed},
+                                                  indent=2) + "\n")
     manifest.write(out / "manifest.json", manifest.build(
         "python benchmarks/generator_fidelity.py", vars(args), args.seed))
     print("| trace | model | fit (s) | sample 100k (s) | duration p50 / p90 / p99 × real | "
@@ -71,6 +84,9 @@ def main() -> None:
         print(f"| {r['trace']} | {r['model']} | {r['fit_s']:.1f} | {r['sample_s']:.2f} | "
               f"{d['p50']:.2f} / {d['p90']:.2f} / {d['p99']:.2f} | {r['gpu_max_diff_pp']:.2f} | "
               f"{r['hourly_corr']:.3f} | {q} | {'met' if r['bar']['all'] else 'not met'} |")
+    print(f"\n| model | fit on {args.speed_rows:,} rows of {args.speed_trace} (s) |\n|---|---|")
+    for r in speed:
+        print(f"| {r['model']} ({r['rows']:,} rows) | {r['fit_s']:.1f} |")
 
 
 if __name__ == "__main__":
