@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="ctgan/tvae epochs")
     ap.add_argument("-n", type=int, default=100_000, help="jobs sampled")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--speed-rows", type=int, default=8000, help="rows for the fit-time figure")
+    ap.add_argument("--speed-rows", type=int, default=8000, help="rows for the fit-time figure (0: skip it)")
     ap.add_argument("--speed-trace", default="cluster08", choices=sorted(TRACES))
     args = ap.parse_args()
     out = Path(args.out)
@@ -46,9 +46,14 @@ def main() -> None:
     rows = []
     pairs = [(t, m) for t in args.traces.split(",") for m in args.models.split(",")]
     models = args.models.split(",")
-    speed = []
+    speed: list[dict] = []
+
+    def save() -> None:  # after every model, so a long run keeps what it measured
+        (out / "fidelity.json").write_text(json.dumps({"fidelity": rows, "fit_speed": speed},
+                                                      indent=2) + "\n")
     with Progress() as bar:
-        task = bar.add_task("fit + sample + report", total=len(pairs) + len(models))
+        speed_models = models if args.speed_rows > 0 else []
+        task = bar.add_task("fit + sample + report", total=len(pairs) + len(speed_models))
         for trace, model in pairs:
             real = load_workload(TRACES[trace])
             gen = fit_generator(real, model, seed=args.seed, epochs=args.epochs, source=trace)
@@ -63,16 +68,16 @@ def main() -> None:
                          "gpu_max_diff_pp": rep["gpu_counts"]["max_abs_diff_pp"],
                          "hourly_corr": rep["hourly"]["correlation"],
                          "sdv_quality": rep["sdv_quality_score"], "bar": rep["bar"]})
+            save()
             bar.advance(task)
-        head = load_workload(TRACES[args.speed_trace]).head(args.speed_rows)
-        for model in models:
+        head = load_workload(TRACES[args.speed_trace]).head(max(args.speed_rows, 1))
+        for model in speed_models:
             gen = fit_generator(head, model, seed=args.seed, epochs=args.epochs,
                                 source=args.speed_trace)
             speed.append({"trace": args.speed_trace, "model": model,
                           "rows": gen.table["used"], "fit_s": gen.fit_seconds})
+            save()
             bar.advance(task)
-    (out / "fidelity.json").write_text(json.dumps({"fidelity": rows, "fit_speed": speed},
-                                                  indent=2) + "\n")
     manifest.write(out / "manifest.json", manifest.build(
         "python benchmarks/generator_fidelity.py", vars(args), args.seed))
     print("| trace | model | fit (s) | sample 100k (s) | duration p50 / p90 / p99 × real | "

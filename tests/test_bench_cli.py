@@ -75,3 +75,13 @@ def test_policies_and_clusters_commands():
     for cmd in (["--help"], ["bench", "--help"], ["traces", "--help"], ["traces", "inspect",
                                                                            "--help"]):
         assert runner.invoke(app, cmd).exit_code == 0
+
+
+def test_python_dash_m_runs_the_same_cli():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "autoflow", "policies"], capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "fifo" in r.stdout and "las" in r.stdout
