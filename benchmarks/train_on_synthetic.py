@@ -76,8 +76,9 @@ def main() -> None:
     for load in args.loads.split(","):
         bench_dir = out / f"bench-cluster08-{load}"
         pols = ["fifo", "sjf", "las"] + [f"rl:{out / arm / 'best_model.zip'}" for arm in arms]
-        cli("bench", "--trace", TEST, "--cluster", "itp-8gpu", "--load", load,
-            "--policies", ",".join(pols), "--out", str(bench_dir), log=log)
+        if not (bench_dir / "results.json").exists():  # a rerun keeps what was measured
+            cli("bench", "--trace", TEST, "--cluster", "itp-8gpu", "--load", load,
+                "--policies", ",".join(pols), "--out", str(bench_dir), log=log)
         res = json.loads((bench_dir / "results.json").read_text())["policies"]
         row = {"load": float(load)}
         for p in pols:
