@@ -124,6 +124,13 @@ def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def _save(fig, ax, path: Path) -> Path:
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
     rd = np.sort([j.duration for j in real.jobs if j.duration is not None])
     sd = np.sort([j.duration for j in synthetic.jobs])
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -131,11 +138,7 @@ def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path
         ax.plot(np.maximum(x, 1), 1 - np.arange(x.size) / x.size, label=label)
     ax.set(xscale="log", yscale="log", xlabel="duration (s)", ylabel="share of jobs longer",
            title="Durations: complementary CDF")
-    ax.legend()
-    files.append(out / "durations.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    files.append(_save(fig, ax, out / "durations.png"))
 
     g = rep["gpu_counts"]
     keys = list(g["real"])
@@ -145,11 +148,7 @@ def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path
     ax.bar(xs + 0.2, [g["synthetic"][k] for k in keys], 0.4, label="synthetic")
     ax.set(xticks=xs, xticklabels=keys, yscale="log", xlabel="GPUs per job",
            ylabel="share of jobs", title="GPU counts")
-    ax.legend()
-    files.append(out / "gpu_counts.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    files.append(_save(fig, ax, out / "gpu_counts.png"))
 
     h = rep["hourly"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -157,9 +156,5 @@ def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path
     ax.plot(range(24), h["synthetic"], marker="o", label="synthetic")
     ax.set(xlabel="hour of day (trace clock)", ylabel="share of arrivals",
            title=f"Hourly arrivals (correlation {h['correlation']:.3f})")
-    ax.legend()
-    files.append(out / "hourly.png")
-    fig.tight_layout()
-    fig.savefig(files[-1], dpi=110)
-    plt.close(fig)
+    files.append(_save(fig, ax, out / "hourly.png"))
     return files
