@@ -2,7 +2,9 @@
 
 ``rl`` loads the model shipped with the package (``autoflow/models/rl-default.zip``),
 ``rl:PATH`` a model written by ``autoflow train``. Decisions are the masked argmax of the
-network's action scores (deterministic); see ``agents.decider`` for the guard.
+network's action scores (deterministic); see ``agents.decider`` for the guard. The scores
+are computed in numpy (``agents.numpy_actor``) for the networks ``autoflow train``
+builds, through torch for any other.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import autoflow
 from autoflow.errors import ConfigError
 
 from .decider import DeciderPolicy
+from .numpy_actor import NumpyActor
 
 DEFAULT_MODEL = Path(autoflow.__file__).resolve().parent / "models" / "rl-default.zip"
 
@@ -73,6 +76,10 @@ class RlPolicy(DeciderPolicy):
         path = str(model_path or DEFAULT_MODEL)
         self.model = model if model is not None else load_model(path)
         self.model_path = path if model is None else "<in training>"
+        try:  # a snapshot of the weights: a model in training is re-read per evaluation
+            self.actor: NumpyActor | None = NumpyActor(self.model.policy)
+        except TypeError:
+            self.actor = None
         super().__init__(placer, obs_config_of(self.model))
 
     @property
@@ -81,10 +88,16 @@ class RlPolicy(DeciderPolicy):
         return f"{base}+{self.placer.name}"
 
     def decide(self, d: Decision, ctx) -> int:
-        policy = self.model.policy
-        with torch.no_grad():
-            obs = {k: torch.as_tensor(v)[None] for k, v in d.obs.items()}
-            features = policy.pi_features_extractor(obs)  # Box observations: no preprocessing
-            logits = policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
+        if self.actor is not None:
+            logits = self.actor.scores(d.obs)
+        else:
+            logits = self.torch_scores(d.obs)
         logits = np.where(d.mask, logits, -np.inf)
         return int(np.argmax(logits))
+
+    def torch_scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        policy = self.model.policy
+        with torch.no_grad():
+            batch = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
+            features = policy.pi_features_extractor(batch)  # Box observations: no preprocessing
+            return policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autoflow.feasibility import ShapeGate, fits_now
-from autoflow.job import INFERENCE
+from autoflow.job import INFERENCE, TRAINING
 from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
 from autoflow.sim.jobstate import JobState
 
@@ -101,15 +101,33 @@ def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
     return head is not None and las_level(head.attained) < level
 
 
-def level_entry(r: JobState, now: float) -> tuple[int, float, int]:
-    """A running job's LAS level, when it entered that level (its start, or the moment
-    its attained service crossed the level's threshold while running) and, for ties, its
-    start order: LAS's victim order is the reverse of this (highest level, latest in)."""
-    level = las_level(r.attained_at(now))
-    entered = r.seg_start
-    if level and r.attained < THRESHOLDS[level - 1] and r.job.gpu_demand > 0:
-        entered = crosses_at(r, level - 1)
-    return level, entered, r.start_seq
+_T0, _T1 = THRESHOLDS
+
+
+def running_levels(running, now: float) -> list[tuple]:
+    """``(not preemptible, -level, -entered, -start order, job)`` for every running job:
+    its LAS level, when it entered that level (its start, or the moment its attained
+    service crossed the level's threshold while running) and its start order. Sorted
+    ascending, this is LAS's victim order (highest level, the latest to reach it).
+    ``attained_at``, ``level_of`` and ``crosses_at`` written out for speed (the same
+    arithmetic, so the same floats)."""
+    out = []
+    append = out.append
+    for r in running:
+        job = r.job
+        n = job.num_gpus
+        demand = n * job.gpu_milli / 1000 if n else 0.0
+        att = r.attained
+        start = r.seg_start
+        x = att + demand * (now - start) + EPS
+        if x < _T0:
+            append((job.kind != TRAINING, 0, -start, -r.start_seq, r))
+            continue
+        level = 1 if x < _T1 else 2
+        bar = _T0 if level == 1 else _T1
+        entered = start + (bar - att) / demand if att < bar and demand > 0 else start
+        append((job.kind != TRAINING, -level, -entered, -r.start_seq, r))
+    return out
 
 
 def agent_queue_key(js: JobState) -> tuple:
@@ -175,18 +193,12 @@ class Observer:
         shown.sort(key=waiting.key_of)
         return shown, len(waiting) - len(shown)
 
-    def _running_window(self, ctx, now: float) -> tuple[list[JobState], list[tuple],
-                                                         list[int]]:
+    def _running_window(self, keyed: list[tuple]) -> tuple[list[JobState], list[tuple],
+                                                            list[int]]:
         """The shown running jobs, LAS's victims first (highest level, then the latest to
-        reach it), their ``level_entry`` keys; and the LAS levels of all preemptible
+        reach it), their ``(level, entered, start order)`` keys; and the LAS levels of all preemptible
         running jobs."""
-        keyed = []
-        levels = []
-        for r in ctx.running.values():
-            level, entered, seq = level_entry(r, now)
-            if r.job.preemptible:
-                levels.append(level)
-            keyed.append((not r.job.preemptible, -level, -entered, -seq, r))
+        levels = [-k[1] for k in keyed if not k[0]]
         top = heapq.nsmallest(self.config.running_slots, keyed)
         return [k[-1] for k in top], [(-k[1], -k[2], -k[3]) for k in top], levels
 
@@ -197,9 +209,10 @@ class Observer:
         if now != self._instant:
             self._instant, self._preempted_now = now, set()
         total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
-        self._reach = _ReachStates(ctx, now) if c.preemption else None
+        keyed = running_levels(ctx.running.values(), now)
+        self._reach = _ReachStates(ctx, now, keyed) if c.preemption else None
         queue, hidden = self._queue_window(ctx)
-        running, victim_keys, pre_levels = self._running_window(ctx, now)
+        running, victim_keys, pre_levels = self._running_window(keyed)
         head = ctx.waiting.head()
 
         mask = np.zeros(c.n_actions, dtype=bool)
@@ -313,10 +326,9 @@ class _ReachStates:
     preempted: what LAS's pass could give a job of that level. Built lazily, once per
     decision."""
 
-    def __init__(self, ctx, now: float):
-        self.ctx = ctx
-        self.victims = [(las_level(r.attained_at(now)), r) for r in ctx.running.values()
-                        if r.job.preemptible and r.seg_start < now]
+    def __init__(self, ctx, now: float, keyed: list[tuple]):
+        self.ctx = ctx  # keyed: ``running_levels`` of the running jobs
+        self.victims = [(-k[1], k[-1]) for k in keyed if not k[0] and k[-1].seg_start < now]
         self.top = max((lvl for lvl, _ in self.victims), default=0)  # no victims above it
         self._states: dict[int, tuple] = {}
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from autoflow.agents.decider import DeciderPolicy
 from autoflow.agents.network import SlotScorer, SlotSetExtractor
-from autoflow.agents.rl_policy import DEFAULT_MODEL
+from autoflow.agents.numpy_actor import NumpyActor
+from autoflow.agents.rl_policy import DEFAULT_MODEL, RlPolicy
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
 from simdata import mixed_workload, small_cluster
 from typer.testing import CliRunner
@@ -39,6 +40,40 @@ def test_a_jobs_score_does_not_depend_on_its_slot():
         b = head(fe(permuted))
     assert torch.allclose(a[:, : fe.q][:, perm], b[:, : fe.q], atol=1e-5)
     assert torch.allclose(a[:, fe.q:], b[:, fe.q:], atol=1e-5)  # preempt and wait unchanged
+
+
+def test_numpy_scores_are_torch_scores_on_real_decisions():
+    """The shipped model scored in numpy and in torch, on decisions of a real episode
+    with padding, blocked jobs and preemption candidates: same scores, same choice."""
+    pol = RlPolicy(make_placer("best-fit"))
+    assert isinstance(pol.actor, NumpyActor)
+    env = ClusterSchedulingEnv(workloads="builtin:philly-mix", jobs=(100, 150), load=(1.3, 1.3))
+    env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    kinds = set()
+    for _ in range(400):
+        d = env.decision
+        fast, slow = pol.actor.scores(d.obs), pol.torch_scores(d.obs)
+        np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
+        assert np.argmax(np.where(d.mask, fast, -np.inf)) == np.argmax(
+            np.where(d.mask, slow, -np.inf))
+        kinds.add((int(d.obs["jobs"][:, 0].sum()), bool(d.mask[env.obs_config.queue_slots:
+                                                               -1].any())))
+        _, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        if term or trunc:
+            env.reset()
+    assert len({n for n, _ in kinds}) > 3 and any(p for _, p in kinds)  # varied decisions
+
+
+def test_a_network_of_another_shape_is_scored_through_torch():
+    pol = RlPolicy(make_placer("best-fit"))
+    pol.model.policy.mlp_extractor.policy_net.append(torch.nn.Identity())
+    try:
+        with pytest.raises(TypeError):
+            NumpyActor(pol.model.policy)
+    finally:
+        del pol.model.policy.mlp_extractor.policy_net[0]
+    assert isinstance(RlPolicy(make_placer("best-fit")).actor, NumpyActor)
 
 
 class _Always(DeciderPolicy):
