@@ -162,6 +162,7 @@ class Observer:
         self._instant = -1.0
         self._preempted_now: set[int] = set()  # not restarted at the instant they stopped
         self._reach: _ReachStates | None = None  # per decision, where preemption is on
+        self._types_of = None  # the cluster state ``_types`` was computed for
 
     # -- the window ----------------------------------------------------------------
     def _queue_window(self, ctx) -> tuple[list[JobState], int]:
@@ -169,16 +170,12 @@ class Observer:
         waiting = ctx.waiting
         shown = waiting.first(c.head_slots)
         seen = {js.idx for js in shown}
-        fitting: list[JobState] = []
-        for js in ctx.open_waiting():
-            if len(fitting) >= c.scan_limit:
-                break
-            if js.idx not in seen and js.idx not in self._preempted_now and ctx.fits(js):
-                fitting.append(js)
+        n_reach = min(c.reach_slots, c.queue_slots - len(shown)) if self._reach else 0
+        if len(waiting) <= min(c.scan_limit, c.reach_scan_limit):
+            fitting, reach = self._walk(ctx, seen, n_reach)
+        else:
+            fitting, reach = self._search(ctx, seen, n_reach)
         if self._reach is not None:
-            reach = self._reach.first_blocked(ctx, seen | self._preempted_now,
-                                              min(c.reach_slots, c.queue_slots - len(shown)),
-                                              c.reach_scan_limit)
             shown = shown + reach
             seen.update(js.idx for js in reach)
             fitting = [js for js in fitting if js.idx not in seen]
@@ -192,6 +189,43 @@ class Observer:
             shown += more[: c.queue_slots - len(shown)]
         shown.sort(key=waiting.key_of)
         return shown, len(waiting) - len(shown)
+
+    def _walk(self, ctx, seen: set[int], n_reach: int) -> tuple[list[JobState],
+                                                                 list[JobState]]:
+        """A short queue in one pass: the jobs that fit now (not shown already) and the
+        first ``n_reach`` blocked ones that preempting jobs of a higher LAS level would
+        let start, both in queue order. The same lists as ``_search``, which skips
+        whole shapes to stay cheap on a long queue."""
+        fitting: list[JobState] = []
+        reach: list[JobState] = []
+        gone = self._preempted_now
+        rs = self._reach
+        top = rs.top if rs is not None else 0
+        for js in ctx.waiting:
+            if js.idx in gone:
+                continue
+            if ctx.fits(js):
+                if js.idx not in seen:
+                    fitting.append(js)
+            elif (len(reach) < n_reach and js.idx not in seen
+                  and (k := las_level(js.attained)) < top and rs.fits_level(k, js.req)):
+                reach.append(js)
+        return fitting, reach
+
+    def _search(self, ctx, seen: set[int], n_reach: int) -> tuple[list[JobState],
+                                                                   list[JobState]]:
+        """``_walk`` for a long queue: at most ``scan_limit`` fitting jobs, and the
+        blocked ones found within ``reach_scan_limit`` jobs examined."""
+        c = self.config
+        fitting: list[JobState] = []
+        for js in ctx.open_waiting():
+            if len(fitting) >= c.scan_limit:
+                break
+            if js.idx not in seen and js.idx not in self._preempted_now and ctx.fits(js):
+                fitting.append(js)
+        reach = (self._reach.first_blocked(ctx, seen | self._preempted_now, n_reach,
+                                           c.reach_scan_limit) if self._reach else [])
+        return fitting, reach
 
     def _running_window(self, keyed: list[tuple]) -> tuple[list[JobState], list[tuple],
                                                             list[int]]:
@@ -275,12 +309,12 @@ class Observer:
         if len(st.types) == 1:
             types[0], types[TYPE_SLOTS] = free / (1000.0 * total_gpus), 1.0
         else:
-            caps = [(int(st.node_gpus[st.node_type == t].sum()), t)
-                    for t in range(len(st.types))]
-            for k, (cap, t) in enumerate(sorted(caps, reverse=True)[:TYPE_SLOTS]):
-                m = st.up & (st.node_type == t)
-                types[k] = float(st.free_milli[m].sum()) / max(1.0, cap * 1000.0)
-                types[TYPE_SLOTS + k] = cap / total_gpus
+            order, caps = self._type_order(st)
+            live = st.up
+            by_type = np.bincount(st.node_type[live], st.free_milli[live],
+                                  minlength=len(st.types))
+            types[: len(order)] = by_type[order] / np.maximum(1.0, caps * 1000.0)
+            types[TYPE_SLOTS: TYPE_SLOTS + len(order)] = caps / total_gpus
         tracked = cpu_cap > 0
         cpu_share = (float(cpu_free[tracked].sum()) / float(cpu_cap[tracked].sum())
                      if tracked.any() else 1.0)
@@ -300,6 +334,17 @@ class Observer:
             len(pre_levels) / max(1, len(running)), level, float(mask[:q].sum()) / q,
             _log(now - head.submit, 60) / 5 if head else 0.0, 0.0,  # las_waits: set later
         ], dtype=np.float32)
+
+    def _type_order(self, st) -> tuple[np.ndarray, np.ndarray]:
+        """The (up to) ``TYPE_SLOTS`` GPU types with the most GPUs, largest first, and
+        their GPU counts (fixed for a cluster: computed once)."""
+        if self._types_of is not st:
+            caps = sorted(((int(st.node_gpus[st.node_type == t].sum()), t)
+                           for t in range(len(st.types))), reverse=True)[:TYPE_SLOTS]
+            self._types = (np.array([t for _, t in caps]),
+                           np.array([c for c, _ in caps], dtype=np.float64))
+            self._types_of = st
+        return self._types
 
     # -- acting -----------------------------------------------------------------------
     def apply(self, ctx, decision: Decision, action: int) -> bool:
@@ -339,12 +384,20 @@ class _ReachStates:
             for lvl, r in self.victims:
                 if lvl > k:
                     st.release(r.placement)
-            got = self._states[k] = (st, ShapeGate(st))
+            got = self._states[k] = (st, ShapeGate(st), {})
         return got
+
+    def fits_level(self, k: int, req) -> bool:
+        """Whether ``req`` fits in the reachable state of LAS level ``k``."""
+        st, _gate, known = self._state(k)
+        ok = known.get(req)
+        if ok is None:
+            ok = known[req] = fits_now(st, req)
+        return ok
 
     def fits(self, js: JobState) -> bool:
         k = las_level(js.attained)
-        return k < self.top and fits_now(self._state(k)[0], js.req)
+        return k < self.top and self.fits_level(k, js.req)
 
     def first_blocked(self, ctx, skip: set[int], limit: int, budget: int) -> list[JobState]:
         """The first ``limit`` waiting jobs in queue order (not in ``skip``) that do not
@@ -355,12 +408,12 @@ class _ReachStates:
         for k in range(self.top):
             if len(out) >= limit:
                 break
-            st, gate = self._state(k)
+            _st, gate, _known = self._state(k)
             for js in waiting.iter_open(gate.open, (k,) if k else None):
                 budget -= 1
                 if waiting.key_of(js)[0] > k or budget < 0:
                     break
-                if js.idx in skip or ctx.fits(js) or not fits_now(st, js.req):
+                if js.idx in skip or ctx.fits(js) or not self.fits_level(k, js.req):
                     continue
                 out.append(js)
                 if len(out) >= limit:
