@@ -127,7 +127,7 @@ class ClusterState:
 
     def fragmentation(self) -> float:
         """Share of free GPU capacity that sits on partly used GPUs of live nodes."""
-        live = self.gpu_free[self.up]
+        live = self.gpu_free if self.up.all() else self.gpu_free[self.up]
         free = live[live > 0]
         total = int(free.sum())
         if total == 0:

@@ -429,54 +429,62 @@ def _levels(attained: np.ndarray) -> np.ndarray:
     return np.searchsorted(_THRESHOLDS, attained + EPS, side="right")
 
 
+# columns filled from one computation each: flags copied, and log-scaled durations
+_JOB_FLAGS = [1, 5, 6, 7, 17, 19]  # fits, type_constrained, inference, cpu_only, is_head, reach
+_JOB_LOGS = [8, 9, 13, 14, 20]  # wait, attained, predicted, predicted left, queued
+_JOB_UNITS = np.array([60.0, 3600.0, 60.0, 60.0, 60.0])
+_JOB_SCALES = np.array([5.0, 3.0, 5.0, 5.0, 5.0])
+_RUN_FLAGS = [1, 4, 11]  # preemptible, inference, started_now
+_RUN_LOGS = [5, 6, 10]  # segment, attained, predicted left
+_RUN_UNITS = np.array([60.0, 3600.0, 60.0])
+_RUN_SCALES = np.array([5.0, 3.0, 5.0])
+
+
 def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], head,
               now: float, total_gpus: float) -> np.ndarray:
     """Features of the shown waiting jobs, one row each (see JOB_FEATURES)."""
-    raw = np.array([(js.job.num_gpus, js.job.gpu_milli, bool(js.job.gpu_types),
-                     js.job.kind == INFERENCE, now - js.submit, js.attained, js.predicted,
-                     js.progress, js.preemptions, js.job.slo_s or 0.0, js is head,
-                     now - js.queue_since) for js in queue], dtype=np.float64)
-    gpus, milli, typed, inf, wait, att, pred, prog, pre, slo, is_head, queued = raw.T
-    lvl = _levels(att)
+    raw = np.array([(ok, bool(js.job.gpu_types), js.job.kind == INFERENCE,
+                     js.job.num_gpus == 0, js is head, reach,
+                     max(now - js.submit, 0.0), js.attained, js.predicted,
+                     max(js.predicted - js.progress, 0.0), max(now - js.queue_since, 0.0),
+                     js.job.num_gpus, js.job.gpu_milli, js.preemptions, js.progress,
+                     js.job.slo_s or 0.0, now - js.submit)
+                    for js, ok, reach in zip(queue, fits, reachable)], dtype=np.float64)
+    att, pred, gpus, milli, pre, prog, slo, wait = (raw[:, i] for i in (7, 8, 11, 12, 13, 14,
+                                                                       15, 16))
     out = np.zeros((len(queue), len(JOB_FEATURES)))
     out[:, 0] = 1.0
-    out[:, 1] = fits
+    out[:, _JOB_FLAGS] = raw[:, :6]
+    out[:, _JOB_LOGS] = np.log1p(raw[:, 6:11] / _JOB_UNITS) / _JOB_SCALES
     out[:, 2] = np.log2(1 + gpus) / 4
     out[:, 3] = milli / 1000.0
     out[:, 4] = np.minimum(gpus * milli / 1000.0 / total_gpus, 1.0)
-    out[:, 5] = typed
-    out[:, 6] = inf
-    out[:, 7] = gpus == 0
-    out[:, 8] = np.log1p(np.maximum(wait, 0) / 60) / 5
-    out[:, 9] = np.log1p(att / 3600) / 3
-    out[:, 10:13] = lvl[:, None] == _LEVELS
-    out[:, 13] = np.log1p(pred / 60) / 5
-    out[:, 14] = np.log1p(np.maximum(pred - prog, 0) / 60) / 5
+    out[:, 10:13] = _levels(att)[:, None] == _LEVELS
     out[:, 15] = np.minimum(pre, 5) / 5
-    out[:, 16] = np.where(inf > 0, np.clip((slo - wait) / np.maximum(slo, 1.0), -1, 1), 0.0)
-    out[:, 17] = is_head
+    if raw[:, 2].any():  # inference jobs shown: their SLO slack
+        out[:, 16] = np.where(raw[:, 2] > 0,
+                              np.clip((slo - wait) / np.maximum(slo, 1.0), -1, 1), 0.0)
     out[:, 18] = np.minimum(prog / np.maximum(pred, 1.0), 2.0)
-    out[:, 19] = reachable
-    out[:, 20] = np.log1p(np.maximum(queued, 0) / 60) / 5  # since it (re-)entered the queue
     return out
 
 
 def _running_rows(running: list[JobState], now: float, total_gpus: float) -> np.ndarray:
     """Features of the shown running jobs, one row each (see RUNNING_FEATURES)."""
-    raw = np.array([(r.job.num_gpus, r.job.gpu_milli, r.job.preemptible,
-                     r.job.kind == INFERENCE, now - r.seg_start, r.attained, r.predicted,
-                     r.progress, r.seg_overhead) for r in running], dtype=np.float64)
-    gpus, milli, pre, inf, seg, att, pred, prog, over = raw.T
-    att_now = att + gpus * milli / 1000.0 * seg
+    rows = []
+    for r in running:
+        job = r.job
+        seg = now - r.seg_start
+        rows.append((job.kind == TRAINING, job.kind == INFERENCE, seg == 0,
+                     seg, r.attained + job.num_gpus * job.gpu_milli / 1000.0 * seg,
+                     max(r.predicted - r.progress - max(seg - r.seg_overhead, 0.0), 0.0),
+                     job.num_gpus, job.gpu_milli))
+    raw = np.array(rows, dtype=np.float64)
+    gpus, milli = raw[:, 6], raw[:, 7]
     out = np.zeros((len(running), len(RUNNING_FEATURES)))
     out[:, 0] = 1.0
-    out[:, 1] = pre
+    out[:, _RUN_FLAGS] = raw[:, :3]
+    out[:, _RUN_LOGS] = np.log1p(raw[:, 3:6] / _RUN_UNITS) / _RUN_SCALES
     out[:, 2] = np.log2(1 + gpus) / 4
     out[:, 3] = np.minimum(gpus * milli / 1000.0 / total_gpus, 1.0)
-    out[:, 4] = inf
-    out[:, 5] = np.log1p(seg / 60) / 5
-    out[:, 6] = np.log1p(att_now / 3600) / 3
-    out[:, 7:10] = _levels(att_now)[:, None] == _LEVELS
-    out[:, 10] = np.log1p(np.maximum(pred - prog - np.maximum(seg - over, 0), 0) / 60) / 5
-    out[:, 11] = seg == 0
+    out[:, 7:10] = _levels(raw[:, 4])[:, None] == _LEVELS
     return out
