@@ -195,6 +195,32 @@ def test_the_window_shows_the_head_and_counts_hidden_jobs():
     assert seen_hidden
 
 
+def test_a_short_queue_walked_in_one_pass_gives_the_window_of_the_search():
+    """Up to ``scan_limit`` waiting jobs the window is found in one pass over the queue;
+    the shape-skipping search used for long queues must find the same jobs."""
+    env = ClusterSchedulingEnv(workloads="builtin:philly-mix", jobs=(150, 200),
+                               load=(1.3, 1.3))
+    env.reset(seed=4)
+    obs, ctx, c = env.observer, env.sim.ctx, env.obs_config
+    rng = np.random.default_rng(4)
+    compared = with_reach = 0
+    for _ in range(1500):
+        if env.decision is None:
+            break
+        if 0 < len(ctx.waiting) <= c.scan_limit:
+            obs.observe(ctx)  # sets the reachable states of this decision
+            seen = {js.idx for js in ctx.waiting.first(c.head_slots)}
+            n_reach = min(c.reach_slots, c.queue_slots - len(seen))
+            walked = obs._walk(ctx, seen, n_reach)
+            assert walked == obs._search(ctx, seen, n_reach)
+            compared += 1
+            with_reach += bool(walked[1])
+        _, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        if term or trunc:
+            break
+    assert compared > 100 and with_reach > 0
+
+
 def test_samplers_hold_out_the_end_of_a_trace(tmp_path):
     from autoflow.envs.samplers import EpisodeSpec
 
