@@ -8,6 +8,13 @@ learns the discounted return of those episodes. Then DAgger rounds: the cloned p
 plays, the expert labels the states it reaches, and the policy is fitted again on all
 labels, so that it also knows what to do after its own mistakes. PPO then improves on
 the result.
+
+Cloned with plain cross-entropy, the policy becomes certain: the expert's action gets
+probability 1.0 in float32 at every decision (measured on the shipped model), so PPO
+never samples anything else and its gradients vanish — it cannot depart from the
+expert. ``smoothing`` keeps the other allowed actions alive: the target puts
+``1 - smoothing`` on the expert's action and spreads ``smoothing`` over the other
+allowed ones, so the argmax is still the expert's and PPO has something to explore.
 """
 
 from __future__ import annotations
@@ -49,9 +56,14 @@ def collect(env: ClusterSchedulingEnv, episodes: int, seed: int, gamma: float,
             "action": np.asarray(actions), "return": np.asarray(returns, dtype=np.float32)}
 
 
-def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: int) -> dict:
-    """Fits ``policy`` (a MaskableActorCriticPolicy) to the demonstrations; returns the
-    final loss and the share of the expert's actions the policy now picks."""
+def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: int,
+          smoothing: float = 0.0) -> dict:
+    """Fits ``policy`` (a MaskableActorCriticPolicy) to the demonstrations (label
+    smoothing ``smoothing`` over the other allowed actions); returns the final loss, the
+    share of the expert's actions the policy now picks, and the mean probability it gives
+    them where it had a choice."""
+    if not 0.0 <= smoothing < 0.5:
+        raise ValueError(f"imitation smoothing must be in [0, 0.5), got {smoothing}")
     gen = torch.Generator().manual_seed(seed)
     obs = {k: torch.as_tensor(v) for k, v in demos["obs"].items()}
     mask = torch.as_tensor(demos["mask"])
@@ -66,9 +78,10 @@ def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: in
         for i in range(0, n, batch_size):
             b = order[i:i + batch_size]
             ob = {k: v[b] for k, v in obs.items()}
-            _, logp, _ = policy.evaluate_actions(ob, act[b], action_masks=mask[b])
+            logp_all = policy.get_distribution(ob, action_masks=mask[b]).distribution.logits
             values = policy.predict_values(ob).flatten()
-            loss = -logp.mean() + 0.5 * torch.nn.functional.mse_loss(values, ret[b])
+            loss = (_smoothed_nll(logp_all, act[b], mask[b], smoothing)
+                    + 0.5 * torch.nn.functional.mse_loss(values, ret[b]))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
@@ -76,12 +89,33 @@ def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: in
             loss_v = float(loss.detach())
     policy.set_training_mode(False)
     with torch.no_grad():
-        agree = 0
+        agree, p_sum, choices = 0, 0.0, 0
         for i in range(0, n, 4096):
             ob = {k: v[i:i + 4096] for k, v in obs.items()}
-            dist = policy.get_distribution(ob, action_masks=mask[i:i + 4096].numpy())
-            agree += int((dist.distribution.probs.argmax(1) == act[i:i + 4096]).sum())
-    return {"loss": loss_v, "agreement": agree / max(1, n), "samples": n}
+            probs = policy.get_distribution(
+                ob, action_masks=mask[i:i + 4096].numpy()).distribution.probs
+            a = act[i:i + 4096]
+            agree += int((probs.argmax(1) == a).sum())
+            multi = mask[i:i + 4096].sum(1) > 1
+            p_sum += float(probs.gather(1, a[:, None])[:, 0][multi].sum())
+            choices += int(multi.sum())
+    return {"loss": loss_v, "agreement": agree / max(1, n), "samples": n,
+            "expert_prob": p_sum / choices if choices else None}
+
+
+def _smoothed_nll(logp: torch.Tensor, act: torch.Tensor, mask: torch.Tensor,
+                  smoothing: float) -> torch.Tensor:
+    """Cross-entropy against ``1 - smoothing`` on ``act`` and ``smoothing`` shared by the
+    other allowed actions (all of it on ``act`` where it was the only one allowed)."""
+    expert = logp.gather(1, act[:, None])[:, 0]
+    if not smoothing:
+        return -expert.mean()
+    others = mask.clone()
+    others[torch.arange(len(act)), act] = False
+    k = others.sum(1)
+    rest = torch.where(others, logp, torch.zeros_like(logp)).sum(1) / k.clamp(min=1)
+    eps = torch.where(k > 0, torch.full_like(expert, smoothing), torch.zeros_like(expert))
+    return -((1 - eps) * expert + eps * rest).mean()
 
 
 def merge(a: dict, b: dict) -> dict:

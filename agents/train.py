@@ -58,6 +58,10 @@ class TrainConfig:
     imitation_epochs: int = 8  # passes over the demonstrations
     imitation_lr: float = 1e-3  # behaviour-cloning step size
     dagger_rounds: int = 2  # rounds in which the cloned policy plays and the expert labels
+    imitation_smoothing: float = 0.0  # probability the cloned policy keeps for the other
+    # allowed actions (0: certain of the expert's, and PPO cannot depart from it)
+    reward_baseline: str | None = None  # reward relative to this policy on the same episode
+    # ("las"): removes the episode's own variance from the returns (envs.baseline)
     n_envs: int = 4  # episodes played side by side per rollout (one process)
     n_steps: int = 512  # steps per episode per rollout: rollouts of n_envs x n_steps
     batch_size: int = 512  # PPO minibatch
@@ -175,6 +179,9 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     console = console or Console(stderr=True)
     if cfg.timesteps < 0 or cfg.n_envs < 1 or cfg.eval_episodes < 1:
         raise ConfigError("--timesteps must be >= 0, --n-envs and --eval-episodes >= 1")
+    if not 0.0 <= cfg.imitation_smoothing < 0.5:
+        raise ConfigError(f"--imitation-smoothing must be in [0, 0.5), got "
+                          f"{cfg.imitation_smoothing}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -183,7 +190,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
 
     def make_env(i: int):
         def f():
-            return ClusterSchedulingEnv(workloads=sampler)
+            return ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline)
         return f
 
     venv = DummyVecEnv([make_env(i) for i in range(cfg.n_envs)])
@@ -205,7 +212,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     if cfg.imitation_episodes:
         console.print(f"[bold]warm start[/]: {cfg.imitation_episodes} LAS episodes, "
                       f"{cfg.dagger_rounds} DAgger rounds")
-        demo_env = ClusterSchedulingEnv(workloads=sampler)
+        demo_env = ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline)
         tb = time.perf_counter()
         demos = imitation.collect(demo_env, cfg.imitation_episodes, cfg.seed + 104729,
                                   cfg.gamma)
@@ -220,10 +227,11 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
             if cfg.normalize_reward:  # the value head learns returns on PPO's scaled reward
                 data["return"] = demos["return"] / (float(demos["return"].std()) + 1e-8)
             bc = imitation.clone(model.policy, data, cfg.imitation_epochs, cfg.batch_size,
-                                 cfg.imitation_lr, cfg.seed + rnd)
+                                 cfg.imitation_lr, cfg.seed + rnd, cfg.imitation_smoothing)
             rounds.append(bc)
             console.print(f"  round {rnd}: {bc['samples']:,} labelled decisions, agreement "
-                          f"with the expert {bc['agreement']:.1%}")
+                          f"with the expert {bc['agreement']:.1%}, its mean probability "
+                          f"where there was a choice {bc['expert_prob'] or 0:.3f}")
         summary["imitation"] = rounds[-1] | {"rounds": rounds,
                                              "wall_s": time.perf_counter() - tb}
 

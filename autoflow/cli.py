@@ -149,6 +149,12 @@ def train(
                                            "(0 = start from a random policy)."),
     dagger_rounds: int = typer.Option(2, help="DAgger rounds after the demonstrations: the "
                                       "cloned policy plays, the expert labels."),
+    imitation_smoothing: float = typer.Option(0.0, help="Probability the cloned policy "
+                                              "keeps for the actions the expert did not "
+                                              "take (0 = certain; PPO then cannot depart "
+                                              "from the expert)."),
+    reward_baseline: str = typer.Option(None, help="Reward relative to this policy played "
+                                        "on the same episode (e.g. las): less variance."),
     n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."),
     eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."),
     eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."),
@@ -165,8 +171,9 @@ def train(
     try:
         cfg = TrainConfig(workloads=workloads, out=str(out_dir), timesteps=timesteps, seed=seed,
                           validation=validation, imitation_episodes=imitation_episodes,
-                          dagger_rounds=dagger_rounds,
-                          n_envs=n_envs, eval_every=eval_every, eval_episodes=eval_episodes,
+                          dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
+                          reward_baseline=reward_baseline, n_envs=n_envs,
+                          eval_every=eval_every, eval_episodes=eval_episodes,
                           jobs=(jobs_min, jobs_max))
         run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
     except AutoflowError as e:

@@ -59,7 +59,7 @@ Terminated when every job has finished. Truncated after ``max_steps`` decisions,
 ``gymnasium.make("autoflow/ClusterScheduling-v0", workloads="builtin:philly-mix-small",
 objective="jct", reward_scale=0.01, slo_penalty=1.0, preemption=True, queue_slots=16,
 running_slots=8, head_slots=4, jobs=(150, 400), load=(0.7, 1.3), max_steps=None,
-placer="best-fit", invalid_penalty=1.0, sim_config=None)``. ``workloads`` is a comma-separated list of sources
+placer="best-fit", invalid_penalty=1.0, sim_config=None, reward_baseline=None)``. ``workloads`` is a comma-separated list of sources
 (``envs.samplers.make_sampler``) or a sampler object.
 """
 
@@ -73,9 +73,11 @@ from gymnasium import spaces
 
 from autoflow.errors import ConfigError
 from autoflow.placers import make_placer
+from autoflow.policies import parse_policy
 from autoflow.policies.base import Policy
 from autoflow.sim.simulator import SimConfig, Simulator
 
+from .baseline import BaselineCost
 from .observation import (
     CLIP,
     CLUSTER_FEATURES,
@@ -122,9 +124,14 @@ class ClusterSchedulingEnv(gym.Env):
                  head_slots: int = 4, jobs: tuple[int, int] = (150, 400),
                  load: tuple[float, float] = (0.7, 1.3), max_steps: int | None = None,
                  placer: str = "best-fit", invalid_penalty: float = 1.0,
-                 sim_config: SimConfig | None = None):
+                 sim_config: SimConfig | None = None, reward_baseline: str | None = None):
         if objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+        if reward_baseline:
+            if "+" not in reward_baseline:
+                reward_baseline = f"{reward_baseline}+{placer}"
+            parse_policy(reward_baseline)  # an unknown name fails here, not at reset
+        self.reward_baseline = reward_baseline or None
         self.objective = objective
         self.reward_scale = float(reward_scale)
         self.slo_penalty = float(slo_penalty)
@@ -155,6 +162,8 @@ class ClusterSchedulingEnv(gym.Env):
                            "seed": int(self.np_random.integers(2**31))})
         self.seat = AgentSeat(make_placer(self.placer))
         self.sim = Simulator(workload, cluster, self.seat, cfg)
+        self.baseline = (BaselineCost(workload, cluster, self.reward_baseline, cfg,
+                                      self.objective) if self.reward_baseline else None)
         self.observer = Observer(self.obs_config)
         self.steps = 0
         self.invalid_actions = 0
@@ -177,8 +186,8 @@ class ClusterSchedulingEnv(gym.Env):
                     bool(self.max_steps and self.steps >= self.max_steps),
                     self._info() | {"invalid_action": True})
         self._next_decision(here=action != self.obs_config.wait_action)
-        reward = self._reward()
         terminated = self.decision is None
+        reward = self._reward(terminated)
         truncated = bool(self.max_steps and self.steps >= self.max_steps and not terminated)
         return self._obs(), reward, terminated, truncated, self._info()
 
@@ -211,18 +220,25 @@ class ClusterSchedulingEnv(gym.Env):
     def _progress(self) -> tuple[float, float, float, int]:
         sim = self.sim
         sim.account()
-        return (sim.in_system_integral, sim.slowdown_integral, sim.env.now, sim.slo_misses)
+        # the clock stops at the last completion (stale timers may fire after it)
+        t = (sim.env.now if not sim.all_done()
+             else max((js.finish for js in sim.jobs), default=sim.env.now))
+        return (sim.in_system_integral, sim.slowdown_integral, t, sim.slo_misses)
 
-    def _reward(self) -> float:
+    def _reward(self, terminated: bool) -> float:
         now = self._progress()
         jct, slow, t, misses = (a - b for a, b in zip(now, self._mark))
-        self._mark = now
         if self.objective == "jct":
             cost = jct / 3600.0
         elif self.objective == "slowdown":
             cost = slow
         else:
             cost = t / 3600.0
+        if self.baseline is not None:  # minus the reference policy's cost meanwhile
+            b = self.baseline
+            ref = (b.total if terminated else b.integral(now[2])) - b.integral(self._mark[2])
+            cost -= ref if self.objective == "slowdown" else ref / 3600.0
+        self._mark = now
         return float(-cost * self.reward_scale - self.slo_penalty * misses)
 
     def _obs(self) -> dict[str, np.ndarray]:

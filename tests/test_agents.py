@@ -76,6 +76,34 @@ def test_a_network_of_another_shape_is_scored_through_torch():
     assert isinstance(RlPolicy(make_placer("best-fit")).actor, NumpyActor)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.15])
+def test_smoothed_cloning_keeps_the_experts_choice_but_not_certainty(smoothing):
+    """Plain cloning makes the policy certain of the expert's action; with smoothing the
+    argmax is still the expert's while the other allowed actions keep some probability,
+    so that PPO can sample them."""
+    from autoflow.agents import imitation
+    from autoflow.agents.network import SlotPolicy
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = ClusterSchedulingEnv(workloads="builtin:philly-mix-small", jobs=(40, 60),
+                               load=(1.2, 1.2))
+    torch.manual_seed(0)
+    model = MaskablePPO(SlotPolicy, DummyVecEnv([lambda: env]), seed=0, device="cpu",
+                        policy_kwargs={"features_extractor_kwargs": {"dim": 32}})
+    demos = imitation.collect(env, 2, seed=0, gamma=0.99)
+    assert (demos["mask"].sum(1) > 1).sum() > 50  # decisions with a real choice
+    fit = imitation.clone(model.policy, demos, epochs=20, batch_size=128, lr=3e-3, seed=0,
+                          smoothing=smoothing)
+    assert fit["agreement"] > 0.97
+    if smoothing:
+        assert 0.7 < fit["expert_prob"] < 0.95
+    else:
+        assert fit["expert_prob"] > 0.97
+    with pytest.raises(ValueError):
+        imitation.clone(model.policy, demos, 1, 128, 1e-3, 0, smoothing=0.6)
+
+
 class _Always(DeciderPolicy):
     name = "always"
 

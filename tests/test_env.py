@@ -130,6 +130,51 @@ def test_jct_rewards_sum_to_minus_the_total_completion_time():
     assert total == pytest.approx(-jct / 3600.0, rel=1e-9)
 
 
+@pytest.mark.parametrize("objective", ["jct", "slowdown", "makespan"])
+def test_a_relative_reward_is_zero_for_the_baseline_and_sums_to_the_difference(objective):
+    from autoflow.envs.las_choice import las_action
+
+    from autoflow.job import BOUNDED_SLOWDOWN_MIN_S
+    from autoflow.policies import make_policy
+    from autoflow.sim.simulator import Simulator
+
+    w, c = mixed_workload(80, seed=3), small_cluster()
+    env = ClusterSchedulingEnv(workloads=FixedSampler(w, c), reward_scale=1.0,
+                               slo_penalty=0.0, objective=objective, reward_baseline="las")
+    env.reset(seed=0)
+    rewards, term = [], False
+    while not term:  # play LAS's own choices: nothing to gain or lose, at any step
+        _, r, term, _, _ = env.step(las_action(env.decision, env.obs_config))
+        rewards.append(r)
+    assert len(rewards) > 20 and max(abs(r) for r in rewards) < 1e-9
+
+    def cost(jobs):
+        if objective == "makespan":
+            return max(js.finish for js in jobs) / 3600.0
+        if objective == "slowdown":
+            return sum((js.finish - js.submit) / max(js.duration, BOUNDED_SLOWDOWN_MIN_S)
+                       for js in jobs)
+        return sum(js.finish - js.submit for js in jobs) / 3600.0
+
+    env.reset(seed=0)
+    las_run = Simulator(w, c, make_policy("las"), env.sim.config).run()
+    rng = np.random.default_rng(1)
+    total, term = 0.0, False
+    while not term:
+        _, r, term, _, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        total += r
+    assert total == pytest.approx(-(cost(env.sim.jobs) - cost(las_run.jobs)), rel=1e-6,
+                                  abs=1e-9)
+    assert total != 0.0  # random play is not LAS's schedule
+
+
+def test_an_unknown_reward_baseline_is_refused_when_the_env_is_made():
+    from autoflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nosuch"):
+        ClusterSchedulingEnv(workloads="builtin:philly-mix-small", reward_baseline="nosuch")
+
+
 def test_slo_misses_are_penalised():
     jobs = [Job("big", 0.0, 5000.0, num_gpus=8), Job("inf", 1.0, 100.0, num_gpus=8,
                                                        kind="inference", slo_s=5.0)]
