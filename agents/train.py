@@ -35,7 +35,7 @@ from autoflow.cluster import scale_to_load
 from autoflow.errors import ConfigError
 from autoflow.metrics import summarize
 from autoflow.placers import make_placer
-from autoflow.policies import make_policy
+from autoflow.policies import make_policy, parse_policy
 from autoflow.sim.simulator import SimConfig, Simulator
 
 from . import imitation
@@ -182,6 +182,8 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     if not 0.0 <= cfg.imitation_smoothing < 0.5:
         raise ConfigError(f"--imitation-smoothing must be in [0, 0.5), got "
                           f"{cfg.imitation_smoothing}")
+    if cfg.reward_baseline:
+        parse_policy(cfg.reward_baseline)  # --reward-baseline: an unknown name fails here
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)

@@ -131,7 +131,8 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
     r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small", "--timesteps",
                             "256", "--out", str(out), "--imitation-episodes", "1", "--dagger-rounds", "1",
                             "--eval-episodes", "1", "--eval-every", "128", "--n-envs", "1",
-                            "--jobs-min", "30", "--jobs-max", "40", "--seed", "3"])
+                            "--jobs-min", "30", "--jobs-max", "40", "--seed", "3",
+                            "--imitation-smoothing", "0.1", "--reward-baseline", "las"])
     assert r.exit_code == 0, r.output
     for f in ("model.zip", "best_model.zip", "train_summary.json", "manifest.json",
               "eval_curve.png"):
@@ -142,6 +143,8 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
     assert len(summary["evaluations"]) >= 2 and summary["train_steps_per_s"] > 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["seed"] == 3 and man["config"]["timesteps"] == 256
+    assert man["config"]["reward_baseline"] == "las"
+    assert man["config"]["imitation_smoothing"] == 0.1
 
     b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
                             f"fifo,rl:{out / 'best_model.zip'}", "--out", str(tmp_path / "b")])
@@ -149,6 +152,14 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
     res = json.loads((tmp_path / "b" / "results.json").read_text())["policies"]
     rl = res[f"rl:{out / 'best_model.zip'}"]
     assert rl["jobs"] == 200 and rl["guard"]["decisions"] > 0
+
+
+@pytest.mark.parametrize("flag,value,field", [("--imitation-smoothing", "0.7", "smoothing"),
+                                              ("--reward-baseline", "nosuch", "nosuch")])
+def test_train_refuses_a_bad_setting_by_name(tmp_path, flag, value, field):
+    r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small", "--out",
+                            str(tmp_path / "a"), flag, value])
+    assert r.exit_code != 0 and field in r.output
 
 
 def test_the_shipped_model_runs_in_bench(tmp_path):
