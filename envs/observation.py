@@ -230,8 +230,8 @@ class Observer:
     def _running_window(self, keyed: list[tuple]) -> tuple[list[JobState], list[tuple],
                                                             list[int]]:
         """The shown running jobs, LAS's victims first (highest level, then the latest to
-        reach it), their ``(level, entered, start order)`` keys; and the LAS levels of all preemptible
-        running jobs."""
+        reach it), their ``(level, entered, start order)`` keys; and the LAS levels of
+        all preemptible running jobs. ``keyed``: ``running_levels`` of the running jobs."""
         levels = [-k[1] for k in keyed if not k[0]]
         top = heapq.nsmallest(self.config.running_slots, keyed)
         return [k[-1] for k in top], [(-k[1], -k[2], -k[3]) for k in top], levels
