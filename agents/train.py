@@ -179,6 +179,9 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     console = console or Console(stderr=True)
     if cfg.timesteps < 0 or cfg.n_envs < 1 or cfg.eval_episodes < 1:
         raise ConfigError("--timesteps must be >= 0, --n-envs and --eval-episodes >= 1")
+    if not (cfg.learning_rate > 0 and 0 < cfg.clip_range < 1):
+        raise ConfigError(f"--learning-rate must be > 0 and --clip-range in (0, 1), got "
+                          f"{cfg.learning_rate} and {cfg.clip_range}")
     if not 0.0 <= cfg.imitation_smoothing < 0.5:
         raise ConfigError(f"--imitation-smoothing must be in [0, 0.5), got "
                           f"{cfg.imitation_smoothing}")

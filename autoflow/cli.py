@@ -155,6 +155,10 @@ def train(
                                               "from the expert)."),
     reward_baseline: str = typer.Option(None, help="Reward relative to this policy played "
                                         "on the same episode (e.g. las): less variance."),
+    learning_rate: float = typer.Option(1e-4, help="PPO step size (small: it fine-tunes a "
+                                        "cloned policy)."),
+    clip_range: float = typer.Option(0.1, help="PPO clip range (small: conservative "
+                                     "updates keep what was cloned)."),
     n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."),
     eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."),
     eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."),
@@ -172,7 +176,8 @@ def train(
         cfg = TrainConfig(workloads=workloads, out=str(out_dir), timesteps=timesteps, seed=seed,
                           validation=validation, imitation_episodes=imitation_episodes,
                           dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
-                          reward_baseline=reward_baseline, n_envs=n_envs,
+                          reward_baseline=reward_baseline, learning_rate=learning_rate,
+                          clip_range=clip_range, n_envs=n_envs,
                           eval_every=eval_every, eval_episodes=eval_episodes,
                           jobs=(jobs_min, jobs_max))
         run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))

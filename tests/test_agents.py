@@ -155,7 +155,9 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,field", [("--imitation-smoothing", "0.7", "smoothing"),
-                                              ("--reward-baseline", "nosuch", "nosuch")])
+                                              ("--reward-baseline", "nosuch", "nosuch"),
+                                              ("--clip-range", "1.5", "clip-range"),
+                                              ("--learning-rate", "0", "learning-rate")])
 def test_train_refuses_a_bad_setting_by_name(tmp_path, flag, value, field):
     r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small", "--out",
                             str(tmp_path / "a"), flag, value])
