@@ -59,42 +59,6 @@ def test_iter_open_asks_before_each_job_and_drops_a_closed_shape_for_good():
     assert asked.count(1) <= 3 and asked.count(2) <= 3
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_walking_a_short_queue_yields_what_the_merge_yields(seed, monkeypatch):
-    """``iter_open`` walks a short queue directly and merges per-shape lists for a long
-    one: the same jobs in the same order, whichever shapes close while iterating, from
-    any starting key, with jobs leaving meanwhile."""
-    import numpy as np
-
-    from autoflow.policies import queue as queue_mod
-
-    rng = np.random.default_rng(seed)
-    specs = [(float(rng.integers(0, 50)), int(rng.choice([1, 1, 2, 4, 8])),
-              int(rng.choice([0, 4000, 9000]))) for _ in range(40)]
-
-    def run(short: int, after_job: int | None):
-        monkeypatch.setattr(queue_mod, "SHORT_QUEUE", short)
-        q, jss = _queue_of(specs)
-        state = ClusterState(small_cluster())
-        pick = np.random.default_rng(seed + 100)
-        closed: set = set()
-        out = []
-        after = q.key_of(jss[after_job]) if after_job is not None else None
-        for js in q.iter_open(lambda s: s not in closed, after):
-            out.append(js.idx)
-            if pick.random() < 0.3:
-                closed.add(shape_of(state, js.req))
-            if pick.random() < 0.2:  # a later job leaves the queue
-                later = [j for j in jss if j in q and q.key_of(j) > q.key_of(js)]
-                if later:
-                    q.remove(later[int(pick.integers(len(later)))])
-        return out
-
-    for after_job in (None, 7):
-        walked, merged = run(10**6, after_job), run(0, after_job)
-        assert walked == merged and len(walked) > 3
-
-
 def _timeline(policy: str, workload: Workload, cluster: ClusterSpec):
     res = Simulator(workload, cluster, make_policy(policy),
                     SimConfig(seed=3, check_invariants=True)).run()

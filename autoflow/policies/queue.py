@@ -13,8 +13,6 @@ from heapq import heapify, heappop, heapreplace
 
 from ..sim.jobstate import JobState
 
-SHORT_QUEUE = 48  # up to this many waiting jobs, ``iter_open`` walks the queue directly
-
 
 class SortedQueue:
     def __init__(self, key: Callable[[JobState], tuple],
@@ -62,34 +60,7 @@ class SortedQueue:
         ``is_open`` is asked before each job; once a shape is closed, none of its jobs
         is visited again in this iteration, so the caller must only close shapes that
         stay closed (true in a pass where capacity only shrinks). Jobs that left the
-        queue meanwhile are skipped; jobs added meanwhile are not seen.
-
-        A short queue is walked directly (a shape's openness asked at its first job and
-        again before each later one, as the merge does); a long one is merged from the
-        per-shape lists, so that the jobs of closed shapes cost nothing."""
-        if len(self._items) <= SHORT_QUEUE:
-            return self._walk_open(is_open, after)
-        return self._merge_open(is_open, after)
-
-    def _walk_open(self, is_open, after) -> Iterator[JobState]:
-        items = self._items
-        snap = items[bisect_right(items, after):] if after is not None else list(items)
-        keys, jobs, shape_of = self._keys, self._jobs, self._shape
-        closed = set()
-        for item in snap:
-            idx = item[-1]
-            if keys.get(idx) != item:
-                continue  # it left the queue meanwhile
-            js = jobs[idx]
-            shape = shape_of(js)
-            if shape in closed:
-                continue
-            if not is_open(shape):
-                closed.add(shape)
-                continue
-            yield js
-
-    def _merge_open(self, is_open, after) -> Iterator[JobState]:
+        queue meanwhile are skipped; jobs added meanwhile are not seen."""
         heap = []
         for shape, items in self._shapes.items():
             i = bisect_right(items, after) if after is not None else 0
