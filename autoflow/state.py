@@ -61,8 +61,20 @@ class ClusterState:
         self.cpu_free = np.where(cpu > 0, cpu, big)
         self.mem_free = np.where(mem > 0, mem, big)
         self.up = np.ones(n, dtype=bool)
+        self.down = 0  # nodes not up (``set_up``)
         self.total_milli = int(self.free_milli.sum())
         self.used_milli = 0
+        # running totals over all nodes, kept by allocate / release (checked by
+        # ``check_totals``)
+        self.whole_total = int(self.whole_free.sum())  # idle GPUs
+        self.idle_nodes = n  # nodes with every GPU idle
+        self.partial_free = 0  # free share on partly used GPUs
+        self.tracked_cpu = int(cpu.sum())  # CPU of the nodes that track it
+        self.tracked_cpu_free = self.tracked_cpu
+        self.type_free = [0] * len(self.types)  # free share by GPU type
+        for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
+            if t >= 0:
+                self.type_free[t] += free
         self._type_keys: dict[tuple[str, ...], int] = {(): 0}
         self.type_masks: list[np.ndarray] = [np.ones(n, dtype=bool)]
         self._widest: dict[int, int] = {}
@@ -92,41 +104,94 @@ class ClusterState:
 
     def allocate(self, p: Placement) -> None:
         for node, gpus, milli, cpu, mem in p:
+            if self.whole_free[node] == self.node_gpus[node]:
+                self.idle_nodes -= 1
             for g in gpus:
-                before = self.gpu_free[node, g]
+                before = int(self.gpu_free[node, g])
                 assert before >= milli, "GPU over-allocated"
-                self.gpu_free[node, g] = before - milli
+                after = before - milli
+                self.gpu_free[node, g] = after
                 if before == WHOLE_GPU:
                     self.whole_free[node] -= 1
+                    self.whole_total -= 1
+                else:
+                    self.partial_free -= before
+                if 0 < after < WHOLE_GPU:
+                    self.partial_free += after
             used = milli * len(gpus)
             self.free_milli[node] -= used
             self.used_milli += used
+            t = self.node_type[node]
+            if t >= 0:
+                self.type_free[t] -= used
+            if self.cpu_capacity[node]:
+                self.tracked_cpu_free -= cpu
             self.cpu_free[node] -= cpu
             self.mem_free[node] -= mem
             assert self.cpu_free[node] >= 0 and self.mem_free[node] >= 0, "node over-committed"
+            if self.whole_free[node] == self.node_gpus[node]:  # a CPU-only job on an idle node
+                self.idle_nodes += 1
 
     def release(self, p: Placement) -> None:
         for node, gpus, milli, cpu, mem in p:
+            if self.whole_free[node] == self.node_gpus[node]:
+                self.idle_nodes -= 1
             for g in gpus:
-                self.gpu_free[node, g] += milli
-                assert self.gpu_free[node, g] <= WHOLE_GPU
-                if self.gpu_free[node, g] == WHOLE_GPU:
+                before = int(self.gpu_free[node, g])
+                after = before + milli
+                assert after <= WHOLE_GPU
+                self.gpu_free[node, g] = after
+                if 0 < before:  # (a GPU's share is never 0 < x < 1000 and whole)
+                    self.partial_free -= before
+                if after == WHOLE_GPU:
                     self.whole_free[node] += 1
+                    self.whole_total += 1
+                elif after > 0:
+                    self.partial_free += after
             used = milli * len(gpus)
             self.free_milli[node] += used
             self.used_milli -= used
+            t = self.node_type[node]
+            if t >= 0:
+                self.type_free[t] += used
+            if self.cpu_capacity[node]:
+                self.tracked_cpu_free += cpu
             self.cpu_free[node] += cpu
             self.mem_free[node] += mem
+            if self.whole_free[node] == self.node_gpus[node]:
+                self.idle_nodes += 1
+
+    def check_totals(self) -> None:
+        """The running totals agree with the arrays (the simulator's invariant check)."""
+        g = self.gpu_free
+        assert self.whole_total == int(self.whole_free.sum()), "idle GPU total drifted"
+        assert self.idle_nodes == int(np.count_nonzero(self.whole_free == self.node_gpus))
+        assert self.partial_free == int(g[(g > 0) & (g < WHOLE_GPU)].sum()), "partial share"
+        tracked = self.cpu_capacity > 0
+        assert self.tracked_cpu_free == int(self.cpu_free[tracked].sum()), "CPU total drifted"
+        assert self.down == int(np.count_nonzero(~self.up)), "down count drifted"
+        for t, free in enumerate(self.type_free):
+            assert free == int(self.free_milli[self.node_type == t].sum()), "type share drifted"
+
+    def set_up(self, node: int, up: bool) -> None:
+        """Marks a node up (repaired) or down (failed)."""
+        if bool(self.up[node]) != up:
+            self.up[node] = up
+            self.down += -1 if up else 1
 
     def copy(self) -> ClusterState:
         c = object.__new__(ClusterState)
         c.__dict__.update(self.__dict__)
         for name in ("gpu_free", "whole_free", "free_milli", "cpu_free", "mem_free", "up"):
             setattr(c, name, getattr(self, name).copy())
+        c.type_free = list(self.type_free)
         return c
 
     def fragmentation(self) -> float:
         """Share of free GPU capacity that sits on partly used GPUs of live nodes."""
+        if not self.down:
+            free = self.total_milli - self.used_milli
+            return float(self.partial_free) / free if free else 0.0
         live = self.gpu_free if self.up.all() else self.gpu_free[self.up]
         free = live[live > 0]
         total = int(free.sum())

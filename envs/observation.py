@@ -35,6 +35,7 @@ from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
 from autoflow.sim.jobstate import JobState
 
 from .las_choice import las_action
+from .rows import N_JOB, N_RUN, JobRows, RunningRows
 
 JOB_FEATURES = (
     "present", "fits", "gpus_log", "gpu_share", "demand_of_cluster", "type_constrained",
@@ -57,6 +58,7 @@ CLUSTER_FEATURES = (
     "shown_fitting", "head_wait_log", "las_waits",
 )
 CLIP = 10.0  # every feature lies in [-CLIP, CLIP]
+assert (len(JOB_FEATURES), len(RUNNING_FEATURES)) == (N_JOB, N_RUN)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,11 @@ class Observer:
         self._preempted_now: set[int] = set()  # not restarted at the instant they stopped
         self._reach: _ReachStates | None = None  # per decision, where preemption is on
         self._types_of = None  # the cluster state ``_types`` was computed for
+        self._ctx = None  # the run the row tables belong to
+        q, r = c.queue_slots * len(JOB_FEATURES), c.running_slots * len(RUNNING_FEATURES)
+        self._size = q + r + len(CLUSTER_FEATURES)
+        self._views = lambda buf: (buf[:q].reshape(c.queue_slots, -1),
+                                   buf[q: q + r].reshape(c.running_slots, -1), buf[q + r:])
 
     # -- the window ----------------------------------------------------------------
     def _queue_window(self, ctx) -> tuple[list[JobState], int]:
@@ -243,6 +250,9 @@ class Observer:
         if now != self._instant:
             self._instant, self._preempted_now = now, set()
         total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
+        if ctx is not self._ctx:  # a new run: fresh tables of rows
+            self._ctx = ctx
+            self._job_rows, self._run_rows = JobRows(total_gpus), RunningRows(total_gpus)
         keyed = running_levels(ctx.running.values(), now)
         self._reach = _ReachStates(ctx, now, keyed) if c.preemption else None
         queue, hidden = self._queue_window(ctx)
@@ -255,21 +265,21 @@ class Observer:
         blocked = not all(fits)
         reachable = (self._reachable(ctx, queue, fits, now) if c.preemption and blocked
                      else [False] * len(queue))
-        jobs = np.zeros((c.queue_slots, len(JOB_FEATURES)), dtype=np.float32)
+        buf = np.zeros(self._size, dtype=np.float32)  # jobs, running, cluster
+        jobs, run, cluster = self._views(buf)
         if queue:
-            jobs[: len(queue)] = _job_rows(queue, fits, reachable, head, now, total_gpus)
-        run = np.zeros((c.running_slots, len(RUNNING_FEATURES)), dtype=np.float32)
+            jobs[: len(queue)] = self._job_rows.rows(queue, fits, reachable, head, now)
         if running:
-            run[: len(running)] = _running_rows(running, now, total_gpus)
+            run[: len(running)] = self._run_rows.rows(running, now)
             if c.preemption and blocked:
                 q = c.queue_slots
                 mask[q: q + len(running)] = [r.job.preemptible and r.seg_start < now
                                              for r in running]
         mask[c.wait_action] = not (not ctx.running and mask[: c.queue_slots].any())
-        cluster = self._cluster_row(ctx, queue, hidden, mask, now, total_gpus, pre_levels)
-        obs = {"jobs": np.clip(jobs, -CLIP, CLIP, out=jobs),
-               "running": np.clip(run, -CLIP, CLIP, out=run),
-               "cluster": np.clip(cluster, -CLIP, CLIP, out=cluster)}
+        cluster[:] = self._cluster_row(ctx, queue, hidden, mask, now, total_gpus, pre_levels)
+        np.minimum(buf, CLIP, out=buf)
+        np.maximum(buf, -CLIP, out=buf)
+        obs = {"jobs": jobs, "running": run, "cluster": cluster}
         pad_q = [*queue, *[None] * (c.queue_slots - len(queue))]
         pad_r = [*running, *[None] * (c.running_slots - len(running))]
         pad_reach = [*reachable, *[False] * (c.queue_slots - len(queue))]
@@ -292,60 +302,51 @@ class Observer:
                 for js, ok in zip(queue, fits)]
 
     def _cluster_row(self, ctx, queue, hidden: int, mask, now: float, total_gpus: float,
-                     pre_levels: list[int]) -> np.ndarray:
+                     pre_levels: list[int]) -> list[float]:
         st = ctx.state
-        if st.up.all():
-            free_milli, whole, gpus, cpu_free, cpu_cap = (st.free_milli, st.whole_free,
-                                                          st.node_gpus, st.cpu_free,
-                                                          st.cpu_capacity)
-        else:
-            live = st.up
-            free_milli, whole, gpus, cpu_free, cpu_cap = (
-                st.free_milli[live], st.whole_free[live], st.node_gpus[live],
-                st.cpu_free[live], st.cpu_capacity[live])
-        free = float(free_milli.sum())
-        cap_gpus = max(1.0, float(gpus.sum()))
-        types = np.zeros(2 * TYPE_SLOTS, dtype=np.float32)
+        free_share, idle_gpus, frag, idle_nodes, types, cpu_share = (
+            _capacity(st) if st.down else self._capacity_all_up(st, total_gpus))
+        running = ctx.running
+        head = ctx.waiting.head()
+        wait_demand = sum(js.job.gpu_demand for js in queue)  # shown jobs only: O(window)
+        n_inf = sum(1 for js in queue if js.job.kind == INFERENCE)
+        level = sum(pre_levels) / len(pre_levels) / 2 if pre_levels else 0.0
+        q = self.config.queue_slots
+        return [
+            free_share, idle_gpus, frag, idle_nodes, *types, _log(len(running), 1) / 5,
+            _log(len(ctx.waiting), 1) / 5, _log(hidden, 1) / 5,
+            min(wait_demand / total_gpus, CLIP), min(st.used_milli / 1000.0 / total_gpus, CLIP),
+            min(cpu_share, 1.0), _log(n_inf, 1) / 5, len(pre_levels) / max(1, len(running)),
+            level, float(mask[:q].sum()) / q,
+            _log(now - head.submit, 60) / 5 if head else 0.0, 0.0,  # las_waits: set later
+        ]
+
+    def _capacity_all_up(self, st, total_gpus: float) -> tuple:
+        """``_capacity`` from the cluster state's running totals (every node up)."""
+        cap_gpus = max(1.0, st.total_milli / 1000.0)
+        free = st.total_milli - st.used_milli
+        types = [0.0] * (2 * TYPE_SLOTS)
         if len(st.types) == 1:
             types[0], types[TYPE_SLOTS] = free / (1000.0 * total_gpus), 1.0
         else:
             order, caps = self._type_order(st)
-            live = st.up
-            by_type = np.bincount(st.node_type[live], st.free_milli[live],
-                                  minlength=len(st.types))
-            types[: len(order)] = by_type[order] / np.maximum(1.0, caps * 1000.0)
-            types[TYPE_SLOTS: TYPE_SLOTS + len(order)] = caps / total_gpus
-        tracked = cpu_cap > 0
-        cpu_share = (float(cpu_free[tracked].sum()) / float(cpu_cap[tracked].sum())
-                     if tracked.any() else 1.0)
-        running = ctx.running
-        head = ctx.waiting.head()
-        wait_demand = sum(js.job.gpu_demand for js in queue)  # shown jobs only: O(window)
-        run_demand = (st.total_milli - int(st.free_milli.sum())) / 1000.0
-        n_inf = sum(1 for js in queue if js.job.kind == INFERENCE)
-        level = sum(pre_levels) / len(pre_levels) / 2 if pre_levels else 0.0
-        q = self.config.queue_slots
-        return np.array([
-            free / (1000.0 * cap_gpus), float(whole.sum()) / cap_gpus, st.fragmentation(),
-            float(np.count_nonzero(whole == gpus)) / max(1, len(gpus)),
-            *types, _log(len(running), 1) / 5, _log(len(ctx.waiting), 1) / 5,
-            _log(hidden, 1) / 5, min(wait_demand / total_gpus, CLIP),
-            min(run_demand / total_gpus, CLIP), min(cpu_share, 1.0), _log(n_inf, 1) / 5,
-            len(pre_levels) / max(1, len(running)), level, float(mask[:q].sum()) / q,
-            _log(now - head.submit, 60) / 5 if head else 0.0, 0.0,  # las_waits: set later
-        ], dtype=np.float32)
+            for i, (t, cap) in enumerate(zip(order, caps)):
+                types[i] = st.type_free[t] / max(1.0, cap * 1000.0)
+                types[TYPE_SLOTS + i] = cap / total_gpus
+        cpu_share = (st.tracked_cpu_free / st.tracked_cpu if st.tracked_cpu else 1.0)
+        return (free / (1000.0 * cap_gpus), st.whole_total / cap_gpus,
+                float(st.partial_free) / free if free else 0.0,
+                st.idle_nodes / max(1, st.num_nodes), types, cpu_share)
 
-    def _type_order(self, st) -> tuple[np.ndarray, np.ndarray]:
+    def _type_order(self, st) -> tuple[list[int], list[float]]:
         """The (up to) ``TYPE_SLOTS`` GPU types with the most GPUs, largest first, and
         their GPU counts (fixed for a cluster: computed once)."""
         if self._types_of is not st:
             caps = sorted(((int(st.node_gpus[st.node_type == t].sum()), t)
                            for t in range(len(st.types))), reverse=True)[:TYPE_SLOTS]
-            self._types = (np.array([t for _, t in caps]),
-                           np.array([c for c, _ in caps], dtype=np.float64))
+            self._types = ([t for _, t in caps], [float(c) for c, _ in caps])
             self._types_of = st
         return self._types
-
     # -- acting -----------------------------------------------------------------------
     def apply(self, ctx, decision: Decision, action: int) -> bool:
         """Does ``action``; False if it is not allowed now (nothing is changed then)."""
@@ -363,6 +364,32 @@ class Observer:
         ctx.preempt(r)
         self._preempted_now.add(r.idx)
         return True
+
+
+def _capacity(st) -> tuple:
+    """Free share, idle GPUs, fragmentation, idle nodes, free share and capacity by GPU
+    type, free CPU share: of the live nodes, from the arrays (some node is down)."""
+    live = st.up
+    free_milli, whole, gpus = st.free_milli[live], st.whole_free[live], st.node_gpus[live]
+    free = float(free_milli.sum())
+    cap_gpus = max(1.0, float(gpus.sum()))
+    total_gpus = max(1.0, st.total_milli / 1000.0)
+    types = [0.0] * (2 * TYPE_SLOTS)
+    if len(st.types) == 1:
+        types[0], types[TYPE_SLOTS] = free / (1000.0 * total_gpus), 1.0
+    else:
+        caps = sorted(((int(st.node_gpus[st.node_type == t].sum()), t)
+                       for t in range(len(st.types))), reverse=True)[:TYPE_SLOTS]
+        by_type = np.bincount(st.node_type[live], free_milli, minlength=len(st.types))
+        for i, (cap, t) in enumerate(caps):
+            types[i] = float(by_type[t]) / max(1.0, cap * 1000.0)
+            types[TYPE_SLOTS + i] = cap / total_gpus
+    cpu_cap = st.cpu_capacity[live]
+    tracked = cpu_cap > 0
+    cpu_share = (float(st.cpu_free[live][tracked].sum()) / float(cpu_cap[tracked].sum())
+                 if tracked.any() else 1.0)
+    return (free / (1000.0 * cap_gpus), float(whole.sum()) / cap_gpus, st.fragmentation(),
+            float(np.count_nonzero(whole == gpus)) / max(1, len(gpus)), types, cpu_share)
 
 
 class _ReachStates:
@@ -419,72 +446,3 @@ class _ReachStates:
                 if len(out) >= limit:
                     break
         return out
-
-
-_THRESHOLDS = np.asarray(THRESHOLDS)
-_LEVELS = np.arange(3)
-
-
-def _levels(attained: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_THRESHOLDS, attained + EPS, side="right")
-
-
-# columns filled from one computation each: flags copied, and log-scaled durations
-_JOB_FLAGS = [1, 5, 6, 7, 17, 19]  # fits, type_constrained, inference, cpu_only, is_head, reach
-_JOB_LOGS = [8, 9, 13, 14, 20]  # wait, attained, predicted, predicted left, queued
-_JOB_UNITS = np.array([60.0, 3600.0, 60.0, 60.0, 60.0])
-_JOB_SCALES = np.array([5.0, 3.0, 5.0, 5.0, 5.0])
-_RUN_FLAGS = [1, 4, 11]  # preemptible, inference, started_now
-_RUN_LOGS = [5, 6, 10]  # segment, attained, predicted left
-_RUN_UNITS = np.array([60.0, 3600.0, 60.0])
-_RUN_SCALES = np.array([5.0, 3.0, 5.0])
-
-
-def _job_rows(queue: list[JobState], fits: list[bool], reachable: list[bool], head,
-              now: float, total_gpus: float) -> np.ndarray:
-    """Features of the shown waiting jobs, one row each (see JOB_FEATURES)."""
-    raw = np.array([(ok, bool(js.job.gpu_types), js.job.kind == INFERENCE,
-                     js.job.num_gpus == 0, js is head, reach,
-                     max(now - js.submit, 0.0), js.attained, js.predicted,
-                     max(js.predicted - js.progress, 0.0), max(now - js.queue_since, 0.0),
-                     js.job.num_gpus, js.job.gpu_milli, js.preemptions, js.progress,
-                     js.job.slo_s or 0.0, now - js.submit)
-                    for js, ok, reach in zip(queue, fits, reachable)], dtype=np.float64)
-    att, pred, gpus, milli, pre, prog, slo, wait = (raw[:, i] for i in (7, 8, 11, 12, 13, 14,
-                                                                       15, 16))
-    out = np.zeros((len(queue), len(JOB_FEATURES)))
-    out[:, 0] = 1.0
-    out[:, _JOB_FLAGS] = raw[:, :6]
-    out[:, _JOB_LOGS] = np.log1p(raw[:, 6:11] / _JOB_UNITS) / _JOB_SCALES
-    out[:, 2] = np.log2(1 + gpus) / 4
-    out[:, 3] = milli / 1000.0
-    out[:, 4] = np.minimum(gpus * milli / 1000.0 / total_gpus, 1.0)
-    out[:, 10:13] = _levels(att)[:, None] == _LEVELS
-    out[:, 15] = np.minimum(pre, 5) / 5
-    if raw[:, 2].any():  # inference jobs shown: their SLO slack
-        out[:, 16] = np.where(raw[:, 2] > 0,
-                              np.clip((slo - wait) / np.maximum(slo, 1.0), -1, 1), 0.0)
-    out[:, 18] = np.minimum(prog / np.maximum(pred, 1.0), 2.0)
-    return out
-
-
-def _running_rows(running: list[JobState], now: float, total_gpus: float) -> np.ndarray:
-    """Features of the shown running jobs, one row each (see RUNNING_FEATURES)."""
-    rows = []
-    for r in running:
-        job = r.job
-        seg = now - r.seg_start
-        rows.append((job.kind == TRAINING, job.kind == INFERENCE, seg == 0,
-                     seg, r.attained + job.num_gpus * job.gpu_milli / 1000.0 * seg,
-                     max(r.predicted - r.progress - max(seg - r.seg_overhead, 0.0), 0.0),
-                     job.num_gpus, job.gpu_milli))
-    raw = np.array(rows, dtype=np.float64)
-    gpus, milli = raw[:, 6], raw[:, 7]
-    out = np.zeros((len(running), len(RUNNING_FEATURES)))
-    out[:, 0] = 1.0
-    out[:, _RUN_FLAGS] = raw[:, :3]
-    out[:, _RUN_LOGS] = np.log1p(raw[:, 3:6] / _RUN_UNITS) / _RUN_SCALES
-    out[:, 2] = np.log2(1 + gpus) / 4
-    out[:, 3] = np.minimum(gpus * milli / 1000.0 / total_gpus, 1.0)
-    out[:, 7:10] = _levels(raw[:, 4])[:, None] == _LEVELS
-    return out

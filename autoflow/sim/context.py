@@ -26,6 +26,7 @@ class SchedContext:
         self._failed: dict[tuple, list[Req]] = {}
         self._gate = ShapeGate(self.state)  # shape checks, until capacity changes
         self._fits: dict[Req, bool] = {}  # fits(), until capacity changes
+        self._fitted: dict[tuple, list[Req]] = {}  # requirements that fit, by kind
         self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
         self.now = 0.0
 
@@ -50,6 +51,7 @@ class SchedContext:
     def _capacity_changed(self) -> None:
         self._gate.changed()
         self._fits.clear()
+        self._fitted.clear()
 
     def open_waiting(self, after: tuple | None = None):
         """Waiting jobs in queue order, skipping shapes that cannot fit now. For passes
@@ -104,7 +106,31 @@ class SchedContext:
         req = js.req
         ok = self._fits.get(req)
         if ok is None:
-            ok = self._fits[req] = not self._known_to_fail(req) and fits_now(self.state, req)
+            ok = self._fits[req] = self._fits_now(req)
+        return ok
+
+    def _fits_now(self, req: Req) -> bool:
+        """``fits_now``, answered without it where the answer is sure: not when the
+        allowed nodes lack the GPU share, CPU or memory in total or on any one node;
+        yes when a requirement of the same kind needing at least as much of everything
+        fits (a node that holds the larger holds the smaller)."""
+        free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
+        if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
+            return False
+        multi = needs_multi_node(self.state, req)
+        if (req.cpu > best_cpu or req.mem > best_mem) and not multi:
+            return False
+        if self._known_to_fail(req):
+            return False
+        kind = (req.types_key, req.fractional, multi)
+        fitted = self._fitted.setdefault(kind, [])
+        for f in fitted:
+            if (req.num_gpus <= f.num_gpus and req.milli <= f.milli and req.cpu <= f.cpu
+                    and req.mem <= f.mem):
+                return True
+        ok = fits_now(self.state, req)
+        if ok and len(fitted) < 16:
+            fitted.append(req)
         return ok
 
     def preempt(self, js: JobState) -> None:

@@ -47,7 +47,7 @@ class FailureModel:
                    if any(p[0] == node for p in js.placement)]
         for js in victims:
             sim.evict(js)
-        sim.state.up[node] = False
+        sim.state.set_up(node, False)
         sim.live_milli -= int(sim.state.node_gpus[node]) * 1000
         self.count += 1
         sim.env.timeout(self.repair).callbacks.append(lambda _e: self._repair(node))
@@ -55,6 +55,6 @@ class FailureModel:
 
     def _repair(self, node: int) -> None:
         sim = self.sim
-        sim.state.up[node] = True
+        sim.state.set_up(node, True)
         sim.live_milli += int(sim.state.node_gpus[node]) * 1000
         sim.request_pass()

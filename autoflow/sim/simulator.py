@@ -315,5 +315,6 @@ class Simulator:
         assert (used[real] + s.gpu_free[real] == 1000).all(), "GPU shares do not add up"
         assert (s.gpu_free[real] >= 0).all(), "GPU over-allocated"
         assert s.used_milli == int(used.sum()), "allocation total drifted"
+        s.check_totals()
         for js in self.waiting:
             assert js.status == WAITING and js.idx not in self.running
