@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .job import WHOLE_GPU
 from .state import ClusterState, Req
 
 
@@ -41,11 +42,29 @@ def idle_nodes(state: ClusterState, req: Req) -> np.ndarray:
     return m & (state.whole_free == state.node_gpus)
 
 
+SCAN_NODES = 48  # up to this many nodes, fits_now scans Python lists instead
+
+
 def fits_now(state: ClusterState, req: Req) -> bool:
     if needs_multi_node(state, req):
         nodes = idle_nodes(state, req)
         return int(state.node_gpus[nodes].sum()) >= req.num_gpus
+    if state.num_nodes <= SCAN_NODES:
+        return _scan_fits(state, req)
     return bool(node_mask(state, req).any())
+
+
+def _scan_fits(state: ClusterState, req: Req) -> bool:
+    """``node_mask(state, req).any()``, node by node, stopping at the first that fits."""
+    up, whole, best_gpu, cpu_free, mem_free = state.node_lists()
+    allowed = state.type_list(req.types_key)
+    cpu, mem = req.cpu, req.mem
+    if req.num_gpus == 0:
+        return any(a and u and c >= cpu and m >= mem
+                   for a, u, c, m in zip(allowed, up, cpu_free, mem_free))
+    need, have = (req.milli, best_gpu) if req.fractional else (req.num_gpus, whole)
+    return any(a and u and h >= need and c >= cpu and m >= mem
+               for a, u, h, c, m in zip(allowed, up, have, cpu_free, mem_free))
 
 
 Shape = tuple[int, int, int, int, int]
@@ -69,8 +88,9 @@ def _floor2(x: int) -> int:
 def headroom(state: ClusterState, types_key: int) -> tuple[int, int, int, int]:
     """On the live nodes a type constraint allows: total free GPU share, and the largest
     free GPU share, CPU and memory on any one of them."""
-    if types_key == 0 and state.up.all():  # the common case: no masking needed
-        return (state.total_milli - state.used_milli, int(state.gpu_free.max(initial=-1)),
+    if types_key == 0 and not state.down:  # the common case: no masking needed
+        best_gpu = WHOLE_GPU if state.whole_total else int(state.gpu_free.max(initial=-1))
+        return (state.total_milli - state.used_milli, best_gpu,
                 int(state.cpu_free.max(initial=0)), int(state.mem_free.max(initial=0)))
     m = state.up & state.type_masks[types_key]
     return (int(state.free_milli[m].sum()), int(state.gpu_free[m].max(initial=-1)),

@@ -72,12 +72,15 @@ class ClusterState:
         self.tracked_cpu = int(cpu.sum())  # CPU of the nodes that track it
         self.tracked_cpu_free = self.tracked_cpu
         self.type_free = [0] * len(self.types)  # free share by GPU type
+        self.version = 0  # bumps at every change of what is free or up
+        self._lists: tuple | None = None  # ``node_lists`` of some version
         for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
             if t >= 0:
                 self.type_free[t] += free
         self._type_keys: dict[tuple[str, ...], int] = {(): 0}
         self.type_masks: list[np.ndarray] = [np.ones(n, dtype=bool)]
         self._widest: dict[int, int] = {}
+        self._type_lists: dict[int, list[bool]] = {}
 
     def widest(self, types_key: int) -> int:
         """GPUs of the widest node among those a requirement's types allow."""
@@ -86,6 +89,24 @@ class ClusterState:
             w = self._widest[types_key] = int(
                 self.node_gpus[self.type_masks[types_key]].max(initial=0))
         return w
+
+    def node_lists(self) -> tuple[list, list, list, list, list]:
+        """Per node, as Python lists: up, idle GPUs, the largest free share of one of its
+        GPUs, free CPU and free memory (for scans of small clusters, where numpy's cost
+        per call outweighs the work). Rebuilt after a change."""
+        got = self._lists
+        if got is None or got[0] != self.version:
+            got = self._lists = (self.version, self.up.tolist(), self.whole_free.tolist(),
+                                 self.gpu_free.max(axis=1).tolist(), self.cpu_free.tolist(),
+                                 self.mem_free.tolist())
+        return got[1:]
+
+    def type_list(self, types_key: int) -> list[bool]:
+        """``type_masks[types_key]`` as a Python list."""
+        got = self._type_lists.get(types_key)
+        if got is None:
+            got = self._type_lists[types_key] = self.type_masks[types_key].tolist()
+        return got
 
     @property
     def num_nodes(self) -> int:
@@ -103,6 +124,7 @@ class ClusterState:
                    job.cpu_milli, job.memory_mib)
 
     def allocate(self, p: Placement) -> None:
+        self.version += 1
         for node, gpus, milli, cpu, mem in p:
             if self.whole_free[node] == self.node_gpus[node]:
                 self.idle_nodes -= 1
@@ -133,6 +155,7 @@ class ClusterState:
                 self.idle_nodes += 1
 
     def release(self, p: Placement) -> None:
+        self.version += 1
         for node, gpus, milli, cpu, mem in p:
             if self.whole_free[node] == self.node_gpus[node]:
                 self.idle_nodes -= 1
@@ -176,6 +199,7 @@ class ClusterState:
     def set_up(self, node: int, up: bool) -> None:
         """Marks a node up (repaired) or down (failed)."""
         if bool(self.up[node]) != up:
+            self.version += 1
             self.up[node] = up
             self.down += -1 if up else 1
 

@@ -45,8 +45,8 @@ def measure(workloads: str, seconds: float, seed: int) -> dict:
         steps = episodes = 0
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            mask = env.action_masks()
-            _, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+            allowed = np.flatnonzero(env.action_masks())
+            _, _, term, trunc, _ = env.step(int(allowed[rng.integers(len(allowed))]))
             steps += 1
             if term or trunc:
                 episodes += 1

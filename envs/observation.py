@@ -23,7 +23,6 @@ Actions: ``0..Q-1`` start queue slot *i*; ``Q..Q+R-1`` preempt running slot *j*;
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
@@ -240,7 +239,7 @@ class Observer:
         reach it), their ``(level, entered, start order)`` keys; and the LAS levels of
         all preemptible running jobs. ``keyed``: ``running_levels`` of the running jobs."""
         levels = [-k[1] for k in keyed if not k[0]]
-        top = heapq.nsmallest(self.config.running_slots, keyed)
+        top = sorted(keyed)[: self.config.running_slots]  # keys are unique (start order)
         return [k[-1] for k in top], [(-k[1], -k[2], -k[3]) for k in top], levels
 
     # -- the decision ---------------------------------------------------------------
