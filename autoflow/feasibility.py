@@ -90,8 +90,12 @@ def headroom(state: ClusterState, types_key: int) -> tuple[int, int, int, int]:
     free GPU share, CPU and memory on any one of them."""
     if types_key == 0 and not state.down:  # the common case: no masking needed
         best_gpu = WHOLE_GPU if state.whole_total else int(state.gpu_free.max(initial=-1))
-        return (state.total_milli - state.used_milli, best_gpu,
-                int(state.cpu_free.max(initial=0)), int(state.mem_free.max(initial=0)))
+        if state.num_nodes <= SCAN_NODES:
+            _up, _whole, _gpu, cpu, mem = state.node_lists()
+            best_cpu, best_mem = max(cpu, default=0), max(mem, default=0)
+        else:
+            best_cpu, best_mem = int(state.cpu_free.max(initial=0)), int(state.mem_free.max(initial=0))
+        return state.total_milli - state.used_milli, best_gpu, best_cpu, best_mem
     m = state.up & state.type_masks[types_key]
     return (int(state.free_milli[m].sum()), int(state.gpu_free[m].max(initial=-1)),
             int(state.cpu_free[m].max(initial=0)), int(state.mem_free[m].max(initial=0)))
