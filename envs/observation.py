@@ -58,6 +58,8 @@ CLUSTER_FEATURES = (
 )
 CLIP = 10.0  # every feature lies in [-CLIP, CLIP]
 assert (len(JOB_FEATURES), len(RUNNING_FEATURES)) == (N_JOB, N_RUN)
+_LAS_CHOICE, _LAS_VICTIM = JOB_FEATURES.index("las_choice"), RUNNING_FEATURES.index("las_victim")
+_LAS_WAITS = CLUSTER_FEATURES.index("las_waits")
 
 
 @dataclass(frozen=True)
@@ -258,9 +260,8 @@ class Observer:
         running, victim_keys, pre_levels = self._running_window(keyed)
         head = ctx.waiting.head()
 
-        mask = np.zeros(c.n_actions, dtype=bool)
+        q = c.queue_slots
         fits = [js.idx not in self._preempted_now and ctx.fits(js) for js in queue]
-        mask[: len(queue)] = fits
         blocked = not all(fits)
         reachable = (self._reachable(ctx, queue, fits, now) if c.preemption and blocked
                      else [False] * len(queue))
@@ -268,14 +269,16 @@ class Observer:
         jobs, run, cluster = self._views(buf)
         if queue:
             jobs[: len(queue)] = self._job_rows.rows(queue, fits, reachable, head, now)
+        preempt = [False] * c.running_slots
         if running:
             run[: len(running)] = self._run_rows.rows(running, now)
             if c.preemption and blocked:
-                q = c.queue_slots
-                mask[q: q + len(running)] = [r.job.preemptible and r.seg_start < now
-                                             for r in running]
-        mask[c.wait_action] = not (not ctx.running and mask[: c.queue_slots].any())
-        cluster[:] = self._cluster_row(ctx, queue, hidden, mask, now, total_gpus, pre_levels)
+                preempt[: len(running)] = [r.job.preemptible and r.seg_start < now
+                                           for r in running]
+        n_fit = sum(fits)
+        wait = not (not ctx.running and n_fit)
+        mask = np.array([*fits, *[False] * (q - len(queue)), *preempt, wait], dtype=bool)
+        cluster[:] = self._cluster_row(ctx, queue, hidden, n_fit, now, total_gpus, pre_levels)
         np.minimum(buf, CLIP, out=buf)
         np.maximum(buf, -CLIP, out=buf)
         obs = {"jobs": jobs, "running": run, "cluster": cluster}
@@ -285,12 +288,12 @@ class Observer:
         d = Decision(obs, mask, pad_q, pad_r, now, pad_reach, victim_keys)
         if c.las_hint:
             a = las_action(d, c)
-            if a < c.queue_slots:
-                jobs[a, JOB_FEATURES.index("las_choice")] = 1.0
+            if a < q:
+                jobs[a, _LAS_CHOICE] = 1.0
             elif a < c.wait_action:
-                run[a - c.queue_slots, RUNNING_FEATURES.index("las_victim")] = 1.0
+                run[a - q, _LAS_VICTIM] = 1.0
             else:
-                cluster[CLUSTER_FEATURES.index("las_waits")] = 1.0
+                cluster[_LAS_WAITS] = 1.0
         return d
 
     def _reachable(self, ctx, queue, fits, now: float) -> list[bool]:
@@ -300,8 +303,8 @@ class Observer:
         return [not ok and js.idx not in self._preempted_now and reach.fits(js)
                 for js, ok in zip(queue, fits)]
 
-    def _cluster_row(self, ctx, queue, hidden: int, mask, now: float, total_gpus: float,
-                     pre_levels: list[int]) -> list[float]:
+    def _cluster_row(self, ctx, queue, hidden: int, n_fit: int, now: float,
+                     total_gpus: float, pre_levels: list[int]) -> list[float]:
         st = ctx.state
         free_share, idle_gpus, frag, idle_nodes, types, cpu_share = (
             _capacity(st) if st.down else self._capacity_all_up(st, total_gpus))
@@ -316,7 +319,7 @@ class Observer:
             _log(len(ctx.waiting), 1) / 5, _log(hidden, 1) / 5,
             min(wait_demand / total_gpus, CLIP), min(st.used_milli / 1000.0 / total_gpus, CLIP),
             min(cpu_share, 1.0), _log(n_inf, 1) / 5, len(pre_levels) / max(1, len(running)),
-            level, float(mask[:q].sum()) / q,
+            level, n_fit / q,
             _log(now - head.submit, 60) / 5 if head else 0.0, 0.0,  # las_waits: set later
         ]
 
