@@ -55,6 +55,28 @@ class _Table:
         self.rows = rows
         self.keys += [None] * (n - len(self.keys))
 
+    def gather(self, items: list[JobState], key, fill) -> np.ndarray:
+        """The rows of ``items`` (a fresh array); ``fill`` first (re)computes those whose
+        ``key`` changed since their row was computed."""
+        idx = [js.idx for js in items]
+        if max(idx) >= len(self.keys):
+            self.grow(max(idx))
+        keys = self.keys
+        stale = [js for js in items if keys[js.idx] != key(js)]
+        if stale:
+            fill(stale)
+        return self.rows.take(idx, axis=0)
+
+
+def _stint(js: JobState) -> tuple:
+    """Identifies a queue stint: a waiting job's row is fixed within it."""
+    return js.queue_since, js.version
+
+
+def _segment(js: JobState) -> int:
+    """Identifies a run segment: a running job's row is fixed within it, but for time."""
+    return js.version
+
 
 # job table columns past the features: submit time, queue entry time, SLO
 _SUBMIT, _SINCE, _SLO = N_JOB, N_JOB + 1, N_JOB + 2
@@ -86,20 +108,12 @@ class JobRows:
                 level == 1, level == 2, pred_log, left_log, min(js.preemptions, 5) / 5, 0.0,
                 0.0, min(js.progress / max(js.predicted, 1.0), 2.0), 0.0, 0.0, 0.0,
                 js.submit, js.queue_since, job.slo_s or 0.0)
-            table.keys[js.idx] = (js.queue_since, js.version)
+            table.keys[js.idx] = _stint(js)
 
     def rows(self, queue: list[JobState], fits: list[bool], reachable: list[bool], head,
              now: float) -> np.ndarray:
         """``len(queue)`` rows of ``JOB_FEATURES`` (float64; ``las_choice`` left 0)."""
-        t = self.table
-        idx = [js.idx for js in queue]
-        if max(idx) >= len(t.keys):
-            t.grow(max(idx))
-        keys = t.keys
-        stale = [js for js in queue if keys[js.idx] != (js.queue_since, js.version)]
-        if stale:
-            self._fill(stale)
-        x = t.rows.take(idx, axis=0)
+        x = self.table.gather(queue, _stint, self._fill)
         times = now - x[:, _SUBMIT:_SLO]  # waiting and queued time
         np.maximum(times, 0.0, out=times)
         times /= 60.0
@@ -143,21 +157,13 @@ class RunningRows:
                 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
                 r.seg_start, r.attained, job.num_gpus * job.gpu_milli / 1000.0,
                 r.predicted - r.progress, r.seg_overhead)
-            table.keys[r.idx] = r.version
+            table.keys[r.idx] = _segment(r)
 
     def rows(self, running: list[JobState], now: float) -> np.ndarray:
         """``len(running)`` rows of ``RUNNING_FEATURES`` (float64; ``las_victim`` 0)."""
-        t = self.table
-        idx = [r.idx for r in running]
-        if max(idx) >= len(t.keys):
-            t.grow(max(idx))
-        keys = t.keys
-        stale = [r for r in running if keys[r.idx] != r.version]
-        if stale:
-            self._fill(stale)
-        x = t.rows.take(idx, axis=0)
+        x = self.table.gather(running, _segment, self._fill)
         seg = now - x[:, _SEG]
-        timed = np.empty((len(idx), 3))  # segment, attained, predicted left
+        timed = np.empty((len(running), 3))  # segment, attained, predicted left
         timed[:, 0] = seg
         timed[:, 1] = x[:, _ATT] + x[:, _DEMAND] * seg
         timed[:, 2] = np.maximum(x[:, _LEFT] - np.maximum(seg - x[:, _OVERHEAD], 0.0), 0.0)

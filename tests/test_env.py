@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
-from autoflow.envs.observation import ObsConfig
+from autoflow.envs.observation import ObsConfig, Observer
 from autoflow.envs.samplers import make_sampler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +18,7 @@ from simdata import mixed_workload, small_cluster
 from autoflow.feasibility import fits_now
 from autoflow.job import Job
 from autoflow.sim.jobstate import RUNNING
+from autoflow.sim.simulator import SimConfig
 from autoflow.workload import Workload
 
 
@@ -283,3 +284,33 @@ def test_obs_config_rejects_a_window_without_slots():
 
     with pytest.raises(ValueError):
         Observer(ObsConfig(queue_slots=0))
+
+
+def test_kept_rows_equal_rows_computed_afresh():
+    """Rows are kept per queue stint and run segment (``envs.rows``): at every decision
+    of a run with starts, preemptions and failures, the observation equals one built by
+    an observer that has kept nothing."""
+    env = ClusterSchedulingEnv(workloads="builtin:philly-mix,builtin:shared-gpu",
+                               jobs=(80, 120), sim_config=SimConfig(
+                                   failure_rate_per_node_day=3.0, repair_time_s=1800.0))
+    env.reset(seed=11)
+    rng = np.random.default_rng(11)
+    compared = preempted = 0
+    for _ in range(3000):
+        kept = env.decision
+        if kept is not None:
+            fresh = Observer(env.obs_config)  # same instant: the same no-restart set
+            fresh._instant, fresh._preempted_now = env.observer._instant, set(
+                env.observer._preempted_now)
+            again = fresh.observe(env.sim.ctx)
+            for k in kept.obs:
+                assert np.array_equal(kept.obs[k], again.obs[k]), k
+            assert np.array_equal(kept.mask, again.mask)
+            compared += 1
+        allowed = np.flatnonzero(env.action_masks())
+        action = int(allowed[rng.integers(len(allowed))])
+        preempted += env.obs_config.queue_slots <= action < env.obs_config.wait_action
+        _, _, term, trunc, _ = env.step(action)
+        if term or trunc:
+            env.reset()
+    assert compared > 2000 and preempted > 50
