@@ -73,6 +73,8 @@ class ClusterState:
         self.tracked_cpu_free = self.tracked_cpu
         self.type_free = [0] * len(self.types)  # free share by GPU type
         self.version = 0  # bumps at every change of what is free or up
+        self.shrunk = 0  # the version of the last change that took capacity away
+        self.grown = 0  # the version of the last change that gave capacity back
         self._lists: tuple | None = None  # ``node_lists`` of some version
         for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
             if t >= 0:
@@ -125,6 +127,7 @@ class ClusterState:
 
     def allocate(self, p: Placement) -> None:
         self.version += 1
+        self.shrunk = self.version
         for node, gpus, milli, cpu, mem in p:
             if self.whole_free[node] == self.node_gpus[node]:
                 self.idle_nodes -= 1
@@ -156,6 +159,7 @@ class ClusterState:
 
     def release(self, p: Placement) -> None:
         self.version += 1
+        self.grown = self.version
         for node, gpus, milli, cpu, mem in p:
             if self.whole_free[node] == self.node_gpus[node]:
                 self.idle_nodes -= 1
@@ -200,6 +204,10 @@ class ClusterState:
         """Marks a node up (repaired) or down (failed)."""
         if bool(self.up[node]) != up:
             self.version += 1
+            if up:
+                self.grown = self.version
+            else:
+                self.shrunk = self.version
             self.up[node] = up
             self.down += -1 if up else 1
 

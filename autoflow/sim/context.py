@@ -25,8 +25,10 @@ class SchedContext:
         self.policy: Policy = sim.policy
         self._failed: dict[tuple, list[Req]] = {}
         self._gate = ShapeGate(self.state)  # shape checks, until capacity changes
-        self._fits: dict[Req, bool] = {}  # fits(), until capacity changes
-        self._fitted: dict[tuple, list[Req]] = {}  # requirements that fit, by kind
+        # fits(): each answer with the state version it was found at; a "yes" holds
+        # until capacity shrinks, a "no" until it grows
+        self._fits: dict[Req, tuple[bool, int]] = {}
+        self._fitted: dict[tuple, list[tuple[Req, int]]] = {}  # "yes" answers, by kind
         self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
         self.now = 0.0
 
@@ -50,8 +52,6 @@ class SchedContext:
 
     def _capacity_changed(self) -> None:
         self._gate.changed()
-        self._fits.clear()
-        self._fitted.clear()
 
     def open_waiting(self, after: tuple | None = None):
         """Waiting jobs in queue order, skipping shapes that cannot fit now. For passes
@@ -102,18 +102,24 @@ class SchedContext:
         return True
 
     def fits(self, js: JobState) -> bool:
-        """Whether the job could start now (cached per requirement until capacity changes)."""
-        req = js.req
-        ok = self._fits.get(req)
-        if ok is None:
-            ok = self._fits[req] = self._fits_now(req)
+        """Whether the job could start now. Cached per requirement: a start can only turn
+        "fits" into "does not", a release only the reverse."""
+        req, st = js.req, self.state
+        got = self._fits.get(req)
+        if got is not None:
+            ok, seen = got
+            if seen >= (st.shrunk if ok else st.grown):
+                return ok
+        ok = self._fits_now(req)
+        self._fits[req] = (ok, st.version)
         return ok
 
     def _fits_now(self, req: Req) -> bool:
         """``fits_now``, answered without it where the answer is sure: not when the
         allowed nodes lack the GPU share, CPU or memory in total or on any one node;
         yes when a requirement of the same kind needing at least as much of everything
-        fits (a node that holds the larger holds the smaller)."""
+        fits (a node that holds the larger holds the smaller) and capacity has not
+        shrunk since."""
         free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
         if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
             return False
@@ -123,14 +129,17 @@ class SchedContext:
         if self._known_to_fail(req):
             return False
         kind = (req.types_key, req.fractional, multi)
+        shrunk = self.state.shrunk
         fitted = self._fitted.setdefault(kind, [])
-        for f in fitted:
-            if (req.num_gpus <= f.num_gpus and req.milli <= f.milli and req.cpu <= f.cpu
-                    and req.mem <= f.mem):
+        for f, seen in fitted:
+            if (seen >= shrunk and req.num_gpus <= f.num_gpus and req.milli <= f.milli
+                    and req.cpu <= f.cpu and req.mem <= f.mem):
                 return True
         ok = fits_now(self.state, req)
-        if ok and len(fitted) < 16:
-            fitted.append(req)
+        if ok:
+            if len(fitted) >= 16:
+                fitted[:] = [(f, seen) for f, seen in fitted if seen >= shrunk][-15:]
+            fitted.append((req, self.state.version))
         return ok
 
     def preempt(self, js: JobState) -> None:
