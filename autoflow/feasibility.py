@@ -56,13 +56,14 @@ def fits_now(state: ClusterState, req: Req) -> bool:
 
 def _scan_fits(state: ClusterState, req: Req) -> bool:
     """``node_mask(state, req).any()``, node by node, stopping at the first that fits."""
-    up, whole, best_gpu, cpu_free, mem_free = state.node_lists()
+    up, whole, cpu_free, mem_free, _free = state.node_lists()
     allowed = state.type_list(req.types_key)
     cpu, mem = req.cpu, req.mem
     if req.num_gpus == 0:
         return any(a and u and c >= cpu and m >= mem
                    for a, u, c, m in zip(allowed, up, cpu_free, mem_free))
-    need, have = (req.milli, best_gpu) if req.fractional else (req.num_gpus, whole)
+    need, have = ((req.milli, state.best_gpu_list()) if req.fractional
+                  else (req.num_gpus, whole))
     return any(a and u and h >= need and c >= cpu and m >= mem
                for a, u, h, c, m in zip(allowed, up, have, cpu_free, mem_free))
 
@@ -91,11 +92,17 @@ def headroom(state: ClusterState, types_key: int) -> tuple[int, int, int, int]:
     if types_key == 0 and not state.down:  # the common case: no masking needed
         best_gpu = WHOLE_GPU if state.whole_total else int(state.gpu_free.max(initial=-1))
         if state.num_nodes <= SCAN_NODES:
-            _up, _whole, _gpu, cpu, mem = state.node_lists()
+            _up, _whole, cpu, mem, _free = state.node_lists()
             best_cpu, best_mem = max(cpu, default=0), max(mem, default=0)
         else:
             best_cpu, best_mem = int(state.cpu_free.max(initial=0)), int(state.mem_free.max(initial=0))
         return state.total_milli - state.used_milli, best_gpu, best_cpu, best_mem
+    if state.num_nodes <= SCAN_NODES:
+        up, _whole, cpu, mem, free = state.node_lists()
+        gpu = state.best_gpu_list()
+        live = [i for i, (a, u) in enumerate(zip(state.type_list(types_key), up)) if a and u]
+        return (sum(free[i] for i in live), max((gpu[i] for i in live), default=-1),
+                max((cpu[i] for i in live), default=0), max((mem[i] for i in live), default=0))
     m = state.up & state.type_masks[types_key]
     return (int(state.free_milli[m].sum()), int(state.gpu_free[m].max(initial=-1)),
             int(state.cpu_free[m].max(initial=0)), int(state.mem_free[m].max(initial=0)))

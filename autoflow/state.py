@@ -7,7 +7,7 @@ thousandths (1000 = idle GPU, -1 = no such GPU).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,9 +15,9 @@ from .cluster import ClusterSpec
 from .job import WHOLE_GPU, Job
 
 
-@dataclass(frozen=True, slots=True)
-class Req:
-    """What one job needs, compiled against a cluster (hashable signature for caches)."""
+class Req(NamedTuple):
+    """What one job needs, compiled against a cluster: the key of many caches, so a
+    tuple, hashed and compared in C."""
 
     num_gpus: int
     milli: int  # per GPU share; 1000 = whole GPUs, 0 = no GPU
@@ -76,6 +76,7 @@ class ClusterState:
         self.shrunk = 0  # the version of the last change that took capacity away
         self.grown = 0  # the version of the last change that gave capacity back
         self._lists: tuple | None = None  # ``node_lists`` of some version
+        self._best: tuple | None = None  # ``best_gpu_list`` of some version
         for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
             if t >= 0:
                 self.type_free[t] += free
@@ -93,15 +94,23 @@ class ClusterState:
         return w
 
     def node_lists(self) -> tuple[list, list, list, list, list]:
-        """Per node, as Python lists: up, idle GPUs, the largest free share of one of its
-        GPUs, free CPU and free memory (for scans of small clusters, where numpy's cost
-        per call outweighs the work). Rebuilt after a change."""
+        """Per node, as Python lists: up, idle GPUs, free CPU, free memory and free GPU
+        share (for scans of small clusters, where numpy's cost per call outweighs the
+        work). Rebuilt after a change."""
         got = self._lists
         if got is None or got[0] != self.version:
             got = self._lists = (self.version, self.up.tolist(), self.whole_free.tolist(),
-                                 self.gpu_free.max(axis=1).tolist(), self.cpu_free.tolist(),
-                                 self.mem_free.tolist())
+                                 self.cpu_free.tolist(), self.mem_free.tolist(),
+                                 self.free_milli.tolist())
         return got[1:]
+
+    def best_gpu_list(self) -> list[int]:
+        """Per node, the largest free share of one of its GPUs (-1 without GPUs), as a
+        Python list; rebuilt after a change."""
+        got = self._best
+        if got is None or got[0] != self.version:
+            got = self._best = (self.version, self.gpu_free.max(axis=1).tolist())
+        return got[1]
 
     def type_list(self, types_key: int) -> list[bool]:
         """``type_masks[types_key]`` as a Python list."""

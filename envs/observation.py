@@ -176,6 +176,8 @@ class Observer:
     def _queue_window(self, ctx) -> tuple[list[JobState], int]:
         c = self.config
         waiting = ctx.waiting
+        if len(waiting) <= c.queue_slots:  # every waiting job fits in the window
+            return waiting.first(c.queue_slots), 0
         shown = waiting.first(c.head_slots)
         seen = {js.idx for js in shown}
         n_reach = min(c.reach_slots, c.queue_slots - len(shown)) if self._reach else 0
@@ -271,7 +273,8 @@ class Observer:
             jobs[: len(queue)] = self._job_rows.rows(queue, fits, reachable, head, now)
         preempt = [False] * c.running_slots
         if running:
-            run[: len(running)] = self._run_rows.rows(running, now)
+            run[: len(running)] = self._run_rows.rows(running, now,
+                                                      [k[0] for k in victim_keys])
             if c.preemption and blocked:
                 preempt[: len(running)] = [r.job.preemptible and r.seg_start < now
                                            for r in running]

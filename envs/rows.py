@@ -25,14 +25,6 @@ from autoflow.sim.jobstate import JobState
 
 N_JOB, N_RUN = 22, 13  # len(JOB_FEATURES), len(RUNNING_FEATURES)
 
-_THRESHOLDS = np.asarray(THRESHOLDS)
-_LEVELS = np.arange(3)
-
-
-def _levels(attained: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_THRESHOLDS, attained + EPS, side="right")
-
-
 @cache
 def _gpus_log(gpus: int) -> float:
     """``log2(1 + gpus) / 4``, computed by numpy as the time-dependent columns are."""
@@ -125,10 +117,10 @@ class JobRows:
         x[:, 17] = [js is head for js in queue]
         x[:, 19] = reachable
         inference = x[:, 6]
-        if inference.any():  # inference jobs shown: their SLO slack
+        if np.add.reduce(inference):  # inference jobs shown: their SLO slack
             slo, wait = x[:, _SLO], now - x[:, _SUBMIT]
-            x[:, 16] = np.where(inference > 0,
-                                np.clip((slo - wait) / np.maximum(slo, 1.0), -1, 1), 0.0)
+            slack = np.minimum(np.maximum((slo - wait) / np.maximum(slo, 1.0), -1.0), 1.0)
+            x[:, 16] = np.where(inference > 0, slack, 0.0)
         return x[:, :N_JOB]
 
 
@@ -159,17 +151,21 @@ class RunningRows:
                 r.predicted - r.progress, r.seg_overhead)
             table.keys[r.idx] = _segment(r)
 
-    def rows(self, running: list[JobState], now: float) -> np.ndarray:
-        """``len(running)`` rows of ``RUNNING_FEATURES`` (float64; ``las_victim`` 0)."""
+    def rows(self, running: list[JobState], now: float, levels: list[int]) -> np.ndarray:
+        """``len(running)`` rows of ``RUNNING_FEATURES`` (float64; ``las_victim`` 0), for
+        running jobs at these LAS ``levels`` now (``observation.running_levels``)."""
         x = self.table.gather(running, _segment, self._fill)
-        seg = now - x[:, _SEG]
         timed = np.empty((len(running), 3))  # segment, attained, predicted left
-        timed[:, 0] = seg
+        seg = np.subtract(now, x[:, _SEG], out=timed[:, 0])
         timed[:, 1] = x[:, _ATT] + x[:, _DEMAND] * seg
         timed[:, 2] = np.maximum(x[:, _LEFT] - np.maximum(seg - x[:, _OVERHEAD], 0.0), 0.0)
         x[:, 11] = seg == 0
-        x[:, 7:10] = _levels(timed[:, 1])[:, None] == _LEVELS
-        x[:, [5, 6, 10]] = np.log1p(timed / _RUN_UNITS) / _RUN_SCALES
+        x[:, 7:10] = [(k == 0, k == 1, k == 2) for k in levels]
+        timed /= _RUN_UNITS
+        np.log1p(timed, out=timed)
+        timed /= _RUN_SCALES
+        x[:, 5:7] = timed[:, :2]
+        x[:, 10] = timed[:, 2]
         return x[:, :N_RUN]
 
 

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
-from autoflow.envs.observation import ObsConfig, Observer
+from autoflow.envs.observation import CLUSTER_FEATURES, ObsConfig, Observer
 from autoflow.envs.samplers import make_sampler
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -314,3 +314,21 @@ def test_kept_rows_equal_rows_computed_afresh():
         if term or trunc:
             env.reset()
     assert compared > 2000 and preempted > 50
+
+
+def test_a_queue_that_fits_in_the_window_is_shown_whole_in_queue_order():
+    env = small_env(jobs=(60, 90))
+    env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    shown_whole = 0
+    for _ in range(600):
+        d, waiting = env.decision, env.sim.waiting
+        if d is not None and len(waiting) <= env.obs_config.queue_slots:
+            assert [js for js in d.queue if js is not None] == list(waiting)
+            assert d.obs["cluster"][CLUSTER_FEATURES.index("hidden_log")] == 0
+            shown_whole += 1
+        allowed = np.flatnonzero(env.action_masks())
+        _, _, term, trunc, _ = env.step(int(allowed[rng.integers(len(allowed))]))
+        if term or trunc:
+            env.reset()
+    assert shown_whole > 100

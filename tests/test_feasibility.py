@@ -82,10 +82,11 @@ def test_scan_totals_and_headroom_agree_with_the_arrays(seed):
         for _ in range(6):
             req = _req(state, rng)
             assert _scan_fits(state, req) == bool(node_mask(state, req).any()), req
-        m = state.up & state.type_masks[0]
-        assert headroom(state, 0) == (
-            int(state.free_milli[m].sum()), int(state.gpu_free[m].max(initial=-1)),
-            int(state.cpu_free[m].max(initial=0)), int(state.mem_free[m].max(initial=0)))
+        for key, allowed in enumerate(state.type_masks):  # every type constraint seen
+            m = state.up & allowed
+            assert headroom(state, key) == (
+                int(state.free_milli[m].sum()), int(state.gpu_free[m].max(initial=-1)),
+                int(state.cpu_free[m].max(initial=0)), int(state.mem_free[m].max(initial=0)))
 
 
 def test_copies_keep_their_own_totals_and_scans():
