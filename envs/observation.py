@@ -10,7 +10,8 @@ The observation has a fixed size whatever the cluster or the queue:
   window holds the head of the queue (fit or not, so that a blocked head is visible),
   the first blocked jobs that could start by preempting jobs of a higher LAS level, then
   jobs that fit now: the earliest in queue order and the shortest by predicted duration.
-  How many waiting jobs are not shown is a cluster feature.
+  A queue no longer than the window is shown whole. How many waiting jobs are not shown
+  is a cluster feature. Rows are kept per job between decisions (``envs.rows``).
 * ``running``: ``running_slots`` rows of features of running jobs, preemptible ones
   first, in LAS's victim order (highest attained-service level, then the latest to
   reach that level).
@@ -310,7 +311,8 @@ class Observer:
                      total_gpus: float, pre_levels: list[int]) -> list[float]:
         st = ctx.state
         free_share, idle_gpus, frag, idle_nodes, types, cpu_share = (
-            _capacity(st) if st.down else self._capacity_all_up(st, total_gpus))
+            _capacity(st, *self._type_order(st)) if st.down
+            else self._capacity_all_up(st, total_gpus))
         running = ctx.running
         head = ctx.waiting.head()
         wait_demand = sum(js.job.gpu_demand for js in queue)  # shown jobs only: O(window)
@@ -352,6 +354,7 @@ class Observer:
             self._types = ([t for _, t in caps], [float(c) for c, _ in caps])
             self._types_of = st
         return self._types
+
     # -- acting -----------------------------------------------------------------------
     def apply(self, ctx, decision: Decision, action: int) -> bool:
         """Does ``action``; False if it is not allowed now (nothing is changed then)."""
@@ -371,9 +374,10 @@ class Observer:
         return True
 
 
-def _capacity(st) -> tuple:
+def _capacity(st, order: list[int], caps: list[float]) -> tuple:
     """Free share, idle GPUs, fragmentation, idle nodes, free share and capacity by GPU
-    type, free CPU share: of the live nodes, from the arrays (some node is down)."""
+    type (``order``, ``caps``: ``Observer._type_order``), free CPU share: of the live
+    nodes, from the arrays (some node is down)."""
     live = st.up
     free_milli, whole, gpus = st.free_milli[live], st.whole_free[live], st.node_gpus[live]
     free = float(free_milli.sum())
@@ -383,10 +387,8 @@ def _capacity(st) -> tuple:
     if len(st.types) == 1:
         types[0], types[TYPE_SLOTS] = free / (1000.0 * total_gpus), 1.0
     else:
-        caps = sorted(((int(st.node_gpus[st.node_type == t].sum()), t)
-                       for t in range(len(st.types))), reverse=True)[:TYPE_SLOTS]
         by_type = np.bincount(st.node_type[live], free_milli, minlength=len(st.types))
-        for i, (cap, t) in enumerate(caps):
+        for i, (t, cap) in enumerate(zip(order, caps)):
             types[i] = float(by_type[t]) / max(1.0, cap * 1000.0)
             types[TYPE_SLOTS + i] = cap / total_gpus
     cpu_cap = st.cpu_capacity[live]

@@ -25,6 +25,7 @@ from autoflow.sim.jobstate import JobState
 
 N_JOB, N_RUN = 22, 13  # len(JOB_FEATURES), len(RUNNING_FEATURES)
 
+
 @cache
 def _gpus_log(gpus: int) -> float:
     """``log2(1 + gpus) / 4``, computed by numpy as the time-dependent columns are."""
@@ -127,6 +128,8 @@ class JobRows:
 # running table columns past the features: segment start, attained service at it, GPU
 # demand, predicted minus progress at it, restart overhead of the segment
 _SEG, _ATT, _DEMAND, _LEFT, _OVERHEAD = range(N_RUN, N_RUN + 5)
+_RUN_UNITS = np.array([60.0, 3600.0, 60.0])  # segment, attained, predicted left
+_RUN_SCALES = np.array([5.0, 3.0, 5.0])
 
 
 class RunningRows:
@@ -168,6 +171,3 @@ class RunningRows:
         x[:, 10] = timed[:, 2]
         return x[:, :N_RUN]
 
-
-_RUN_UNITS = np.array([60.0, 3600.0, 60.0])
-_RUN_SCALES = np.array([5.0, 3.0, 5.0])
