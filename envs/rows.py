@@ -76,13 +76,20 @@ _SUBMIT, _SINCE, _SLO = N_JOB, N_JOB + 1, N_JOB + 2
 _JOB_SCALES = np.array([3.0, 5.0, 5.0])
 
 
-class JobRows:
-    """Rows of waiting jobs (``JOB_FEATURES``) for one run on a cluster of
-    ``total_gpus`` GPUs."""
+class _Rows:
+    """Rows of one kind for one run on a cluster of ``total_gpus`` GPUs."""
+
+    width = 0  # features and the columns kept with them
 
     def __init__(self, total_gpus: float):
         self.total_gpus = total_gpus
-        self.table = _Table(N_JOB + 3)
+        self.table = _Table(self.width)
+
+
+class JobRows(_Rows):
+    """Rows of waiting jobs (``JOB_FEATURES``)."""
+
+    width = N_JOB + 3
 
     def _fill(self, jobs: list[JobState]) -> None:
         """The parts of these jobs' rows that stay fixed while they wait."""
@@ -132,13 +139,10 @@ _RUN_UNITS = np.array([60.0, 3600.0, 60.0])  # segment, attained, predicted left
 _RUN_SCALES = np.array([5.0, 3.0, 5.0])
 
 
-class RunningRows:
-    """Rows of running jobs (``RUNNING_FEATURES``) for one run on a cluster of
-    ``total_gpus`` GPUs."""
+class RunningRows(_Rows):
+    """Rows of running jobs (``RUNNING_FEATURES``)."""
 
-    def __init__(self, total_gpus: float):
-        self.total_gpus = total_gpus
-        self.table = _Table(N_RUN + 5)
+    width = N_RUN + 5
 
     def _fill(self, running: list[JobState]) -> None:
         """The parts of these jobs' rows that stay fixed during their run segment."""
