@@ -407,9 +407,30 @@ class _ReachStates:
 
     def __init__(self, ctx, now: float, keyed: list[tuple]):
         self.ctx = ctx  # keyed: ``running_levels`` of the running jobs
-        self.victims = [(-k[1], k[-1]) for k in keyed if not k[0] and k[-1].seg_start < now]
-        self.top = max((lvl for lvl, _ in self.victims), default=0)  # no victims above it
+        self._keyed, self._now = keyed, now
+        self._victims: list[tuple[int, JobState]] | None = None
         self._states: dict[int, tuple] = {}
+
+    def _find_victims(self) -> None:
+        now = self._now
+        self._victims = [(-k[1], k[-1]) for k in self._keyed
+                         if not k[0] and k[-1].seg_start < now]
+        self._top = max((lvl for lvl, _ in self._victims), default=0)
+
+    @property
+    def victims(self) -> list[tuple[int, JobState]]:
+        """``(LAS level, job)`` of the preemptible running jobs not started at this
+        instant (found on first use: many decisions never ask)."""
+        if self._victims is None:
+            self._find_victims()
+        return self._victims
+
+    @property
+    def top(self) -> int:
+        """The highest LAS level of a victim: no job of that level or above can gain."""
+        if self._victims is None:
+            self._find_victims()
+        return self._top
 
     def _state(self, k: int) -> tuple:
         got = self._states.get(k)
