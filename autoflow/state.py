@@ -233,7 +233,7 @@ class ClusterState:
         if not self.down:
             free = self.total_milli - self.used_milli
             return float(self.partial_free) / free if free else 0.0
-        live = self.gpu_free if self.up.all() else self.gpu_free[self.up]
+        live = self.gpu_free[self.up]  # some node is down: the live ones, from the arrays
         free = live[live > 0]
         total = int(free.sum())
         if total == 0:
