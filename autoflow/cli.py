@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import AutoflowError
@@ -20,7 +21,9 @@ err = Console(stderr=True)
 
 
 def fail(e: Exception) -> None:
-    err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    # the message is printed as written: no markup ("[...]") or emoji (":name:") in it
+    err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True,
+              emoji=False)
     raise typer.Exit(2)
 
 
@@ -102,8 +105,9 @@ def list_policies() -> None:
         doc = (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip()
         t.add_row(name, "yes" if cls.oracle else "", "yes" if cls.preemptive else "",
                   doc.split("\n")[0])
-    for name in POLICY_FACTORIES:
-        t.add_row(name, "", "", "(takes an argument: NAME:ARG)")
+    for name, factory in POLICY_FACTORIES.items():
+        doc = (factory.__doc__ or "").strip().split("\n")[0].replace("``", "")
+        t.add_row(f"{name}[:ARG]", "", "", doc)
     out.print(t)
     p = Table(title=f"placers (default {DEFAULT_PLACER})")
     p.add_column("name")

@@ -84,6 +84,10 @@ class ClusterState:
         self.type_masks: list[np.ndarray] = [np.ones(n, dtype=bool)]
         self._widest: dict[int, int] = {}
         self._type_lists: dict[int, list[bool]] = {}
+        # fixed per-node facts as Python lists, for allocate / release: GPUs, GPU type,
+        # whether CPU is tracked
+        self._static = (self.node_gpus.tolist(), self.node_type.tolist(),
+                        (cpu > 0).tolist())
 
     def widest(self, types_key: int) -> int:
         """GPUs of the widest node among those a requirement's types allow."""
@@ -137,64 +141,85 @@ class ClusterState:
     def allocate(self, p: Placement) -> None:
         self.version += 1
         self.shrunk = self.version
+        gpu_free, whole_free = self.gpu_free, self.whole_free
+        node_gpus, node_type, tracked = self._static
         for node, gpus, milli, cpu, mem in p:
-            if self.whole_free[node] == self.node_gpus[node]:
-                self.idle_nodes -= 1
+            whole = whole_free.item(node)
+            idle_before = whole == node_gpus[node]
+            partial = 0
             for g in gpus:
-                before = int(self.gpu_free[node, g])
+                before = gpu_free.item(node, g)
                 assert before >= milli, "GPU over-allocated"
                 after = before - milli
-                self.gpu_free[node, g] = after
+                gpu_free[node, g] = after
                 if before == WHOLE_GPU:
-                    self.whole_free[node] -= 1
-                    self.whole_total -= 1
+                    whole -= 1
                 else:
-                    self.partial_free -= before
+                    partial -= before
                 if 0 < after < WHOLE_GPU:
-                    self.partial_free += after
+                    partial += after
+            if whole != whole_free.item(node):
+                self.whole_total -= whole_free.item(node) - whole
+                whole_free[node] = whole
+            self.partial_free += partial
             used = milli * len(gpus)
-            self.free_milli[node] -= used
-            self.used_milli += used
-            t = self.node_type[node]
-            if t >= 0:
-                self.type_free[t] -= used
-            if self.cpu_capacity[node]:
-                self.tracked_cpu_free -= cpu
-            self.cpu_free[node] -= cpu
-            self.mem_free[node] -= mem
-            assert self.cpu_free[node] >= 0 and self.mem_free[node] >= 0, "node over-committed"
-            if self.whole_free[node] == self.node_gpus[node]:  # a CPU-only job on an idle node
-                self.idle_nodes += 1
+            if used:
+                self.free_milli[node] -= used
+                self.used_milli += used
+                t = node_type[node]
+                if t >= 0:
+                    self.type_free[t] -= used
+            if cpu:
+                if tracked[node]:
+                    self.tracked_cpu_free -= cpu
+                left = self.cpu_free.item(node) - cpu
+                self.cpu_free[node] = left
+                assert left >= 0, "node over-committed"
+            if mem:
+                left = self.mem_free.item(node) - mem
+                self.mem_free[node] = left
+                assert left >= 0, "node over-committed"
+            if idle_before and whole != node_gpus[node]:
+                self.idle_nodes -= 1
 
     def release(self, p: Placement) -> None:
         self.version += 1
         self.grown = self.version
+        gpu_free, whole_free = self.gpu_free, self.whole_free
+        node_gpus, node_type, tracked = self._static
         for node, gpus, milli, cpu, mem in p:
-            if self.whole_free[node] == self.node_gpus[node]:
-                self.idle_nodes -= 1
+            whole = whole_free.item(node)
+            idle_before = whole == node_gpus[node]
+            partial = 0
             for g in gpus:
-                before = int(self.gpu_free[node, g])
+                before = gpu_free.item(node, g)
                 after = before + milli
                 assert after <= WHOLE_GPU
-                self.gpu_free[node, g] = after
+                gpu_free[node, g] = after
                 if 0 < before:  # (a GPU's share is never 0 < x < 1000 and whole)
-                    self.partial_free -= before
+                    partial -= before
                 if after == WHOLE_GPU:
-                    self.whole_free[node] += 1
-                    self.whole_total += 1
+                    whole += 1
                 elif after > 0:
-                    self.partial_free += after
+                    partial += after
+            if whole != whole_free.item(node):
+                self.whole_total += whole - whole_free.item(node)
+                whole_free[node] = whole
+            self.partial_free += partial
             used = milli * len(gpus)
-            self.free_milli[node] += used
-            self.used_milli -= used
-            t = self.node_type[node]
-            if t >= 0:
-                self.type_free[t] += used
-            if self.cpu_capacity[node]:
-                self.tracked_cpu_free += cpu
-            self.cpu_free[node] += cpu
-            self.mem_free[node] += mem
-            if self.whole_free[node] == self.node_gpus[node]:
+            if used:
+                self.free_milli[node] += used
+                self.used_milli -= used
+                t = node_type[node]
+                if t >= 0:
+                    self.type_free[t] += used
+            if cpu:
+                if tracked[node]:
+                    self.tracked_cpu_free += cpu
+                self.cpu_free[node] += cpu
+            if mem:
+                self.mem_free[node] += mem
+            if not idle_before and whole == node_gpus[node]:
                 self.idle_nodes += 1
 
     def check_totals(self) -> None:

@@ -61,7 +61,11 @@ def test_bench_bad_input_is_one_clear_line(tmp_path):
                       (["--trace", "builtin:philly-mix-small", "--policies", "fifo,xyz"],
                        "unknown policy 'xyz'"),
                       (["--trace", "builtin:philly-mix-small", "--cluster", "nope"],
-                       "unknown cluster")]:
+                       "unknown cluster"),
+                      # printed as written: neither an emoji (":abc:") nor markup ("[red]")
+                      (["--trace", "builtin:philly-mix-small", "--policies", "las:abc:"],
+                       "las:abc:: thresholds must be numbers"),
+                      (["--trace", "builtin:[red]x"], "unknown builtin workload '[red]x'")]:
         r = runner.invoke(app, ["bench", "--out", str(tmp_path / "o"), *args])
         assert r.exit_code == 2, (args, r.output)
         assert msg in r.output and "Traceback" not in r.output

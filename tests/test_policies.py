@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from simdata import shared_trace
+from simdata import mixed_workload, shared_trace, small_cluster
 
 from autoflow.cluster import ClusterSpec, Node, load_cluster, scale_to_load
 from autoflow.errors import ConfigError
@@ -69,6 +69,39 @@ def test_las_preempts_the_job_with_most_attained_service():
                        make_policy("las"), SimConfig(restart_overhead_s=0)).run()
     old, new = result.jobs
     assert new.first_start == 5000 and old.preemptions == 1
+
+
+def test_las_thresholds_set_where_a_job_is_demoted():
+    # 'old' has run 2,000 GPU-seconds when 'new' arrives: still in the first queue under
+    # Tiresias' thresholds, so 'new' waits until 'old' is demoted at 3,600; past the first
+    # threshold under las:1800/18000, so 'new' preempts it at once
+    jobs = [Job("old", 0, 10_000.0, num_gpus=1), Job("new", 2000, 100.0, num_gpus=1)]
+    cluster = [Node("n", "V100", 1)]
+    assert starts("las", jobs, cluster)["new"] == 3600.0
+    assert starts("las:1800/18000", jobs, cluster)["new"] == 2000.0
+    p = make_policy("las:1800/18000")
+    assert p.thresholds == (1800.0, 18000.0) and p.name == "las:1800/18000"
+    assert [p.level(a) for a in (0, 1799, 1800, 17_999, 18_000)] == [0, 0, 1, 1, 2]
+    assert len(make_policy("las:600/6000/60000").running_at) == 4  # four queues
+
+
+def test_las_with_tiresias_thresholds_written_out_is_las():
+    w, spec = mixed_workload(150, seed=3), small_cluster()
+    a = Simulator(w, spec, make_policy("las"), SimConfig(check_invariants=True)).run()
+    b = Simulator(w, spec, make_policy("las:3600/36000"), SimConfig(check_invariants=True)).run()
+    assert [(x.first_start, x.finish, x.preemptions) for x in a.jobs] == \
+        [(x.first_start, x.finish, x.preemptions) for x in b.jobs]
+    c = Simulator(w, spec, make_policy("las:60/600"), SimConfig(check_invariants=True)).run()
+    assert [x.preemptions for x in c.jobs] != [x.preemptions for x in a.jobs]
+
+
+@pytest.mark.parametrize("arg, msg", [("abc", "must be numbers"), ("1800/900", "must increase"),
+                                      ("0/10", "positive"), ("100/inf", "positive"),
+                                      ("1800//9000", "must be numbers")])
+def test_bad_las_thresholds_are_refused_before_anything_runs(arg, msg):
+    with pytest.raises(ConfigError, match=msg) as e:
+        parse_policy(f"las:{arg}+fgd")
+    assert f"las:{arg}" in str(e.value)
 
 
 def test_srtf_oracle_preempts_longer_remaining():

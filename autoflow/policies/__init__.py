@@ -10,7 +10,7 @@ from ..placers import DEFAULT_PLACER, PLACERS, make_placer
 from .base import Policy
 from .easy_backfill import EasyBackfill
 from .fifo import Fifo
-from .las import Las
+from .las import Las, parse_thresholds
 from .sjf import Sjf
 from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
@@ -29,8 +29,15 @@ def _rl(arg: str, placer) -> Policy:
     return RlPolicy(placer, arg or None)
 
 
+def _las(arg: str, placer) -> Policy:
+    """``las`` (Tiresias' thresholds) or ``las:T1/T2/...`` (queue thresholds in GPU-seconds)."""
+    return Las(placer, parse_thresholds(arg)) if arg else Las(placer)
+
+
 # Policies that take an argument after a colon (e.g. ``rl:PATH``) register a factory here.
-POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"rl": _rl}
+POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"rl": _rl, "las": _las}
+# ... and, where the argument can be checked without building the policy, a check
+ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {"las": parse_thresholds}
 
 
 def parse_policy(spec: str) -> tuple[str, str | None, str]:
@@ -43,6 +50,8 @@ def parse_policy(spec: str) -> tuple[str, str | None, str]:
         known = sorted(set(POLICIES) | set(POLICY_FACTORIES))
         raise ConfigError(f"unknown policy {name!r} in {spec!r}; known policies: "
                           f"{', '.join(known)}")
+    if arg and name in ARGUMENT_CHECKS:  # a bad argument fails here, before any simulation
+        ARGUMENT_CHECKS[name](arg)
     if placer not in PLACERS:
         raise ConfigError(f"unknown placer {placer!r} in {spec!r}; known placers: "
                           f"{', '.join(PLACERS)}")
