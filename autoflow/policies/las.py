@@ -1,9 +1,10 @@
 """las: Tiresias-style discretized two-dimensional least attained service (preemptive).
 
 A job's attained service is GPUs x time it has run. Jobs sit in priority queues cut at
-``THRESHOLDS`` GPU-seconds (``las:T1/T2/...`` sets others); a lower queue always runs first, first come first served
-within a queue (by the time a job entered the queue). A waiting job preempts running
-training jobs of strictly lower-priority queues. No duration knowledge is used.
+``THRESHOLDS`` GPU-seconds (``las:T1/T2/...`` sets others); a lower queue always runs
+first, first come first served within a queue (by the time a job entered the queue). A
+waiting job preempts running training jobs of strictly lower-priority queues. No duration
+knowledge is used.
 Tiresias' optional starvation promotion is left out: with short preempted segments it
 made jobs thrash (measured on ITP cluster08: 5x the preemptions). (Gu et al., "Tiresias", NSDI '19.)
 """
