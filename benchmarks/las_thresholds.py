@@ -28,12 +28,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.progress import Progress
+from synthetic_ranking import replay  # the same replay as the ranking benchmark
 
 from autoflow import manifest as manifest_mod
-from autoflow.bench import offered_load, prepare
-from autoflow.metrics import summarize
-from autoflow.policies import make_policy, parse_policy
-from autoflow.sim.simulator import SimConfig, Simulator
+from autoflow.policies import parse_policy
+from autoflow.traces.registry import load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ("3600/36000", "900/9000", "1800/18000", "1800/36000", "3600/18000", "3600/72000",
@@ -56,15 +55,11 @@ def _case(args: tuple) -> tuple[str, float, dict[str, float], dict]:
     and the cluster it ran on."""
     traces, name, load, grid, seed = args
     trace, cluster = _source(Path(traces), name)
-    workload, spec = prepare(trace, cluster, load, seed)
-    out = {}
-    for thresholds in grid:
-        result = Simulator(workload, spec, make_policy(f"las:{thresholds}"),
-                           SimConfig(seed=seed)).run()
-        out[thresholds] = summarize(result)["avg_jct"]
-    setup = {"jobs": len(workload), "gpus": spec.total_gpus,
-             "offered_load": round(offered_load(workload, spec), 3)}
-    return name, load, out, setup
+    workload = load_workload(trace).shifted()
+    r = replay(workload, cluster, load, [f"las:{t}" for t in grid], seed)
+    setup = {"jobs": len(workload), "gpus": r["gpus"],
+             "offered_load": round(r["offered_load"], 3)}
+    return name, load, {t: r[f"las:{t}"] for t in grid}, setup
 
 
 def _gmean(xs: list[float]) -> float:
