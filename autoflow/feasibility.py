@@ -49,23 +49,30 @@ def fits_now(state: ClusterState, req: Req) -> bool:
     if needs_multi_node(state, req):
         nodes = idle_nodes(state, req)
         return int(state.node_gpus[nodes].sum()) >= req.num_gpus
-    if state.num_nodes <= SCAN_NODES:
-        return _scan_fits(state, req)
-    return bool(node_mask(state, req).any())
+    return fit_node(state, req) >= 0
 
 
-def _scan_fits(state: ClusterState, req: Req) -> bool:
-    """``node_mask(state, req).any()``, node by node, stopping at the first that fits."""
+def fit_node(state: ClusterState, req: Req) -> int:
+    """The first node on which the job fits entirely now (single-node placement), or -1.
+    Up to ``SCAN_NODES`` nodes, scans Python lists instead of arrays."""
+    if state.num_nodes > SCAN_NODES:
+        m = node_mask(state, req)
+        i = int(m.argmax())
+        return i if m[i] else -1
     up, whole, cpu_free, mem_free, _free = state.node_lists()
     allowed = state.type_list(req.types_key)
     cpu, mem = req.cpu, req.mem
     if req.num_gpus == 0:
-        return any(a and u and c >= cpu and m >= mem
-                   for a, u, c, m in zip(allowed, up, cpu_free, mem_free))
+        for i, (a, u, c, m) in enumerate(zip(allowed, up, cpu_free, mem_free)):
+            if a and u and c >= cpu and m >= mem:
+                return i
+        return -1
     need, have = ((req.milli, state.best_gpu_list()) if req.fractional
                   else (req.num_gpus, whole))
-    return any(a and u and h >= need and c >= cpu and m >= mem
-               for a, u, h, c, m in zip(allowed, up, have, cpu_free, mem_free))
+    for i, (a, u, h, c, m) in enumerate(zip(allowed, up, have, cpu_free, mem_free)):
+        if a and u and h >= need and c >= cpu and m >= mem:
+            return i
+    return -1
 
 
 Shape = tuple[int, int, int, int, int]

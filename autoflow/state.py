@@ -75,6 +75,7 @@ class ClusterState:
         self.version = 0  # bumps at every change of what is free or up
         self.shrunk = 0  # the version of the last change that took capacity away
         self.grown = 0  # the version of the last change that gave capacity back
+        self.node_shrunk = [0] * n  # per node, the version of its last loss of capacity
         self._lists: tuple | None = None  # ``node_lists`` of some version
         self._best: tuple | None = None  # ``best_gpu_list`` of some version
         for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
@@ -144,6 +145,7 @@ class ClusterState:
         gpu_free, whole_free = self.gpu_free, self.whole_free
         node_gpus, node_type, tracked = self._static
         for node, gpus, milli, cpu, mem in p:
+            self.node_shrunk[node] = self.version
             whole = whole_free.item(node)
             idle_before = whole == node_gpus[node]
             partial = 0
@@ -241,7 +243,7 @@ class ClusterState:
             if up:
                 self.grown = self.version
             else:
-                self.shrunk = self.version
+                self.shrunk = self.node_shrunk[node] = self.version
             self.up[node] = up
             self.down += -1 if up else 1
 
@@ -251,6 +253,7 @@ class ClusterState:
         for name in ("gpu_free", "whole_free", "free_milli", "cpu_free", "mem_free", "up"):
             setattr(c, name, getattr(self, name).copy())
         c.type_free = list(self.type_free)
+        c.node_shrunk = list(self.node_shrunk)
         return c
 
     def fragmentation(self) -> float:

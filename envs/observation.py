@@ -170,6 +170,7 @@ class Observer:
         self._ctx = None  # the run the row tables belong to
         q, r = c.queue_slots * len(JOB_FEATURES), c.running_slots * len(RUNNING_FEATURES)
         self._size = q + r + len(CLUSTER_FEATURES)
+        self._zeros = [0.0] * max(q, r)  # padding of absent rows
         self._views = lambda buf: (buf[:q].reshape(c.queue_slots, -1),
                                    buf[q: q + r].reshape(c.running_slots, -1), buf[q + r:])
 
@@ -268,23 +269,26 @@ class Observer:
         blocked = not all(fits)
         reachable = (self._reachable(ctx, queue, fits, now) if c.preemption and blocked
                      else [False] * len(queue))
-        buf = np.zeros(self._size, dtype=np.float32)  # jobs, running, cluster
-        jobs, run, cluster = self._views(buf)
-        if queue:
-            jobs[: len(queue)] = self._job_rows.rows(queue, fits, reachable, head, now)
+        flat: list[float] = []  # jobs, running, cluster: one float32 array at the end
+        for row in self._job_rows.rows(queue, fits, reachable, head, now):
+            flat += row
+        flat += self._zeros[: (q - len(queue)) * N_JOB]
         preempt = [False] * c.running_slots
         if running:
-            run[: len(running)] = self._run_rows.rows(running, now,
-                                                      [k[0] for k in victim_keys])
+            for row in self._run_rows.rows(running, now, [k[0] for k in victim_keys]):
+                flat += row
             if c.preemption and blocked:
                 preempt[: len(running)] = [r.job.preemptible and r.seg_start < now
                                            for r in running]
+        flat += self._zeros[: (c.running_slots - len(running)) * N_RUN]
         n_fit = sum(fits)
         wait = not (not ctx.running and n_fit)
         mask = np.array([*fits, *[False] * (q - len(queue)), *preempt, wait], dtype=bool)
-        cluster[:] = self._cluster_row(ctx, queue, hidden, n_fit, now, total_gpus, pre_levels)
+        flat += self._cluster_row(ctx, queue, hidden, n_fit, now, total_gpus, pre_levels)
+        buf = np.fromiter(flat, dtype=np.float32, count=self._size)
         np.minimum(buf, CLIP, out=buf)
         np.maximum(buf, -CLIP, out=buf)
+        jobs, run, cluster = self._views(buf)
         obs = {"jobs": jobs, "running": run, "cluster": cluster}
         pad_q = [*queue, *[None] * (c.queue_slots - len(queue))]
         pad_r = [*running, *[None] * (c.running_slots - len(running))]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simdata import small_cluster
 
 from autoflow.cluster import ClusterSpec, Node
-from autoflow.feasibility import _scan_fits, headroom, node_mask
+from autoflow.feasibility import fit_node, headroom, node_mask
 from autoflow.job import Job
 from autoflow.placers import make_placer
 from autoflow.policies import make_policy
@@ -81,7 +81,8 @@ def test_scan_totals_and_headroom_agree_with_the_arrays(seed):
         assert state.fragmentation() == _frag(state)
         for _ in range(6):
             req = _req(state, rng)
-            assert _scan_fits(state, req) == bool(node_mask(state, req).any()), req
+            first = np.flatnonzero(node_mask(state, req))  # the scan finds the first node
+            assert fit_node(state, req) == (int(first[0]) if len(first) else -1), req
         for key, allowed in enumerate(state.type_masks):  # every type constraint seen
             m = state.up & allowed
             assert headroom(state, key) == (
@@ -97,8 +98,8 @@ def test_copies_keep_their_own_totals_and_scans():
     while (p := make_placer("first-fit").place(copy, req)) is not None:
         copy.allocate(p)
         placements.append(p)
-    assert placements and not _scan_fits(copy, req)
-    assert _scan_fits(state, req) and state.whole_total == state.total_milli // 1000
+    assert placements and fit_node(copy, req) == -1
+    assert fit_node(state, req) == 0 and state.whole_total == state.total_milli // 1000
     copy.check_totals()
     state.check_totals()
 
@@ -106,8 +107,9 @@ def test_copies_keep_their_own_totals_and_scans():
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1))
 def test_context_fits_is_fits_now(seed):
-    """``SchedContext.fits`` (headroom, requirements known to fit) equals ``node_mask``
-    for every job, in random order, on random states of a random cluster."""
+    """``SchedContext.fits`` (headroom, requirements known to fit, answers kept while
+    the node they were found on keeps its capacity) equals ``node_mask`` for every job,
+    in random order, on random states of a random cluster with nodes failing."""
     rng = np.random.default_rng(seed)
     cluster = _cluster(rng)
     probe = ClusterState(cluster)
@@ -124,7 +126,10 @@ def test_context_fits_is_fits_now(seed):
         for _ in range(3):
             js = sim.jobs[int(rng.integers(len(sim.jobs)))]
             p = placer.place(sim.state, js.req)
-            if p is not None and rng.random() < 0.7:
+            if rng.random() < 0.15:  # a node fails or comes back
+                node = int(rng.integers(sim.state.num_nodes))
+                sim.state.set_up(node, not bool(sim.state.up[node]))
+            elif p is not None and rng.random() < 0.7:
                 sim.state.allocate(p)
                 placed.append(p)
             elif placed:

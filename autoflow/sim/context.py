@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import Shape, ShapeGate, fits_now, needs_multi_node
+from ..feasibility import Shape, ShapeGate, fit_node, fits_now, needs_multi_node
 from ..state import ClusterState, Req
 from .jobstate import JobState
 
@@ -25,10 +25,10 @@ class SchedContext:
         self.policy: Policy = sim.policy
         self._failed: dict[tuple, list[Req]] = {}
         self._gate = ShapeGate(self.state)  # shape checks, until capacity changes
-        # fits(): each answer with the state version it was found at; a "yes" holds
-        # until capacity shrinks, a "no" until it grows
-        self._fits: dict[Req, tuple[bool, int]] = {}
-        self._fitted: dict[tuple, list[tuple[Req, int]]] = {}  # "yes" answers, by kind
+        # fits(): each answer with the state version it was found at and the node it
+        # fits on (``_fit_node``)
+        self._fits: dict[Req, tuple[bool, int, int]] = {}
+        self._fitted: dict[tuple, list[tuple[Req, int, int]]] = {}  # "yes" answers, by kind
         self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
         self.now = 0.0
 
@@ -102,45 +102,60 @@ class SchedContext:
         return True
 
     def fits(self, js: JobState) -> bool:
-        """Whether the job could start now. Cached per requirement: a start can only turn
-        "fits" into "does not", a release only the reverse."""
+        """Whether the job could start now. Cached per requirement: a "yes" holds while
+        the node it was found on keeps its capacity (or, for a gang across nodes, until
+        any capacity shrinks), a "no" until capacity grows."""
         req, st = js.req, self.state
         got = self._fits.get(req)
         if got is not None:
-            ok, seen = got
-            if seen >= (st.shrunk if ok else st.grown):
-                return ok
-        ok = self._fits_now(req)
-        self._fits[req] = (ok, st.version)
+            ok, seen, node = got
+            if ok:
+                if seen >= st.shrunk or (node >= 0 and st.node_shrunk[node] <= seen):
+                    return True
+            elif seen >= st.grown:
+                return False
+        node = self._fit_node(req)
+        ok = node != -2
+        self._fits[req] = (ok, st.version, node)
         return ok
 
-    def _fits_now(self, req: Req) -> bool:
-        """``fits_now``, answered without it where the answer is sure: not when the
-        allowed nodes lack the GPU share, CPU or memory in total or on any one node;
-        yes when a requirement of the same kind needing at least as much of everything
-        fits (a node that holds the larger holds the smaller) and capacity has not
-        shrunk since."""
+    def _fit_node(self, req: Req) -> int:
+        """A node the requirement fits on now; -1 if it fits only across nodes (a gang
+        wider than any node), -2 if it does not fit. Answered without scanning where the
+        answer is sure: not when the allowed nodes lack the GPU share, CPU or memory in
+        total or on any one node; on the same node when a requirement of the same kind
+        needing at least as much of everything fitted there and that node has not lost
+        capacity since."""
+        st = self.state
         free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
         if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
-            return False
-        multi = needs_multi_node(self.state, req)
+            return -2
+        multi = needs_multi_node(st, req)
         if (req.cpu > best_cpu or req.mem > best_mem) and not multi:
-            return False
+            return -2
         if self._known_to_fail(req):
-            return False
+            return -2
         kind = (req.types_key, req.fractional, multi)
-        shrunk = self.state.shrunk
+        shrunk, node_shrunk = st.shrunk, st.node_shrunk
         fitted = self._fitted.setdefault(kind, [])
-        for f, seen in fitted:
-            if (seen >= shrunk and req.num_gpus <= f.num_gpus and req.milli <= f.milli
+        for f, seen, node in fitted:
+            if ((seen >= shrunk or (node >= 0 and node_shrunk[node] <= seen))
+                    and req.num_gpus <= f.num_gpus and req.milli <= f.milli
                     and req.cpu <= f.cpu and req.mem <= f.mem):
-                return True
-        ok = fits_now(self.state, req)
-        if ok:
+                return node
+        if multi:
+            node = -1 if fits_now(st, req) else -2
+        else:
+            node = fit_node(st, req)
+            if node < 0:
+                node = -2
+        if node != -2:
             if len(fitted) >= 16:
-                fitted[:] = [(f, seen) for f, seen in fitted if seen >= shrunk][-15:]
-            fitted.append((req, self.state.version))
-        return ok
+                fitted[:] = [x for x in fitted
+                             if x[1] >= shrunk or (x[2] >= 0 and node_shrunk[x[2]] <= x[1])
+                             ][-15:]
+            fitted.append((req, st.version, node))
+        return node
 
     def preempt(self, js: JobState) -> None:
         self._sim.preempt(js)
