@@ -108,15 +108,17 @@ def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
 _T0, _T1 = THRESHOLDS
 
 
-def running_levels(running, now: float) -> list[tuple]:
+def running_levels(running, now: float) -> tuple[list[tuple], int, int]:
     """``(not preemptible, -level, -entered, -start order, job)`` for every running job:
     its LAS level, when it entered that level (its start, or the moment its attained
     service crossed the level's threshold while running) and its start order. Sorted
     ascending, this is LAS's victim order (highest level, the latest to reach it).
+    Also how many running jobs are preemptible (training) and the sum of their levels.
     ``attained_at``, ``level_of`` and ``crosses_at`` written out for speed (the same
     arithmetic, so the same floats)."""
     out = []
     append = out.append
+    n_pre = level_sum = 0
     for r in running:
         job = r.job
         n = job.num_gpus
@@ -124,14 +126,18 @@ def running_levels(running, now: float) -> list[tuple]:
         att = r.attained
         start = r.seg_start
         x = att + demand * (now - start) + EPS
+        fixed = job.kind != TRAINING
+        n_pre += not fixed
         if x < _T0:
-            append((job.kind != TRAINING, 0, -start, -r.start_seq, r))
+            append((fixed, 0, -start, -r.start_seq, r))
             continue
         level = 1 if x < _T1 else 2
+        if not fixed:
+            level_sum += level
         bar = _T0 if level == 1 else _T1
         entered = start + (bar - att) / demand if att < bar and demand > 0 else start
-        append((job.kind != TRAINING, -level, -entered, -r.start_seq, r))
-    return out
+        append((fixed, -level, -entered, -r.start_seq, r))
+    return out, n_pre, level_sum
 
 
 def agent_queue_key(js: JobState) -> tuple:
@@ -239,14 +245,12 @@ class Observer:
                                            c.reach_scan_limit) if self._reach else [])
         return fitting, reach
 
-    def _running_window(self, keyed: list[tuple]) -> tuple[list[JobState], list[tuple],
-                                                            list[int]]:
+    def _running_window(self, keyed: list[tuple]) -> tuple[list[JobState], list[tuple]]:
         """The shown running jobs, LAS's victims first (highest level, then the latest to
-        reach it), their ``(level, entered, start order)`` keys; and the LAS levels of
-        all preemptible running jobs. ``keyed``: ``running_levels`` of the running jobs."""
-        levels = [-k[1] for k in keyed if not k[0]]
+        reach it), and their ``(level, entered, start order)`` keys. ``keyed``:
+        ``running_levels`` of the running jobs."""
         top = sorted(keyed)[: self.config.running_slots]  # keys are unique (start order)
-        return [k[-1] for k in top], [(-k[1], -k[2], -k[3]) for k in top], levels
+        return [k[-1] for k in top], [(-k[1], -k[2], -k[3]) for k in top]
 
     # -- the decision ---------------------------------------------------------------
     def observe(self, ctx) -> Decision:
@@ -258,14 +262,15 @@ class Observer:
         if ctx is not self._ctx:  # a new run: fresh tables of rows
             self._ctx = ctx
             self._job_rows, self._run_rows = JobRows(total_gpus), RunningRows(total_gpus)
-        keyed = running_levels(ctx.running.values(), now)
+        keyed, n_pre, level_sum = running_levels(ctx.running.values(), now)
         self._reach = _ReachStates(ctx, now, keyed) if c.preemption else None
         queue, hidden = self._queue_window(ctx)
-        running, victim_keys, pre_levels = self._running_window(keyed)
+        running, victim_keys = self._running_window(keyed)
         head = ctx.waiting.head()
 
         q = c.queue_slots
-        fits = [js.idx not in self._preempted_now and ctx.fits(js) for js in queue]
+        gone, fits_now_ = self._preempted_now, ctx.fits
+        fits = [js.idx not in gone and fits_now_(js) for js in queue]
         blocked = not all(fits)
         reachable = (self._reachable(ctx, queue, fits, now) if c.preemption and blocked
                      else [False] * len(queue))
@@ -284,7 +289,8 @@ class Observer:
         n_fit = sum(fits)
         wait = not (not ctx.running and n_fit)
         mask = np.array([*fits, *[False] * (q - len(queue)), *preempt, wait], dtype=bool)
-        flat += self._cluster_row(ctx, queue, hidden, n_fit, now, total_gpus, pre_levels)
+        flat += self._cluster_row(ctx, queue, hidden, n_fit, now, total_gpus, n_pre,
+                                  level_sum)
         buf = np.fromiter(flat, dtype=np.float32, count=self._size)
         np.minimum(buf, CLIP, out=buf)
         np.maximum(buf, -CLIP, out=buf)
@@ -312,7 +318,7 @@ class Observer:
                 for js, ok in zip(queue, fits)]
 
     def _cluster_row(self, ctx, queue, hidden: int, n_fit: int, now: float,
-                     total_gpus: float, pre_levels: list[int]) -> list[float]:
+                     total_gpus: float, n_pre: int, level_sum: int) -> list[float]:
         st = ctx.state
         free_share, idle_gpus, frag, idle_nodes, types, cpu_share = (
             _capacity(st, *self._type_order(st)) if st.down
@@ -321,13 +327,13 @@ class Observer:
         head = ctx.waiting.head()
         wait_demand = sum(js.job.gpu_demand for js in queue)  # shown jobs only: O(window)
         n_inf = sum(1 for js in queue if js.job.kind == INFERENCE)
-        level = sum(pre_levels) / len(pre_levels) / 2 if pre_levels else 0.0
+        level = level_sum / n_pre / 2 if n_pre else 0.0  # of the preemptible jobs
         q = self.config.queue_slots
         return [
             free_share, idle_gpus, frag, idle_nodes, *types, _log(len(running), 1) / 5,
             _log(len(ctx.waiting), 1) / 5, _log(hidden, 1) / 5,
             min(wait_demand / total_gpus, CLIP), min(st.used_milli / 1000.0 / total_gpus, CLIP),
-            min(cpu_share, 1.0), _log(n_inf, 1) / 5, len(pre_levels) / max(1, len(running)),
+            min(cpu_share, 1.0), _log(n_inf, 1) / 5, n_pre / max(1, len(running)),
             level, n_fit / q,
             _log(now - head.submit, 60) / 5 if head else 0.0, 0.0,  # las_waits: set later
         ]
