@@ -63,14 +63,13 @@ def fit_node(state: ClusterState, req: Req) -> int:
     allowed = state.type_list(req.types_key)
     cpu, mem = req.cpu, req.mem
     if req.num_gpus == 0:
-        for i, (a, u, c, m) in enumerate(zip(allowed, up, cpu_free, mem_free)):
-            if a and u and c >= cpu and m >= mem:
-                return i
-        return -1
-    need, have = ((req.milli, state.best_gpu_list()) if req.fractional
-                  else (req.num_gpus, whole))
-    for i, (a, u, h, c, m) in enumerate(zip(allowed, up, have, cpu_free, mem_free)):
-        if a and u and h >= need and c >= cpu and m >= mem:
+        need, have, cpu = cpu, cpu_free, 0  # the CPU test goes first
+    elif req.fractional:
+        need, have = req.milli, state.best_gpu_list()
+    else:
+        need, have = req.num_gpus, whole
+    for i, h in enumerate(have):  # the GPU (or CPU) test first: it rules out most nodes
+        if h >= need and allowed[i] and up[i] and cpu_free[i] >= cpu and mem_free[i] >= mem:
             return i
     return -1
 
