@@ -46,7 +46,7 @@ class DeciderPolicy(Policy):
         wait = cfg.wait_action
         for _ in range(4 * (len(ctx.waiting) + len(ctx.running)) + 8):  # bounded per pass
             d = self.observer.observe(ctx)
-            if not d.mask[:wait].any():
+            if not d.can_act:
                 return
             a = int(self.decide(d, ctx))
             self.guard_stats["decisions"] += 1

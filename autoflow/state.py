@@ -76,7 +76,9 @@ class ClusterState:
         self.shrunk = 0  # the version of the last change that took capacity away
         self.grown = 0  # the version of the last change that gave capacity back
         self.node_shrunk = [0] * n  # per node, the version of its last loss of capacity
-        self._lists: tuple | None = None  # ``node_lists`` of some version
+        # ``node_lists``: kept equal to the arrays by allocate / release / set_up
+        self._lists = (self.up.tolist(), self.whole_free.tolist(), self.cpu_free.tolist(),
+                       self.mem_free.tolist(), self.free_milli.tolist())
         self._best: tuple | None = None  # ``best_gpu_list`` of some version
         for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
             if t >= 0:
@@ -101,13 +103,8 @@ class ClusterState:
     def node_lists(self) -> tuple[list, list, list, list, list]:
         """Per node, as Python lists: up, idle GPUs, free CPU, free memory and free GPU
         share (for scans of small clusters, where numpy's cost per call outweighs the
-        work). Rebuilt after a change."""
-        got = self._lists
-        if got is None or got[0] != self.version:
-            got = self._lists = (self.version, self.up.tolist(), self.whole_free.tolist(),
-                                 self.cpu_free.tolist(), self.mem_free.tolist(),
-                                 self.free_milli.tolist())
-        return got[1:]
+        work). Kept up to date by every change; read them, never write them."""
+        return self._lists
 
     def best_gpu_list(self) -> list[int]:
         """Per node, the largest free share of one of its GPUs (-1 without GPUs), as a
@@ -144,6 +141,7 @@ class ClusterState:
         self.shrunk = self.version
         gpu_free, whole_free = self.gpu_free, self.whole_free
         node_gpus, node_type, tracked = self._static
+        _up_l, whole_l, cpu_l, mem_l, free_l = self._lists
         for node, gpus, milli, cpu, mem in p:
             self.node_shrunk[node] = self.version
             whole = whole_free.item(node)
@@ -163,10 +161,12 @@ class ClusterState:
             if whole != whole_free.item(node):
                 self.whole_total -= whole_free.item(node) - whole
                 whole_free[node] = whole
+                whole_l[node] = whole
             self.partial_free += partial
             used = milli * len(gpus)
             if used:
                 self.free_milli[node] -= used
+                free_l[node] -= used
                 self.used_milli += used
                 t = node_type[node]
                 if t >= 0:
@@ -175,11 +175,11 @@ class ClusterState:
                 if tracked[node]:
                     self.tracked_cpu_free -= cpu
                 left = self.cpu_free.item(node) - cpu
-                self.cpu_free[node] = left
+                self.cpu_free[node] = cpu_l[node] = left
                 assert left >= 0, "node over-committed"
             if mem:
                 left = self.mem_free.item(node) - mem
-                self.mem_free[node] = left
+                self.mem_free[node] = mem_l[node] = left
                 assert left >= 0, "node over-committed"
             if idle_before and whole != node_gpus[node]:
                 self.idle_nodes -= 1
@@ -189,6 +189,7 @@ class ClusterState:
         self.grown = self.version
         gpu_free, whole_free = self.gpu_free, self.whole_free
         node_gpus, node_type, tracked = self._static
+        _up_l, whole_l, cpu_l, mem_l, free_l = self._lists
         for node, gpus, milli, cpu, mem in p:
             whole = whole_free.item(node)
             idle_before = whole == node_gpus[node]
@@ -207,10 +208,12 @@ class ClusterState:
             if whole != whole_free.item(node):
                 self.whole_total += whole - whole_free.item(node)
                 whole_free[node] = whole
+                whole_l[node] = whole
             self.partial_free += partial
             used = milli * len(gpus)
             if used:
                 self.free_milli[node] += used
+                free_l[node] += used
                 self.used_milli -= used
                 t = node_type[node]
                 if t >= 0:
@@ -219,8 +222,10 @@ class ClusterState:
                 if tracked[node]:
                     self.tracked_cpu_free += cpu
                 self.cpu_free[node] += cpu
+                cpu_l[node] += cpu
             if mem:
                 self.mem_free[node] += mem
+                mem_l[node] += mem
             if not idle_before and whole == node_gpus[node]:
                 self.idle_nodes += 1
 
@@ -235,6 +240,9 @@ class ClusterState:
         assert self.down == int(np.count_nonzero(~self.up)), "down count drifted"
         for t, free in enumerate(self.type_free):
             assert free == int(self.free_milli[self.node_type == t].sum()), "type share drifted"
+        assert list(self._lists) == [self.up.tolist(), self.whole_free.tolist(),
+                                     self.cpu_free.tolist(), self.mem_free.tolist(),
+                                     self.free_milli.tolist()], "node lists drifted"
 
     def set_up(self, node: int, up: bool) -> None:
         """Marks a node up (repaired) or down (failed)."""
@@ -245,6 +253,7 @@ class ClusterState:
             else:
                 self.shrunk = self.node_shrunk[node] = self.version
             self.up[node] = up
+            self._lists[0][node] = up
             self.down += -1 if up else 1
 
     def copy(self) -> ClusterState:
@@ -254,6 +263,7 @@ class ClusterState:
             setattr(c, name, getattr(self, name).copy())
         c.type_free = list(self.type_free)
         c.node_shrunk = list(self.node_shrunk)
+        c._lists = tuple(list(x) for x in self._lists)
         return c
 
     def fragmentation(self) -> float:

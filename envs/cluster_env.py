@@ -202,11 +202,11 @@ class ClusterSchedulingEnv(gym.Env):
     def _next_decision(self, here: bool) -> None:
         """Runs events until the agent has a choice to make, or the run is over. With
         ``here``, first looks again at the current instant (after a start or preemption)."""
-        sim, wait = self.sim, self.obs_config.wait_action
+        sim = self.sim
         while True:
             if here and len(sim.waiting):
                 d = self.observer.observe(sim.ctx)
-                if d.mask[:wait].any():
+                if d.can_act:
                     self.decision = d
                     return
             here = True

@@ -155,6 +155,7 @@ class Decision:
     reachable: list[bool]  # per queue slot: fits once every job of a higher LAS level is
     # preempted (False where preemption is off)
     victim_keys: list[tuple]  # per shown running job: (LAS level, entered it, start order)
+    can_act: bool = True  # some start or preemption is allowed (else only waiting)
 
 
 def _log(x: float, unit: float) -> float:
@@ -299,7 +300,8 @@ class Observer:
         pad_q = [*queue, *[None] * (c.queue_slots - len(queue))]
         pad_r = [*running, *[None] * (c.running_slots - len(running))]
         pad_reach = [*reachable, *[False] * (c.queue_slots - len(queue))]
-        d = Decision(obs, mask, pad_q, pad_r, now, pad_reach, victim_keys)
+        d = Decision(obs, mask, pad_q, pad_r, now, pad_reach, victim_keys,
+                     n_fit > 0 or True in preempt)
         if c.las_hint:
             a = las_action(d, c)
             if a < q:
