@@ -52,13 +52,10 @@ def fits_now(state: ClusterState, req: Req) -> bool:
     return fit_node(state, req) >= 0
 
 
-def fit_node(state: ClusterState, req: Req) -> int:
-    """The first node on which the job fits entirely now (single-node placement), or -1.
-    Up to ``SCAN_NODES`` nodes, scans Python lists instead of arrays."""
-    if state.num_nodes > SCAN_NODES:
-        m = node_mask(state, req)
-        i = int(m.argmax())
-        return i if m[i] else -1
+def _scan_args(state: ClusterState, req: Req) -> tuple:
+    """For the list scans: per node the capacity tested first (idle GPUs, the largest
+    free GPU share, or free CPU for a job without GPUs) and the need for it; the type,
+    up, CPU and memory lists; the CPU and memory needs left to test."""
     up, whole, cpu_free, mem_free, _free = state.node_lists()
     allowed = state.type_list(req.types_key)
     cpu, mem = req.cpu, req.mem
@@ -68,10 +65,31 @@ def fit_node(state: ClusterState, req: Req) -> int:
         need, have = req.milli, state.best_gpu_list()
     else:
         need, have = req.num_gpus, whole
+    return have, need, allowed, up, cpu_free, mem_free, cpu, mem
+
+
+def fit_node(state: ClusterState, req: Req) -> int:
+    """The first node on which the job fits entirely now (single-node placement), or -1.
+    Up to ``SCAN_NODES`` nodes, scans Python lists instead of arrays."""
+    if state.num_nodes > SCAN_NODES:
+        m = node_mask(state, req)
+        i = int(m.argmax())
+        return i if m[i] else -1
+    have, need, allowed, up, cpu_free, mem_free, cpu, mem = _scan_args(state, req)
     for i, h in enumerate(have):  # the GPU (or CPU) test first: it rules out most nodes
         if h >= need and allowed[i] and up[i] and cpu_free[i] >= cpu and mem_free[i] >= mem:
             return i
     return -1
+
+
+def fit_nodes(state: ClusterState, req: Req) -> np.ndarray:
+    """``np.flatnonzero(node_mask(state, req))``: every node on which the job fits
+    entirely now, in index order; from the lists up to ``SCAN_NODES`` nodes."""
+    if state.num_nodes > SCAN_NODES:
+        return np.flatnonzero(node_mask(state, req))
+    have, need, allowed, up, cpu_free, mem_free, cpu, mem = _scan_args(state, req)
+    return np.array([i for i, h in enumerate(have) if h >= need and allowed[i] and up[i]
+                     and cpu_free[i] >= cpu and mem_free[i] >= mem], dtype=np.intp)
 
 
 Shape = tuple[int, int, int, int, int]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from simdata import small_cluster
 
 from autoflow.cluster import ClusterSpec, Node
-from autoflow.feasibility import fit_node, headroom, node_mask
+from autoflow.feasibility import fit_node, fit_nodes, headroom, node_mask
 from autoflow.job import Job
 from autoflow.placers import make_placer
 from autoflow.policies import make_policy
@@ -81,8 +81,9 @@ def test_scan_totals_and_headroom_agree_with_the_arrays(seed):
         assert state.fragmentation() == _frag(state)
         for _ in range(6):
             req = _req(state, rng)
-            first = np.flatnonzero(node_mask(state, req))  # the scan finds the first node
-            assert fit_node(state, req) == (int(first[0]) if len(first) else -1), req
+            every = np.flatnonzero(node_mask(state, req))  # the scans find the same nodes
+            assert fit_node(state, req) == (int(every[0]) if len(every) else -1), req
+            assert fit_nodes(state, req).tolist() == every.tolist(), req
         for key, allowed in enumerate(state.type_masks):  # every type constraint seen
             m = state.up & allowed
             assert headroom(state, key) == (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..feasibility import gpu_mask, idle_nodes, needs_multi_node, node_mask
+from ..feasibility import fit_nodes, gpu_mask, idle_nodes, needs_multi_node
 from ..job import WHOLE_GPU
 from ..state import ClusterState, Placement, Req
 
@@ -30,7 +30,7 @@ class Placer:
 
     def place(self, state: ClusterState, req: Req) -> Placement | None:
         if req.num_gpus == 0:
-            cands = np.flatnonzero(node_mask(state, req))
+            cands = fit_nodes(state, req)
             if cands.size == 0:
                 return None
             n = int(cands[np.argmin(self.node_scores(state, req, cands))])
@@ -43,12 +43,12 @@ class Placer:
             return [(int(nodes[k]), (int(gpus[k]),), req.milli, req.cpu, req.mem)]
         if needs_multi_node(state, req):
             return self._place_multi(state, req)
-        cands = np.flatnonzero(node_mask(state, req))
+        cands = fit_nodes(state, req)
         if cands.size == 0:
             return None
         n = int(cands[np.argmin(self.node_scores(state, req, cands))])
-        idle = np.flatnonzero(state.gpu_free[n] == WHOLE_GPU)[: req.num_gpus]
-        return [(n, tuple(int(g) for g in idle), WHOLE_GPU, req.cpu, req.mem)]
+        idle = [g for g, free in enumerate(state.gpu_free[n].tolist()) if free == WHOLE_GPU]
+        return [(n, tuple(idle[: req.num_gpus]), WHOLE_GPU, req.cpu, req.mem)]
 
     def _place_multi(self, state: ClusterState, req: Req) -> Placement | None:
         """A gang wider than any node: whole idle nodes, widest first, then by score."""
