@@ -109,17 +109,19 @@ def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
 _T0, _T1 = THRESHOLDS
 
 
-def running_levels(running, now: float) -> tuple[list[tuple], int, int]:
+def running_levels(running, now: float) -> tuple[list[tuple], int, int, list[tuple]]:
     """``(not preemptible, -level, -entered, -start order, job)`` for every running job:
     its LAS level, when it entered that level (its start, or the moment its attained
     service crossed the level's threshold while running) and its start order. Sorted
     ascending, this is LAS's victim order (highest level, the latest to reach it).
-    Also how many running jobs are preemptible (training) and the sum of their levels.
+    Also how many running jobs are preemptible (training), the sum of their levels, and
+    ``(level, job)`` of those not started at ``now`` (the victims LAS's pass may take).
     ``attained_at``, ``level_of`` and ``crosses_at`` written out for speed (the same
     arithmetic, so the same floats)."""
     out = []
     append = out.append
     n_pre = level_sum = 0
+    victims = []
     for r in running:
         job = r.job
         n = job.num_gpus
@@ -128,17 +130,23 @@ def running_levels(running, now: float) -> tuple[list[tuple], int, int]:
         start = r.seg_start
         x = att + demand * (now - start) + EPS
         fixed = job.kind != TRAINING
-        n_pre += not fixed
         if x < _T0:
             append((fixed, 0, -start, -r.start_seq, r))
+            if not fixed:
+                n_pre += 1
+                if start < now:
+                    victims.append((0, r))
             continue
         level = 1 if x < _T1 else 2
         if not fixed:
+            n_pre += 1
             level_sum += level
+            if start < now:
+                victims.append((level, r))
         bar = _T0 if level == 1 else _T1
         entered = start + (bar - att) / demand if att < bar and demand > 0 else start
         append((fixed, -level, -entered, -r.start_seq, r))
-    return out, n_pre, level_sum
+    return out, n_pre, level_sum, victims
 
 
 def agent_queue_key(js: JobState) -> tuple:
@@ -265,8 +273,10 @@ class Observer:
         if ctx is not self._ctx:  # a new run: fresh tables of rows
             self._ctx = ctx
             self._job_rows, self._run_rows = JobRows(total_gpus), RunningRows(total_gpus)
-        keyed, n_pre, level_sum = running_levels(ctx.running.values(), now)
-        self._reach = _ReachStates(ctx, now, keyed) if c.preemption else None
+        keyed, n_pre, level_sum, victims = running_levels(ctx.running.values(), now)
+        if c.preemption:  # the reachable states of the last decision, if still true
+            kept = self._reach.states_if_current(ctx) if self._reach is not None else None
+            self._reach = _ReachStates(ctx, victims, kept)
         queue, hidden = self._queue_window(ctx)
         running, victim_keys = self._running_window(keyed)
         head = ctx.waiting.head()
@@ -377,14 +387,22 @@ class Observer:
             return False
         if action == c.wait_action:
             return True
+        version = ctx.state.version
         if action < c.queue_slots:
             js = decision.queue[action]
-            return js is not None and ctx.try_start(js)
+            if js is None or not ctx.try_start(js):
+                return False
+            if self._reach is not None:
+                self._reach.after_start(js.placement, version)
+            return True
         r = decision.running[action - c.queue_slots]
         if r is None or r.status != "running":
             return False
+        placement = r.placement
         ctx.preempt(r)
         self._preempted_now.add(r.idx)
+        if self._reach is not None:
+            self._reach.after_preempt(r, placement, version)
         return True
 
 
@@ -419,31 +437,54 @@ class _ReachStates:
     preempted: what LAS's pass could give a job of that level. Built lazily, once per
     decision."""
 
-    def __init__(self, ctx, now: float, keyed: list[tuple]):
-        self.ctx = ctx  # keyed: ``running_levels`` of the running jobs
-        self._keyed, self._now = keyed, now
-        self._victims: list[tuple[int, JobState]] | None = None
-        self._states: dict[int, tuple] = {}
+    def __init__(self, ctx, victims: list[tuple[int, JobState]], kept: dict | None = None):
+        self.ctx = ctx
+        self.victims = victims  # (LAS level, job): ``running_levels``' victims
+        self._top: int | None = None
+        self._states: dict[int, tuple] = kept if kept is not None else {}
+        # the live state these were built for: the same instant and version
+        self._now, self._version = ctx.now, ctx.state.version
 
-    def _find_victims(self) -> None:
-        now = self._now
-        self._victims = [(-k[1], k[-1]) for k in self._keyed
-                         if not k[0] and k[-1].seg_start < now]
-        self._top = max((lvl for lvl, _ in self._victims), default=0)
+    # The states stay true across the decisions of one instant when only the agent's
+    # own actions changed the cluster: a start takes the same GPUs in every state (the
+    # job started now, so it is nobody's victim), a preemption frees the job's GPUs in
+    # the states that had not freed them already. Any other change (an event, time
+    # passing) changes the version or the instant, and they are built afresh.
+    def states_if_current(self, ctx) -> dict | None:
+        """The states, if the cluster is still the one they were kept for."""
+        if ctx is self.ctx and ctx.now == self._now and ctx.state.version == self._version:
+            return self._states
+        return None
 
-    @property
-    def victims(self) -> list[tuple[int, JobState]]:
-        """``(LAS level, job)`` of the preemptible running jobs not started at this
-        instant (found on first use: many decisions never ask)."""
-        if self._victims is None:
-            self._find_victims()
-        return self._victims
+    def after_start(self, placement, version: int) -> None:
+        """The agent started a job with ``placement`` on the live state at ``version``."""
+        if version != self._version:
+            self._version = None  # not ours to follow
+            return
+        for st, gate, known in self._states.values():
+            st.allocate(placement)
+            gate.changed()
+            known.clear()
+        self._version = self.ctx.state.version
+
+    def after_preempt(self, job: JobState, placement, version: int) -> None:
+        """The agent preempted ``job`` (which held ``placement``) at ``version``."""
+        if version != self._version:
+            self._version = None
+            return
+        level = next((lvl for lvl, r in self.victims if r is job), None)
+        for k, (st, gate, known) in self._states.items():
+            if level is None or level <= k:  # this state still held the job
+                st.release(placement)
+                gate.changed()
+                known.clear()
+        self._version = self.ctx.state.version
 
     @property
     def top(self) -> int:
         """The highest LAS level of a victim: no job of that level or above can gain."""
-        if self._victims is None:
-            self._find_victims()
+        if self._top is None:
+            self._top = max((lvl for lvl, _ in self.victims), default=0)
         return self._top
 
     def _state(self, k: int) -> tuple:
