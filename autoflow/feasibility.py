@@ -114,11 +114,13 @@ def headroom(state: ClusterState, types_key: int) -> tuple[int, int, int, int]:
     """On the live nodes a type constraint allows: total free GPU share, and the largest
     free GPU share, CPU and memory on any one of them."""
     if types_key == 0 and not state.down:  # the common case: no masking needed
-        best_gpu = WHOLE_GPU if state.whole_total else int(state.gpu_free.max(initial=-1))
         if state.num_nodes <= SCAN_NODES:
             _up, _whole, cpu, mem, _free = state.node_lists()
+            best_gpu = (WHOLE_GPU if state.whole_total
+                        else max(state.best_gpu_list(), default=-1))
             best_cpu, best_mem = max(cpu, default=0), max(mem, default=0)
         else:
+            best_gpu = WHOLE_GPU if state.whole_total else int(state.gpu_free.max(initial=-1))
             best_cpu, best_mem = int(state.cpu_free.max(initial=0)), int(state.mem_free.max(initial=0))
         return state.total_milli - state.used_milli, best_gpu, best_cpu, best_mem
     if state.num_nodes <= SCAN_NODES:
