@@ -79,7 +79,7 @@ class ClusterState:
         # ``node_lists``: kept equal to the arrays by allocate / release / set_up
         self._lists = (self.up.tolist(), self.whole_free.tolist(), self.cpu_free.tolist(),
                        self.mem_free.tolist(), self.free_milli.tolist())
-        self._best: tuple | None = None  # ``best_gpu_list`` of some version
+        self._best = self.gpu_free.max(axis=1).tolist()  # ``best_gpu_list``, kept
         for t, free in zip(self.node_type.tolist(), self.free_milli.tolist()):
             if t >= 0:
                 self.type_free[t] += free
@@ -108,11 +108,8 @@ class ClusterState:
 
     def best_gpu_list(self) -> list[int]:
         """Per node, the largest free share of one of its GPUs (-1 without GPUs), as a
-        Python list; rebuilt after a change."""
-        got = self._best
-        if got is None or got[0] != self.version:
-            got = self._best = (self.version, self.gpu_free.max(axis=1).tolist())
-        return got[1]
+        Python list kept up to date by allocate / release; read it, never write it."""
+        return self._best
 
     def type_list(self, types_key: int) -> list[bool]:
         """``type_masks[types_key]`` as a Python list."""
@@ -158,6 +155,8 @@ class ClusterState:
                     partial -= before
                 if 0 < after < WHOLE_GPU:
                     partial += after
+            if gpus:
+                self._best[node] = max(gpu_free[node].tolist())
             if whole != whole_free.item(node):
                 self.whole_total -= whole_free.item(node) - whole
                 whole_free[node] = whole
@@ -194,17 +193,20 @@ class ClusterState:
             whole = whole_free.item(node)
             idle_before = whole == node_gpus[node]
             partial = 0
+            best = self._best[node]
             for g in gpus:
                 before = gpu_free.item(node, g)
                 after = before + milli
                 assert after <= WHOLE_GPU
                 gpu_free[node, g] = after
+                best = max(best, after)  # shares only grow here
                 if 0 < before:  # (a GPU's share is never 0 < x < 1000 and whole)
                     partial -= before
                 if after == WHOLE_GPU:
                     whole += 1
                 elif after > 0:
                     partial += after
+            self._best[node] = best
             if whole != whole_free.item(node):
                 self.whole_total += whole - whole_free.item(node)
                 whole_free[node] = whole
@@ -243,6 +245,7 @@ class ClusterState:
         assert list(self._lists) == [self.up.tolist(), self.whole_free.tolist(),
                                      self.cpu_free.tolist(), self.mem_free.tolist(),
                                      self.free_milli.tolist()], "node lists drifted"
+        assert self._best == self.gpu_free.max(axis=1).tolist(), "best GPU list drifted"
 
     def set_up(self, node: int, up: bool) -> None:
         """Marks a node up (repaired) or down (failed)."""
@@ -264,6 +267,7 @@ class ClusterState:
         c.type_free = list(self.type_free)
         c.node_shrunk = list(self.node_shrunk)
         c._lists = tuple(list(x) for x in self._lists)
+        c._best = list(self._best)
         return c
 
     def fragmentation(self) -> float:
