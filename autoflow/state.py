@@ -106,6 +106,11 @@ class ClusterState:
         work). Kept up to date by every change; read them, never write them."""
         return self._lists
 
+    def unshrunk_since(self, version: int, node: int) -> bool:
+        """No capacity was taken away since ``version``: on ``node`` (a node index), or
+        anywhere (``node`` < 0). A job that fitted then (on that node) still fits."""
+        return version >= self.shrunk or (node >= 0 and self.node_shrunk[node] <= version)
+
     def best_gpu_list(self) -> list[int]:
         """Per node, the largest free share of one of its GPUs (-1 without GPUs), as a
         Python list kept up to date by allocate / release; read it, never write it."""

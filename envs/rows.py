@@ -40,14 +40,13 @@ class _Rows:
         self.total_gpus = total_gpus
         self.kept: list = []
 
-    def _entry(self, js: JobState, key) -> tuple:
-        """``(key, row, extra)`` of this job, (re)computed if its key changed."""
+    def _refill(self, js: JobState, key) -> tuple:
+        """Computes and keeps ``(key, row, extra)`` for this job (its key changed, or it
+        has none yet); the callers look up kept entries themselves, in their loop."""
         kept, idx = self.kept, js.idx
         if idx >= len(kept):
             kept.extend([None] * (idx + 1 - len(kept)))
-        got = kept[idx]
-        if got is None or got[0] != key:
-            got = kept[idx] = (key, *self._fill(js))
+        got = kept[idx] = (key, *self._fill(js))
         return got
 
     def _fill(self, js: JobState) -> tuple:
@@ -78,11 +77,11 @@ class JobRows(_Rows):
              now: float) -> list[list[float]]:
         """``len(queue)`` rows of ``JOB_FEATURES`` (``las_choice`` left 0)."""
         out = []
-        kept, entry = self.kept, self._entry
+        kept, refill = self.kept, self._refill
         for js, ok, reach in zip(queue, fits, reachable):
             got = kept[js.idx] if js.idx < len(kept) else None
             if got is None or got[0] != (js.queue_since, js.version):
-                got = entry(js, (js.queue_since, js.version))
+                got = refill(js, (js.queue_since, js.version))
             _key, fixed, (submit, since, slo, inference) = got
             row = fixed.copy()
             wait = now - submit
@@ -117,11 +116,11 @@ class RunningRows(_Rows):
         """``len(running)`` rows of ``RUNNING_FEATURES`` (``las_victim`` 0), for running
         jobs at these LAS ``levels`` now (``observation.running_levels``)."""
         out = []
-        kept, entry = self.kept, self._entry
+        kept, refill = self.kept, self._refill
         for r, level in zip(running, levels):
             got = kept[r.idx] if r.idx < len(kept) else None
             if got is None or got[0] != r.version:
-                got = entry(r, r.version)
+                got = refill(r, r.version)
             _key, fixed, (start, att, demand, left, overhead) = got
             row = fixed.copy()
             seg = now - start

@@ -110,7 +110,7 @@ class SchedContext:
         if got is not None:
             ok, seen, node = got
             if ok:
-                if seen >= st.shrunk or (node >= 0 and st.node_shrunk[node] <= seen):
+                if st.unshrunk_since(seen, node):
                     return True
             elif seen >= st.grown:
                 return False
@@ -136,12 +136,10 @@ class SchedContext:
         if self._known_to_fail(req):
             return -2
         kind = (req.types_key, req.fractional, multi)
-        shrunk, node_shrunk = st.shrunk, st.node_shrunk
         fitted = self._fitted.setdefault(kind, [])
         for f, seen, node in fitted:
-            if ((seen >= shrunk or (node >= 0 and node_shrunk[node] <= seen))
-                    and req.num_gpus <= f.num_gpus and req.milli <= f.milli
-                    and req.cpu <= f.cpu and req.mem <= f.mem):
+            if (req.num_gpus <= f.num_gpus and req.milli <= f.milli and req.cpu <= f.cpu
+                    and req.mem <= f.mem and st.unshrunk_since(seen, node)):
                 return node
         if multi:
             node = -1 if fits_now(st, req) else -2
@@ -151,9 +149,7 @@ class SchedContext:
                 node = -2
         if node != -2:
             if len(fitted) >= 16:
-                fitted[:] = [x for x in fitted
-                             if x[1] >= shrunk or (x[2] >= 0 and node_shrunk[x[2]] <= x[1])
-                             ][-15:]
+                fitted[:] = [x for x in fitted if st.unshrunk_since(x[1], x[2])][-15:]
             fitted.append((req, st.version, node))
         return node
 
