@@ -223,7 +223,8 @@ class ClusterSchedulingEnv(gym.Env):
         # the clock stops at the last completion (stale timers may fire after it)
         t = (sim.env.now if not sim.all_done()
              else max((js.finish for js in sim.jobs), default=sim.env.now))
-        return (sim.in_system_integral, sim.slowdown_integral, t, sim.slo_misses)
+        m = sim.meter
+        return (m.in_system_integral, m.slowdown_integral, t, m.slo_misses)
 
     def _reward(self, terminated: bool) -> float:
         now = self._progress()
@@ -250,5 +251,5 @@ class ClusterSchedulingEnv(gym.Env):
     def _info(self) -> dict:
         sim = self.sim
         return {"time": float(sim.env.now), "waiting": len(sim.waiting),
-                "running": len(sim.running), "done": sim._done, "jobs": len(sim.jobs),
-                "slo_misses": sim.slo_misses, "invalid_action": False}
+                "running": len(sim.running), "done": sim.core.done, "jobs": len(sim.jobs),
+                "slo_misses": sim.meter.slo_misses, "invalid_action": False}

@@ -2,7 +2,7 @@
 
 Shared by the Gymnasium environment (training) and the ``rl`` policy (bench, service),
 so that the agent sees exactly the same thing in both. Everything is computed from a
-:class:`~autoflow.sim.context.SchedContext`; the true duration is never read.
+:class:`~autoflow.core.context.SchedContext`; the true duration is never read.
 
 The observation has a fixed size whatever the cluster or the queue:
 
@@ -33,7 +33,7 @@ import numpy as np
 from autoflow.feasibility import ShapeGate, fits_now
 from autoflow.job import INFERENCE, TRAINING
 from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
-from autoflow.sim.jobstate import JobState
+from autoflow.core.jobstate import JobState
 
 from .las_choice import las_action
 from .rows import N_JOB, N_RUN, JobRows, RunningRows

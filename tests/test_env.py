@@ -17,7 +17,7 @@ from simdata import mixed_workload, small_cluster
 
 from autoflow.feasibility import fits_now
 from autoflow.job import Job
-from autoflow.sim.jobstate import RUNNING
+from autoflow.core.jobstate import RUNNING
 from autoflow.sim.simulator import SimConfig
 from autoflow.workload import Workload
 
@@ -209,7 +209,7 @@ def test_the_observation_never_reveals_the_true_duration():
         a = int(np.flatnonzero(envs[0].action_masks())[0])
         assert np.array_equal(envs[0].action_masks(), envs[1].action_masks())
         obs = [e.step(a)[0] for e in envs]
-        if any(e.sim._done for e in envs):
+        if any(e.sim.core.done for e in envs):
             break
     assert compared >= 3
 

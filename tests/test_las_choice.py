@@ -21,7 +21,7 @@ def _timeline(workload, cluster, policy) -> tuple[list, list]:
     """Every start and preemption in order, and each job's finish."""
     sim = Simulator(workload, cluster, policy)
     events = []
-    start, preempt = sim.start, sim.preempt
+    start, preempt = sim.core.start, sim.core.preempt
 
     def logged_start(js, placement):
         events.append((sim.env.now, "start", js.idx))
@@ -31,7 +31,7 @@ def _timeline(workload, cluster, policy) -> tuple[list, list]:
         events.append((sim.env.now, "preempt", js.idx))
         preempt(js)
 
-    sim.start, sim.preempt = logged_start, logged_preempt
+    sim.core.start, sim.core.preempt = logged_start, logged_preempt
     res = sim.run()
     return sorted(events), [js.finish for js in res.jobs]
 

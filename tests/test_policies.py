@@ -12,7 +12,7 @@ from autoflow.job import Job
 from autoflow.metrics import summarize
 from autoflow.placers import PLACERS, make_placer
 from autoflow.policies import POLICIES, make_policy, parse_policy
-from autoflow.policies.estimator import DurationEstimator
+from autoflow.core.estimator import DurationEstimator
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.state import ClusterState
 from autoflow.traces.registry import load_workload

@@ -11,7 +11,7 @@ from autoflow.job import INFERENCE, Job
 from autoflow.metrics import summarize
 from autoflow.placers import PLACERS
 from autoflow.policies import POLICIES, make_policy
-from autoflow.sim.jobstate import DONE
+from autoflow.core.jobstate import DONE
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.workload import Workload
 

@@ -1,6 +1,6 @@
 """Policy: orders the waiting queue and decides what starts (and what is preempted).
 
-A policy sees the cluster through a :class:`~autoflow.sim.context.SchedContext`; it never
+A policy sees the cluster through a :class:`~autoflow.core.context.SchedContext`; it never
 touches the simulator's internals, so the same policy runs in the simulator, in the
 Gymnasium environment and behind the service. Stages follow kube-scheduler: the
 policy *orders* (``queue_key``), the placer *filters* and *scores*, the context
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from ..placers import Placer
 
 if TYPE_CHECKING:
-    from ..sim.context import SchedContext
-    from ..sim.jobstate import JobState
+    from ..core.context import SchedContext
+    from ..core.jobstate import JobState
 
 
 class Policy:

@@ -16,7 +16,7 @@ import itertools
 import math
 
 from ..errors import ConfigError
-from ..sim.jobstate import WAITING
+from ..core.jobstate import WAITING
 from .base import Policy
 from .preemptive import preemptive_pass
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..feasibility import Shape, ShapeGate, fits_now
-from ..sim.jobstate import RUNNING
+from ..core.jobstate import RUNNING
 
 if TYPE_CHECKING:
-    from ..sim.context import SchedContext
-    from ..sim.jobstate import JobState
+    from ..core.context import SchedContext
+    from ..core.jobstate import JobState
 
 
 def preemptive_pass(ctx: SchedContext) -> None:

@@ -6,6 +6,7 @@ Randomness comes only from the configured seed.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,7 @@ class FailureModel:
         self.sim = sim
         self.rate = config.failure_rate_per_node_day / 86400.0
         self.repair = config.repair_time_s
+        self.interval = config.checkpoint_interval_s
         self.rng = np.random.default_rng([config.seed, 7919])
         self.count = 0
 
@@ -41,20 +43,14 @@ class FailureModel:
             if live.size:
                 self.fail(int(self.rng.choice(live)))
 
-    def fail(self, node: int) -> None:
-        sim = self.sim
-        victims = [js for js in sim.running.values()
-                   if any(p[0] == node for p in js.placement)]
-        for js in victims:
-            sim.evict(js)
-        sim.state.set_up(node, False)
-        sim.live_milli -= int(sim.state.node_gpus[node]) * 1000
-        self.count += 1
-        sim.env.timeout(self.repair).callbacks.append(lambda _e: self._repair(node))
-        sim.request_pass()
+    def _kept(self, js, done: float) -> float:
+        """Training resumes from its last checkpoint; other work is kept whole."""
+        if js.preemptible and self.interval > 0:
+            return math.floor(done / self.interval) * self.interval
+        return done
 
-    def _repair(self, node: int) -> None:
-        sim = self.sim
-        sim.state.set_up(node, True)
-        sim.live_milli += int(sim.state.node_gpus[node]) * 1000
-        sim.request_pass()
+    def fail(self, node: int) -> None:
+        self.count += 1
+        self.sim.env.timeout(self.repair).callbacks.append(
+            lambda _e: self.sim.core.node_up(node))
+        self.sim.core.node_down(node, self._kept)

@@ -11,7 +11,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Hashable, Iterator
 from heapq import heapify, heappop, heapreplace
 
-from ..sim.jobstate import JobState
+from .jobstate import JobState
 
 
 class SortedQueue:

@@ -1,4 +1,7 @@
-"""SchedContext: what a policy may see and do during one scheduling pass."""
+"""SchedContext: what a policy may see and do during one scheduling pass.
+
+It wraps a :class:`~autoflow.core.scheduler.SchedulerCore`, whatever backend carries
+the decisions out (simulator, service, Ray)."""
 
 from __future__ import annotations
 
@@ -10,19 +13,19 @@ from .jobstate import JobState
 
 if TYPE_CHECKING:
     from ..policies.base import Policy
-    from ..policies.queue import SortedQueue
-    from .simulator import Simulator
+    from .queue import SortedQueue
+    from .scheduler import SchedulerCore
 
 
 class SchedContext:
-    """Binds a policy to a simulator. ``try_start`` remembers, within one pass, which
+    """Binds a policy to a scheduler core. ``try_start`` remembers, within one pass, which
     requirement shapes did not fit, so a long queue costs little when the cluster is full
     (a job needing at least as much of everything as one that failed fails too)."""
 
-    def __init__(self, sim: Simulator):
-        self._sim = sim
-        self.state: ClusterState = sim.state
-        self.policy: Policy = sim.policy
+    def __init__(self, core: SchedulerCore):
+        self._core = core
+        self.state: ClusterState = core.state
+        self.policy: Policy = core.policy
         self._failed: dict[tuple, list[Req]] = {}
         self._gate = ShapeGate(self.state)  # shape checks, until capacity changes
         # fits(): each answer with the state version it was found at and the node it
@@ -35,15 +38,15 @@ class SchedContext:
     # -- what the policy sees -------------------------------------------------
     @property
     def waiting(self) -> SortedQueue:
-        return self._sim.waiting
+        return self._core.waiting
 
     @property
     def running(self) -> dict[int, JobState]:
-        return self._sim.running
+        return self._core.running
 
     def nothing_fits(self) -> bool:
         """No free GPU share on any live node, and no waiting job needs only CPU."""
-        return self.state.used_milli >= self._sim.live_milli and not self._sim.cpu_only_waiting
+        return self.state.used_milli >= self._core.live_milli and not self._core.cpu_only_waiting
 
     def shape_open(self, shape: Shape) -> bool:
         """False when no job of this shape (``feasibility.shape_of``) can start now; the
@@ -80,7 +83,7 @@ class SchedContext:
     def try_start(self, js: JobState) -> bool:
         """Places and starts the job if it fits now; False otherwise."""
         req = js.req
-        if req.demand_milli > self._sim.live_milli - self.state.used_milli:
+        if req.demand_milli > self._core.live_milli - self.state.used_milli:
             return False  # not enough free share in the whole cluster
         free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
         if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
@@ -88,16 +91,16 @@ class SchedContext:
         if (req.cpu > best_cpu or req.mem > best_mem) and not needs_multi_node(self.state, req):
             return False
         if self._known_to_fail(req):
-            self._suspect.add(self._sim.shape(js))
+            self._suspect.add(self._core.shape(js))
             return False
         placement = self.policy.placer.place(self.state, req)
         if placement is None:
             fails = self._failed.setdefault((req.types_key, req.fractional), [])
             if len(fails) < 32:
                 fails.append(req)
-            self._suspect.add(self._sim.shape(js))
+            self._suspect.add(self._core.shape(js))
             return False
-        self._sim.start(js, placement)
+        self._core.start(js, placement)
         self._capacity_changed()
         return True
 
@@ -154,7 +157,7 @@ class SchedContext:
         return node
 
     def preempt(self, js: JobState) -> None:
-        self._sim.preempt(js)
+        self._core.preempt(js)
         self._failed.clear()  # capacity came back
         self._suspect.clear()
         self._capacity_changed()
@@ -190,11 +193,11 @@ class SchedContext:
             return False
         for v in released:
             self.preempt(v)
-        self._sim.start(js, placement)
+        self._core.start(js, placement)
         self._capacity_changed()
         return True
 
     def wakeup(self, at: float, fn=None, *args) -> None:
         """Asks for a scheduling pass at time ``at``; with ``fn``, calls ``fn(*args)`` first
         and skips the pass if it returns False."""
-        self._sim.wakeup(at, fn, *args)
+        self._core.wakeup(at, fn, *args)

@@ -1,11 +1,24 @@
-"""The simulator's record of one job: where it is in its life and what it has received."""
+"""The scheduler core's record of one job: where it is in its life and what it has received.
+
+The true duration of a job is not in it while the job has not completed: ``job`` is the
+job as submitted with ``duration=None`` (the core replaces it by the job with its
+observed duration at completion), and ``duration`` raises :class:`OracleError` before
+then. Only a run whose policy is marked *oracle* is handed the truth up front
+(``reveal``), by a backend that knows it (the simulator). So a non-oracle policy, or the
+learned agent's observation, cannot read the future by accident.
+"""
 
 from __future__ import annotations
 
+from ..errors import AutoflowError
 from ..job import Job
 from ..state import Placement, Req
 
 WAITING, RUNNING, DONE = "waiting", "running", "done"
+
+
+class OracleError(AutoflowError):
+    """Code that is not an oracle read a true duration before the job completed."""
 
 
 class JobState:
@@ -33,6 +46,7 @@ class JobState:
         "starts",
         "status",
         "submit",
+        "truth",
         "version",
     )
 
@@ -61,11 +75,21 @@ class JobState:
         self.priority = 0  # scratch for policies (LAS: the queue level)
         self.queue_since = job.submit_time
         self.last_run = 0.0  # length of the last run segment
+        self.truth: float | None = None  # the true duration, for oracle runs only
+
+    def reveal(self, duration: float) -> None:
+        """Hands an oracle policy's run the true duration (simulated backends only)."""
+        self.truth = float(duration)
 
     @property
     def duration(self) -> float:
-        """The true duration: oracle policies only."""
-        return float(self.job.duration or 0.0)
+        """The true duration: in oracle runs, or once the job has completed."""
+        if self.truth is not None:
+            return self.truth
+        if self.status == DONE and self.job.duration is not None:
+            return float(self.job.duration)
+        raise OracleError(f"the true duration of job {self.job.job_id} was read before it "
+                          "completed: only policies marked oracle may read it")
 
     @property
     def preemptible(self) -> bool:
