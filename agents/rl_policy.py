@@ -9,6 +9,7 @@ builds, through torch for any other.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,13 +32,22 @@ from .numpy_actor import NumpyActor
 DEFAULT_MODEL = Path(autoflow.__file__).resolve().parent / "models" / "rl-default.zip"
 
 
-@lru_cache(maxsize=8)
 def load_model(path: str):
-    from sb3_contrib import MaskablePPO
-
+    """The model in the file at ``path``, cached by the file's content (its SHA-256): a
+    model overwritten in place is read again."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"model {path}: file not found (train one with `autoflow train`)")
+    if p.is_dir():
+        raise ConfigError(f"model {path}: is a folder, expected a model file (.zip)")
+    return _load_model(path, hashlib.sha256(p.read_bytes()).hexdigest())
+
+
+@lru_cache(maxsize=8)
+def _load_model(path: str, sha256: str):
+    from sb3_contrib import MaskablePPO
+
+    p = Path(path)
     try:
         model = MaskablePPO.load(str(p), device="cpu")
     except Exception as e:  # a zip that is not a model, a model of another version

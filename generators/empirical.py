@@ -1,9 +1,10 @@
-"""``empirical``: a Gaussian copula over the empirical marginals, in numpy and scipy.
+"""``empirical``: a Gaussian copula over the empirical marginals, in numpy alone.
 
-The permissive fallback when SDV is not installed. Each column is mapped to normal
-scores through its own empirical distribution (categories by their frequency intervals,
-with a uniform jitter inside the interval; numbers by ``transforms.NormalScores``); the
-dependence between columns is the correlation of those scores. Sampling draws correlated
+The permissive fallback when SDV is not installed; it needs only the base install (the
+normal CDF and its inverse are ``normal.ndtr`` and ``normal.ndtri``). Each column is
+mapped to normal scores through its own empirical distribution (categories by their
+frequency intervals, with a uniform jitter inside the interval; numbers by
+``transforms.NormalScores``); the dependence between columns is the correlation of those scores. Sampling draws correlated
 normals and maps them back through each column's empirical quantiles, so every marginal
 (the tails of durations included) is the real one and only the joint structure is
 approximated.
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
 
+from .normal import ndtr, ndtri
 from .table import CATEGORICAL
 from .transforms import NormalScores
 

@@ -19,10 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ks_2samp
+import pandas as pd
 
 from autoflow.workload import Workload
 
+from .normal import ks_statistic
 from .table import to_table
 
 QUANTILES = {"p50": 50, "p90": 90, "p99": 99}
@@ -83,10 +84,11 @@ def fidelity(real: Workload, synthetic: Workload) -> dict:
     ks = {}
     for col in real_df.columns:
         a, b = real_df[col], syn_df[col]
-        if a.dtype == object:  # categories: KS over their codes in a shared order
+        # categories (object in pandas 2, str in pandas 3): KS over codes in a shared order
+        if not pd.api.types.is_numeric_dtype(a):
             cats = {c: i for i, c in enumerate(sorted(set(a) | set(b)))}
             a, b = a.map(cats), b.map(cats)
-        ks[col] = float(ks_2samp(np.asarray(a, float), np.asarray(b, float)).statistic)
+        ks[col] = ks_statistic(a.to_numpy(dtype=float), b.to_numpy(dtype=float))
     hr, hs = hourly_profile(rt), hourly_profile(st)
     corr = float(np.corrcoef(hr, hs)[0, 1]) if hr.std() > 0 and hs.std() > 0 else float("nan")
     durations = _compare(rd, sd)

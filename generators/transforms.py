@@ -10,7 +10,8 @@ invents values beyond the largest one seen.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import ndtr, ndtri
+
+from .normal import ndtr, ndtri
 
 MAX_QUANTILES = 20_000  # stored quantiles per column (every value when fewer)
 TAIL = 200  # the largest values are always stored

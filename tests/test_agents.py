@@ -177,3 +177,22 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
     b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
                             f"rl:{tmp_path / 'nope.zip'}", "--out", str(tmp_path)])
     assert b.exit_code == 2 and "nope.zip" in b.output and "not found" in b.output
+
+
+def test_a_model_overwritten_in_place_is_read_again(tmp_path):
+    """rl:PATH caches models by their file's content, not by the path."""
+    path = tmp_path / "model.zip"
+    path.write_bytes(DEFAULT_MODEL.read_bytes())
+    first = RlPolicy(make_placer("best-fit"), str(path)).model
+    weights = {k: v.clone() for k, v in first.policy.state_dict().items()}
+    with torch.no_grad():  # a different model: every weight moved
+        for p in first.policy.parameters():
+            p.add_(0.25)
+    first.save(tmp_path / "other.zip")
+    first.policy.load_state_dict(weights)  # the cached object as it was loaded
+    assert RlPolicy(make_placer("best-fit"), str(path)).model is first  # same file: cached
+    path.write_bytes((tmp_path / "other.zip").read_bytes())
+    second = RlPolicy(make_placer("best-fit"), str(path)).model
+    assert second is not first
+    for name, w in second.policy.state_dict().items():
+        assert torch.allclose(w, weights[name] + 0.25) or not w.is_floating_point(), name

@@ -149,6 +149,7 @@ def test_cli_fit_sample_report_then_bench(tmp_path, trace_csv):
 
 
 def test_the_environment_draws_episodes_from_a_generator(tmp_path, real):
+    pytest.importorskip("gymnasium", reason="the environment needs the rl extra")
     from autoflow.envs.cluster_env import ClusterSchedulingEnv
 
     path = tmp_path / "g.gen"
@@ -183,3 +184,54 @@ def test_bad_input(tmp_path, trace_csv):
     notgen.write_text("hello")
     with pytest.raises(ConfigError, match="cannot be loaded"):
         load_generator(notgen)
+
+
+def test_report_with_pandas_string_columns(real):
+    """pandas 3 stores text as ``str``, not ``object``: the report's KS over categories
+    must not depend on which (pandas 2 is switched to pandas 3's inference here)."""
+    import pandas as pd
+    from autoflow.generators.report import fidelity
+
+    syn = fit_generator(real, "empirical", seed=0).sample(300, seed=1)
+    base = fidelity(real, syn)["ks"]
+    if pd.__version__.split(".")[0] >= "3":
+        strings = fidelity(real, syn)["ks"]
+    else:
+        with pd.option_context("future.infer_string", True):
+            strings = fidelity(real, syn)["ks"]
+    assert strings == base
+    assert set(base) >= {"kind", "shape", "qos", "user", "log_duration"}
+    assert all(0.0 <= v <= 1.0 for v in base.values())
+
+
+def test_normal_functions_without_scipy():
+    """The normal CDF, its inverse and the KS statistic are numpy code (the base install
+    has no scipy); they agree with Python's math.erfc and NormalDist, and with scipy where
+    present."""
+    import math
+    from statistics import NormalDist
+
+    from autoflow.generators.normal import ks_statistic, ndtr, ndtri
+
+    nd = NormalDist()
+    x = np.array([-37.0, -12.0, -8.5, -3.0, -1.0, -0.3, 0.0, 0.7, 1.0, 2.5, 8.0, 40.0])
+    want = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x])
+    assert np.allclose(ndtr(x), want, rtol=1e-12, atol=0)  # Cephes: 2e-13 at -37
+    p = np.array([1e-300, 1e-20, 1e-9, 0.001, 0.02425, 0.2, 0.5, 0.7, 0.97575, 1 - 1e-9])
+    assert np.allclose(ndtri(p), [nd.inv_cdf(v) for v in p], rtol=1e-12, atol=1e-15)
+    assert ndtri(0.0) == -np.inf and ndtri(1.0) == np.inf and np.isnan(ndtri(1.5))
+    assert np.isnan(ndtr(np.nan)) and ndtr(np.inf) == 1.0 and ndtr(-np.inf) == 0.0
+    a, b = np.array([1, 1, 2, 2, 3.0]), np.array([1, 2, 2, 2, 5, 5.0])
+    assert ks_statistic(a, b) == pytest.approx(1 / 3)
+    try:
+        from scipy.special import ndtr as s_ndtr
+        from scipy.special import ndtri as s_ndtri
+        from scipy.stats import ks_2samp
+    except ImportError:
+        return
+    rng = np.random.default_rng(0)
+    z, u = rng.standard_normal(10_000) * 3, rng.random(10_000)
+    assert np.allclose(ndtr(z), s_ndtr(z), rtol=1e-13, atol=0)
+    assert np.allclose(ndtri(u), s_ndtri(u), rtol=1e-10, atol=1e-14)
+    c, d = rng.standard_normal(300), rng.standard_normal(500) + 0.2
+    assert ks_statistic(c, d) == pytest.approx(ks_2samp(c, d).statistic, abs=1e-12)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from autoflow.cli import app as cli_app
 from autoflow.errors import ConfigError, TraceError
 from autoflow.job import INFERENCE, TRAINING
 from autoflow.traces import builtin
@@ -362,3 +364,104 @@ def test_describe_and_render():
     console.print(render(d))
     text = console.export_text()
     assert "never scheduled" in text and "fractional-GPU jobs" in text
+
+
+# ---------------------------------------------------------------- normalized CSV: defaults
+
+def test_normalized_four_columns_take_the_defaults(tmp_path):
+    p = write(tmp_path, "four.csv", "job_id,submit_time,duration,num_gpus\n"
+              "a,0,3600,2\nb,10.5,,1\nc,20,60,0\n")
+    jobs = by_id(load(f"csv:{p}"))
+    a = jobs["a"]
+    assert (a.submit_time, a.duration, a.num_gpus, a.gpu_milli, a.gpu_types, a.kind) == \
+        (0.0, 3600.0, 2, 1000, (), TRAINING)
+    assert (a.qos, a.cpu_milli, a.memory_mib, a.user, a.group, a.slo_s, a.censored) == \
+        ("", 0, 0, "", "", None, False)
+    assert jobs["b"].duration is None and jobs["c"].gpu_milli == 0
+
+
+def test_normalized_optional_columns_in_any_order(tmp_path):
+    p = write(tmp_path, "some.csv", "kind,num_gpus,job_id,duration,submit_time,gpu_milli\n"
+              "inference,1,a,60,5,250\n,1,b,60,6,\n")
+    jobs = by_id(load(f"csv:{p}"))
+    assert (jobs["a"].kind, jobs["a"].gpu_milli) == (INFERENCE, 250)
+    assert (jobs["b"].kind, jobs["b"].gpu_milli) == (TRAINING, 1000)  # empty = default
+
+
+def test_normalized_missing_required_column_names_file_and_column(tmp_path):
+    p = write(tmp_path, "three.csv", "job_id,submit_time,num_gpus,kind\na,0,1,training\n")
+    with pytest.raises(TraceError) as e:
+        load(f"csv:{p}")
+    assert str(e.value).startswith(f"{p}:1: missing column(s) duration;")
+    p = write(tmp_path, "two.csv", "job_id,duration\na,1\n")
+    with pytest.raises(TraceError, match=r"two.csv:1: missing column\(s\) submit_time, num_gpus;"):
+        load(f"csv:{p}")
+
+
+def test_normalized_bad_value_names_line_and_column(tmp_path):
+    p = write(tmp_path, "bad.csv", "job_id,submit_time,duration,num_gpus\na,0,60,1\nb,1,60,x\n")
+    with pytest.raises(TraceError) as e:
+        load(f"csv:{p}")
+    assert str(e.value) == f"{p}:3 column 'num_gpus': not a number: 'x'"
+    p = write(tmp_path, "kind.csv", "job_id,submit_time,duration,num_gpus,kind\na,0,60,1,batch\n")
+    with pytest.raises(TraceError, match=r"kind.csv:2 column 'kind': must be training or "
+                       "inference, got 'batch'"):
+        load(f"csv:{p}")
+
+
+# ---------------------------------------------------------------- openb variants without times
+
+@pytest.mark.parametrize("header", ["name,cpu_milli,memory_mib,num_gpu,gpu_milli",
+                                    "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec"])
+def test_openb_variant_without_times_says_what_it_is(tmp_path, header):
+    p = write(tmp_path, "openb_pod_list_multigpu50.csv",
+              header + "\nopenb-pod-0000,12000,16384,1,1000" + ("," if "spec" in header else "")
+              + "\n")
+    with pytest.raises(TraceError) as e:
+        load(f"alibaba-openb:{p}")
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:1: an Alibaba openb pod list variant without times")
+    assert "FGD" in msg and "static packing" in msg
+    assert "no creation_time, deletion_time, scheduled_time" in msg
+    assert "cannot be replayed over time" in msg
+    r = CliRunner().invoke(cli_app, ["bench", "--trace", f"alibaba-openb:{p}", "--policies",
+                                     "fifo", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "without times" in r.output and r.exception is not None \
+        and isinstance(r.exception, SystemExit)
+
+
+# ---------------------------------------------------------------- GPU counts are integers
+
+GPU_COUNT_FILES = {  # format -> (header, a row with 1.5 GPUs, the GPU column)
+    "itp": ("job_id,submission_time,duration,num_gpu", "a,0,60,1.5", "num_gpu"),
+    "tiresias": ("job_id,num_gpu,submit_time,iterations,model_name,duration,interval",
+                 "1,1.5,0,10,m,60,0", "num_gpu"),
+    "csv": ("job_id,submit_time,duration,num_gpus", "a,0,60,1.5", "num_gpus"),
+    "alibaba-openb": (("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
+                       "creation_time,deletion_time,scheduled_time"),
+                      "p,1000,1024,1.5,1000,,BE,Running,0,60,0", "num_gpu"),
+    "helios": (("job_id,user,vc,gpu_num,cpu_num,node_num,state,submit_time,start_time,"
+                "end_time,duration,queue"),
+               ("1,u,vc,1.5,6,1,COMPLETED,2020-04-01 08:00:00,2020-04-01 08:00:05,"
+                "2020-04-01 08:01:05,60,5"), "gpu_num"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(GPU_COUNT_FILES))
+def test_a_fractional_gpu_count_is_rejected_not_truncated(tmp_path, fmt):
+    header, row, col = GPU_COUNT_FILES[fmt]
+    good = row.replace("1.5", "2", 1)
+    p = write(tmp_path, "g.csv", f"{header}\n{row}\n{good}\n")
+    with pytest.raises(TraceError) as e:
+        load(f"{fmt}:{p}")
+    assert str(e.value) == f"{p}:2 column '{col}': not an integer: '1.5'"
+    w = load(f"{fmt}:{p}", skip_bad_rows=True)
+    assert [j.num_gpus for j in w] == [2]
+    assert w.summary.skipped == {f"bad {col}: not an integer": 1}
+
+
+def test_swf_fractional_processors_rejected(tmp_path):
+    p = write(tmp_path, "x.swf", "1 0 5 3600 1.5 -1 -1 4 7200 -1 1 1 1 -1 1 -1 -1 -1\n")
+    with pytest.raises(TraceError, match=r"x.swf:1 column 'allocated_processors': not an "
+                       "integer: '1.5'"):
+        load(f"swf:{p}")

@@ -25,10 +25,19 @@ Mapping and documented choices:
   in ``openb_pod_list_default.csv``).
 * Failed tasks are kept: they held their resources until deletion.
 * ``pod_phase`` is kept in ``Job.extra["pod_phase"]``.
+* The other pod lists of the release that carry no times (``name, cpu_milli,
+  memory_mib, num_gpu, gpu_milli`` and sometimes ``gpu_spec``: the multigpu, gpushare,
+  cpu and some gpuspec variants, which the FGD paper packs statically) are refused with
+  what they lack: without creation, deletion and scheduling times they cannot be
+  replayed over time.
 """
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
+from ..errors import TraceError
 from ..job import INFERENCE, TRAINING, WHOLE_GPU, Job
 from ..workload import ImportSummary, Workload
 from .base import (
@@ -48,6 +57,8 @@ COLUMNS = ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec"
 QOS_KINDS = {"LS": INFERENCE, "BE": TRAINING, "Burstable": TRAINING, "Guaranteed": TRAINING}
 DEFAULT_INFERENCE_SLO_S = 60.0  # assumed start-delay SLO of LS tasks (the trace has none)
 NEVER_SCHEDULED = "never scheduled (no observed run time)"
+TIMES = ["creation_time", "deletion_time", "scheduled_time"]
+POD_SPEC = {"name", "num_gpu", "gpu_milli"}  # what every openb pod list has
 
 
 def gpu_share(num_gpu: int, gpu_milli: int | None) -> int:
@@ -63,8 +74,25 @@ def gpu_share(num_gpu: int, gpu_milli: int | None) -> int:
     return gpu_milli
 
 
+def check_not_timeless(p: Path) -> None:
+    """Refuses, saying what it is, an openb pod list variant without times."""
+    with open(p, newline="", encoding="utf-8") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    if not POD_SPEC <= set(header) or any(c in header for c in TIMES):
+        return
+    also = [c for c in ("qos", "pod_phase") if c not in header]
+    raise TraceError(str(p), "an Alibaba openb pod list variant without times (columns "
+                     f"{', '.join(header)}; like the openb_pod_list_multigpu*, gpushare*, "
+                     "cpu* and some gpuspec* files, which the FGD paper uses for static "
+                     f"packing): it has no {', '.join(TIMES)}"
+                     + (f" (nor {', '.join(also)})" if also else "")
+                     + ", so its pods cannot be replayed over time; use a pod list with "
+                     "times, such as openb_pod_list_default.csv", line=1)
+
+
 def load(path: str, opts: ImportOptions) -> Workload:
     p = check_file(path)
+    check_not_timeless(p)
     summary = ImportSummary()
 
     def to_job(row: dict, s: ImportSummary) -> Job | None:

@@ -1,8 +1,21 @@
-"""autoflow's own normalized job CSV (what ``autoflow traces convert`` writes).
+"""autoflow's own normalized job CSV (what ``autoflow traces convert`` writes); only
+job_id, submit_time, duration, num_gpus are required.
 
-Columns (seconds; ``gpu_types`` separated by ``|``, empty = any; an unknown duration
-is empty): job_id, submit_time, duration, num_gpus, gpu_milli, gpu_types, kind, qos,
-cpu_milli, memory_mib, user, slo_s — plus optional ``group`` and ``censored``.
+Required columns (times in seconds): ``job_id``, ``submit_time``, ``duration`` (an
+empty value = unknown duration), ``num_gpus``. Every other column may be left out, and
+an empty value takes the same default:
+
+* ``gpu_milli``: the share of each GPU in thousandths; default 1000 (whole GPUs), 0 for
+  a job with no GPU;
+* ``gpu_types``: allowed GPU types separated by ``|``; default empty = any type;
+* ``kind``: ``training`` or ``inference``; default ``training``;
+* ``qos``, ``user``, ``group``: default empty;
+* ``cpu_milli``, ``memory_mib``: default 0;
+* ``slo_s``: start-delay SLO of an inference job; default none (``bench`` then applies
+  ``--default-slo``);
+* ``censored``: ``1``/``true``/``yes`` when the duration is a lower bound; default no.
+
+``autoflow traces convert`` writes all of them, in the order of ``COLUMNS + OPTIONAL``.
 """
 
 from __future__ import annotations
@@ -10,7 +23,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ..job import KINDS, Job
+from ..job import KINDS, TRAINING, Job
 from ..workload import ImportSummary, Workload
 from .base import (
     BadRow,
@@ -24,8 +37,9 @@ from .base import (
     req,
 )
 
-COLUMNS = ["job_id", "submit_time", "duration", "num_gpus", "gpu_milli", "gpu_types", "kind",
-           "qos", "cpu_milli", "memory_mib", "user", "slo_s"]
+REQUIRED = ["job_id", "submit_time", "duration", "num_gpus"]
+COLUMNS = [*REQUIRED, "gpu_milli", "gpu_types", "kind", "qos", "cpu_milli", "memory_mib",
+           "user", "slo_s"]  # what ``write`` puts first
 OPTIONAL = ["group", "censored"]
 
 
@@ -34,7 +48,7 @@ def load(path: str, opts: ImportOptions) -> Workload:
     summary = ImportSummary()
 
     def to_job(row: dict, _s: ImportSummary) -> Job:
-        kind = (row.get("kind") or "").strip()
+        kind = (row.get("kind") or "").strip() or TRAINING
         if kind not in KINDS:
             raise BadRow("kind", f"must be training or inference, got {kind!r}")
         num_gpus = as_int(row, "num_gpus", min_value=0)
@@ -56,7 +70,7 @@ def load(path: str, opts: ImportOptions) -> Workload:
                    slo_s=as_float(row, "slo_s", optional=True, min_value=0),
                    censored=censored)
 
-    jobs = convert_rows(p, read_csv_rows(p, COLUMNS), to_job, summary, opts)
+    jobs = convert_rows(p, read_csv_rows(p, REQUIRED), to_job, summary, opts)
     return finish(jobs, f"csv:{path}", str(path), summary)
 
 
