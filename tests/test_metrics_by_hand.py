@@ -78,9 +78,6 @@ def test_inference_slo_is_judged_at_start_not_at_completion():
     assert m["slo_violations"] == 1  # i2 only
 
 
-@pytest.mark.xfail(strict=True, reason="Simulator.__init__ (autoflow/sim/simulator.py:85) "
-                   "writes the default SLO into the caller's Job objects, so a later run "
-                   "of the same Workload keeps the first run's default")
 def test_default_slo_applies_per_run_and_leaves_the_workload_untouched():
     # One GPU, FIFO: 'i' (inference, no SLO) submitted at 900 starts at 1000: delay 100 s,
     # a miss under a 60 s default, met under a 200 s default
