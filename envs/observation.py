@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autoflow.core.jobstate import JobState
 from autoflow.feasibility import ShapeGate, fits_now
 from autoflow.job import INFERENCE, TRAINING
 from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
-from autoflow.core.jobstate import JobState
 
 from .las_choice import las_action
 from .rows import N_JOB, N_RUN, JobRows, RunningRows

@@ -20,9 +20,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from math import log1p, log2
 
+from autoflow.core.jobstate import JobState
 from autoflow.job import INFERENCE, TRAINING
 from autoflow.policies.las import EPS, THRESHOLDS
-from autoflow.core.jobstate import JobState
 
 N_JOB, N_RUN = 22, 13  # len(JOB_FEATURES), len(RUNNING_FEATURES)
 _LEVELS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))  # level0..2 one-hot

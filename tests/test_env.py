@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simdata import mixed_workload, small_cluster
 
+from autoflow.core.jobstate import RUNNING
 from autoflow.feasibility import fits_now
 from autoflow.job import Job
-from autoflow.core.jobstate import RUNNING
 from autoflow.sim.simulator import SimConfig
 from autoflow.workload import Workload
 

@@ -7,11 +7,11 @@ import pytest
 from simdata import mixed_workload, small_cluster
 
 from autoflow.cluster import ClusterSpec, Node
+from autoflow.core.jobstate import JobState
+from autoflow.core.queue import SortedQueue
 from autoflow.feasibility import shape_of
 from autoflow.job import Job
 from autoflow.policies import make_policy, preemptive
-from autoflow.core.queue import SortedQueue
-from autoflow.core.jobstate import JobState
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.state import ClusterState
 from autoflow.workload import Workload

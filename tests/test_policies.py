@@ -7,12 +7,12 @@ import pytest
 from simdata import mixed_workload, shared_trace, small_cluster
 
 from autoflow.cluster import ClusterSpec, Node, load_cluster, scale_to_load
+from autoflow.core.estimator import DurationEstimator
 from autoflow.errors import ConfigError
 from autoflow.job import Job
 from autoflow.metrics import summarize
 from autoflow.placers import PLACERS, make_placer
 from autoflow.policies import POLICIES, make_policy, parse_policy
-from autoflow.core.estimator import DurationEstimator
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.state import ClusterState
 from autoflow.traces.registry import load_workload

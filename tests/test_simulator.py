@@ -6,12 +6,12 @@ import pytest
 from simdata import mixed_workload, small_cluster
 
 from autoflow.cluster import ClusterSpec, Node
+from autoflow.core.jobstate import DONE
 from autoflow.errors import ClusterError
 from autoflow.job import INFERENCE, Job
 from autoflow.metrics import summarize
 from autoflow.placers import PLACERS
 from autoflow.policies import POLICIES, make_policy
-from autoflow.core.jobstate import DONE
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.workload import Workload
 

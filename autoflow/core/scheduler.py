@@ -31,7 +31,6 @@ from .estimator import DurationEstimator
 from .jobstate import DONE, RUNNING, WAITING, JobState
 from .queue import SortedQueue
 
-
 Keep = Callable[[JobState, float], float]  # (job, useful work of the segment) -> work kept
 
 

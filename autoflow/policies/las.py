@@ -15,8 +15,8 @@ import bisect
 import itertools
 import math
 
-from ..errors import ConfigError
 from ..core.jobstate import WAITING
+from ..errors import ConfigError
 from .base import Policy
 from .preemptive import preemptive_pass
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import Shape, ShapeGate, fits_now
 from ..core.jobstate import RUNNING
+from ..feasibility import Shape, ShapeGate, fits_now
 
 if TYPE_CHECKING:
     from ..core.context import SchedContext

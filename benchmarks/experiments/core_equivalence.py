@@ -109,9 +109,9 @@ def env_steps(out: Path, steps: int) -> None:
     from autoflow.envs.cluster_env import ClusterSchedulingEnv
 
     settings = {
-        "philly": dict(workloads="builtin:philly-mix,builtin:shared-gpu"),
-        "no-preemption": dict(workloads="builtin:philly-mix", preemption=False),
-        "baseline": dict(workloads="builtin:shared-gpu", reward_baseline="las"),
+        "philly": {"workloads": "builtin:philly-mix,builtin:shared-gpu"},
+        "no-preemption": {"workloads": "builtin:philly-mix", "preemption": False},
+        "baseline": {"workloads": "builtin:shared-gpu", "reward_baseline": "las"},
     }
     result = {}
     for name, kw in settings.items():
