@@ -21,6 +21,7 @@ from autoflow.envs.observation import (
     arm_level_wakeup,
 )
 
+from autoflow.errors import ConfigError
 from autoflow.policies.base import Policy
 
 
@@ -73,3 +74,10 @@ class LasExpert(DeciderPolicy):
 
     def decide(self, d: Decision, ctx) -> int:
         return las_action(d, self.observer.config)
+
+
+def las_expert(arg: str, placer) -> LasExpert:
+    """The ``las-expert`` entry of the policy registry (takes no argument)."""
+    if arg:
+        raise ConfigError(f"policy 'las-expert' takes no argument (got {arg!r})")
+    return LasExpert(placer)

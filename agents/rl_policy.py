@@ -91,6 +91,8 @@ class RlPolicy(DeciderPolicy):
         except TypeError:
             self.actor = None
         super().__init__(placer, obs_config_of(self.model))
+        # read-only while deciding: shared, not copied, when the core is copied to plan
+        self.shared_in_copies = (self.model, self.actor)
 
     @property
     def label(self) -> str:
@@ -111,3 +113,8 @@ class RlPolicy(DeciderPolicy):
             batch = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
             features = policy.pi_features_extractor(batch)  # Box observations: no preprocessing
             return policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
+
+
+def from_spec(arg: str, placer) -> RlPolicy:
+    """The ``rl`` entry of the policy registry: ``rl`` (the shipped model) or ``rl:PATH``."""
+    return RlPolicy(placer, arg or None)

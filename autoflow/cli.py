@@ -94,7 +94,7 @@ def bench(
 def list_policies() -> None:
     """List the registered policies and placers."""
     from .placers import DEFAULT_PLACER, PLACERS
-    from .policies import POLICIES, POLICY_FACTORIES
+    from .policies import LAZY_POLICIES, POLICIES, POLICY_FACTORIES
 
     t = Table(title="policies (write NAME or NAME+PLACER)")
     t.add_column("name")
@@ -108,6 +108,9 @@ def list_policies() -> None:
     for name, factory in POLICY_FACTORIES.items():
         doc = (factory.__doc__ or "").strip().split("\n")[0].replace("``", "")
         t.add_row(f"{name}[:ARG]", "", "", doc)
+    for name, lazy in LAZY_POLICIES.items():  # listed without importing them
+        extra = f" (needs the {lazy.extra} extra)" if lazy.extra else ""
+        t.add_row(name, "", "yes", lazy.doc + extra)
     out.print(t)
     p = Table(title=f"placers (default {DEFAULT_PLACER})")
     p.add_column("name")

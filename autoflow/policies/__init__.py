@@ -1,9 +1,20 @@
 """Policies, registered by name. A policy is written ``NAME`` or ``NAME+PLACER``
-(default placer ``best-fit``); the CLI, the benchmarks and the API use these names."""
+(default placer ``best-fit``); the CLI, the benchmarks and the API use these names.
+
+Heuristics register here directly. Learned policies, which need the ``rl`` extra
+(torch, stable-baselines3), register *lazily*: by the module and factory that build
+them, imported only when such a policy is made, so that the core and every heuristic
+work on the base install. Other packages can add policies the same way through the
+``autoflow.policies`` entry-point group (``NAME = "module:factory"``; the factory is
+called as ``factory(arg, placer)``).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from ..errors import ConfigError
 from ..placers import DEFAULT_PLACER, PLACERS, make_placer
@@ -20,13 +31,42 @@ POLICIES: dict[str, type[Policy]] = {
 }
 
 
-def _rl(arg: str, placer) -> Policy:
-    """``rl`` (the shipped model) or ``rl:PATH``; needs the ``rl`` extra."""
-    try:
-        from ..agents.rl_policy import RlPolicy
-    except ImportError as e:
-        raise ConfigError(f"policy rl needs the rl extra (pip install 'autoflow[rl]'): {e}") from e
-    return RlPolicy(placer, arg or None)
+@dataclass(frozen=True)
+class LazyPolicy:
+    """A policy built by ``module:factory(arg, placer)``, imported on first use."""
+
+    target: str  # "module:factory"
+    doc: str  # one line for `autoflow policies`
+    extra: str = ""  # the optional dependency set it needs, named in the error
+
+    def build(self, name: str, arg: str, placer) -> Policy:
+        module, _, attr = self.target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except ImportError as e:
+            need = f" (pip install 'autoflow[{self.extra}]')" if self.extra else ""
+            raise ConfigError(f"policy {name} needs the {self.extra or 'missing'} extra"
+                              f"{need}: {e}") from e
+        return factory(arg, placer)
+
+
+LAZY_POLICIES: dict[str, LazyPolicy] = {
+    "rl": LazyPolicy("autoflow.agents.rl_policy:from_spec",
+                     "rl (the model shipped with autoflow) or rl:PATH (a model written by "
+                     "autoflow train): the learned scheduler", "rl"),
+    "las-expert": LazyPolicy("autoflow.agents.decider:las_expert",
+                             "LAS expressed in the learned scheduler's actions (its teacher; "
+                             "the same schedule as las)", "rl"),
+}
+
+
+def _plugins() -> dict[str, LazyPolicy]:
+    """Policies other packages register under the ``autoflow.policies`` entry points."""
+    found = {}
+    for ep in entry_points(group="autoflow.policies"):
+        if ep.name not in POLICIES and ep.name not in LAZY_POLICIES:
+            found[ep.name] = LazyPolicy(ep.value, f"from {ep.value} (plugin)")
+    return found
 
 
 def _las(arg: str, placer) -> Policy:
@@ -34,10 +74,14 @@ def _las(arg: str, placer) -> Policy:
     return Las(placer, parse_thresholds(arg)) if arg else Las(placer)
 
 
-# Policies that take an argument after a colon (e.g. ``rl:PATH``) register a factory here.
-POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"rl": _rl, "las": _las}
+# Heuristics that take an argument after a colon register a factory here ...
+POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"las": _las}
 # ... and, where the argument can be checked without building the policy, a check
 ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {"las": parse_thresholds}
+
+
+def known_policies() -> list[str]:
+    return sorted(set(POLICIES) | set(POLICY_FACTORIES) | set(LAZY_POLICIES) | set(_plugins()))
 
 
 def parse_policy(spec: str) -> tuple[str, str | None, str]:
@@ -46,10 +90,10 @@ def parse_policy(spec: str) -> tuple[str, str | None, str]:
     name, _, placer = spec.partition("+")
     placer = placer or DEFAULT_PLACER
     name, _, arg = name.partition(":")
-    if name not in POLICIES and name not in POLICY_FACTORIES:
-        known = sorted(set(POLICIES) | set(POLICY_FACTORIES))
+    if (name not in POLICIES and name not in POLICY_FACTORIES and name not in LAZY_POLICIES
+            and name not in _plugins()):
         raise ConfigError(f"unknown policy {name!r} in {spec!r}; known policies: "
-                          f"{', '.join(known)}")
+                          f"{', '.join(known_policies())}")
     if arg and name in ARGUMENT_CHECKS:  # a bad argument fails here, before any simulation
         ARGUMENT_CHECKS[name](arg)
     if placer not in PLACERS:
@@ -60,6 +104,10 @@ def parse_policy(spec: str) -> tuple[str, str | None, str]:
 
 def make_policy(spec: str) -> Policy:
     name, arg, placer = parse_policy(spec)
+    lazy = LAZY_POLICIES.get(name) or (None if name in POLICIES or name in POLICY_FACTORIES
+                                       else _plugins().get(name))
+    if lazy is not None:
+        return lazy.build(name, arg or "", make_placer(placer))
     if name in POLICY_FACTORIES:
         return POLICY_FACTORIES[name](arg or "", make_placer(placer))
     if arg:
@@ -67,4 +115,5 @@ def make_policy(spec: str) -> Policy:
     return POLICIES[name](make_placer(placer))
 
 
-__all__ = ["POLICIES", "POLICY_FACTORIES", "Policy", "make_policy", "parse_policy"]
+__all__ = ["LAZY_POLICIES", "POLICIES", "POLICY_FACTORIES", "Policy", "known_policies",
+           "make_policy", "parse_policy"]
