@@ -12,8 +12,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import manifest as manifest_mod
-from .cluster import ClusterSpec, load_cluster, scale_to_load
+from .cluster import ClusterSpec, load_cluster
 from .errors import ConfigError
+from .load import LoadFit, fit_load, offered_load
 from .metrics import summarize
 from .plots import jct_cdf
 from .policies import make_policy, parse_policy
@@ -41,17 +42,22 @@ class BenchConfig:
     sim: SimConfig = field(default_factory=SimConfig)
 
 
-def prepare(trace: str, cluster: str | None, load: float | None, seed: int,
-            skip_bad_rows: bool = False) -> tuple[Workload, ClusterSpec]:
+def prepare_fit(trace: str, cluster: str | None, load: float | None, seed: int,
+                skip_bad_rows: bool = False) -> LoadFit:
+    """The workload (shifted to start at 0) and the cluster, fitted to ``load`` when one is
+    given (``autoflow.load.fit_load``: resized, and time-scaled where resizing falls short)."""
     workload = load_workload(trace, skip_bad_rows=skip_bad_rows, seed=seed).shifted()
     spec = load_cluster(cluster or DEFAULT_CLUSTER)
-    if load is not None:
-        spec = scale_to_load(spec, workload, load)
-    return workload, spec
+    if load is None:
+        got = offered_load(workload, spec)
+        return LoadFit(spec, workload, None, got, "none", 1.0, got)
+    return fit_load(spec, workload, load)
 
 
-def offered_load(workload: Workload, spec: ClusterSpec) -> float:
-    return workload.offered_gpu_seconds() / (workload.span * max(1, spec.total_gpus))
+def prepare(trace: str, cluster: str | None, load: float | None, seed: int,
+            skip_bad_rows: bool = False) -> tuple[Workload, ClusterSpec]:
+    fit = prepare_fit(trace, cluster, load, seed, skip_bad_rows)
+    return fit.workload, fit.spec
 
 
 def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "") -> dict:
@@ -76,10 +82,10 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
                   console=console, transient=False) as progress:
         task = progress.add_task("simulating", total=len(names) * cfg.seeds)
         for seed in range(cfg.seeds):
-            workload, spec = prepare(cfg.trace, cfg.cluster, cfg.load, seed, cfg.skip_bad_rows)
+            fit = prepare_fit(cfg.trace, cfg.cluster, cfg.load, seed, cfg.skip_bad_rows)
+            workload, spec = fit.workload, fit.spec
             setups.append({"seed": seed, "jobs": len(workload), "cluster": spec.describe(),
-                           "offered_load": round(offered_load(workload, spec), 4),
-                           "import": workload.summary.to_dict()})
+                           **fit.to_dict(), "import": workload.summary.to_dict()})
             sim_cfg = SimConfig(**{**asdict(cfg.sim), "seed": seed})
             for name in names:
                 progress.update(task, description=f"{name} (seed {seed})")
@@ -113,9 +119,14 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
     manifest_mod.write(out / "manifest.json", man)
     s0 = setups[0]
     title = (f"{cfg.trace} on {s0['cluster']['name']} ({s0['cluster']['gpus']} GPUs, "
-             f"offered load {s0['offered_load']:.2f})")
+             f"offered load {s0['offered_load']:.2f}{_time_note(s0)})")
     jct_cdf({_label(n, policies[n]): v for n, v in jcts.items()}, out / "jct_cdf.png", title)
     return results
+
+
+def _time_note(setup: dict) -> str:
+    f = setup.get("time_scale", 1.0)
+    return f", arrival times x{f:.3g}" if f != 1.0 else ""
 
 
 def _label(name: str, agg: dict) -> str:
@@ -135,7 +146,7 @@ def table(results: dict) -> Table:
     s0 = setups[0]
     t = Table(title=f"{results['manifest']['config']['trace']} — {s0['jobs']} jobs on "
                     f"{s0['cluster']['name']} ({s0['cluster']['gpus']} GPUs), offered load "
-                    f"{s0['offered_load']:.2f}", title_justify="left")
+                    f"{s0['offered_load']:.2f}{_time_note(s0)}", title_justify="left")
     for col in ("policy", "avg JCT", "× fifo", "p50 JCT", "p99 JCT", "avg wait", "bnd slowdown",
                 "makespan", "GPU alloc", "frag", "SLO miss", "preempt", "sim s"):
         t.add_column(col, justify="left" if col == "policy" else "right")
