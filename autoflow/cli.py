@@ -75,6 +75,10 @@ def bench(
     repair_time: float = typer.Option(3600.0, help="Seconds a failed node stays down."),
     default_slo: float = typer.Option(60.0, help="Start-delay SLO (s) of inference jobs that "
                                       "carry none."),
+    duration_prior: float = typer.Option(None, help="Duration (s) that non-oracle policies "
+                                         "predict before any job has completed (default "
+                                         "3600); afterwards predictions come from completed "
+                                         "jobs only."),
     skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
                                        "reporting how many were skipped and why."),
 ) -> None:
@@ -89,7 +93,8 @@ def bench(
                           sim=SimConfig(restart_overhead_s=restart_overhead,
                                         checkpoint_interval_s=checkpoint_interval,
                                         failure_rate_per_node_day=failure_rate,
-                                        repair_time_s=repair_time, default_slo_s=default_slo))
+                                        repair_time_s=repair_time, default_slo_s=default_slo,
+                                        duration_prior_s=duration_prior))
         results = run_bench(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
     except AutoflowError as e:
         fail(e)

@@ -29,3 +29,14 @@ class ClusterError(AutoflowError):
 
 class ConfigError(AutoflowError):
     """An unknown name or an invalid option (policy, placer, format, ...)."""
+
+
+class InvariantError(RuntimeError):
+    """An internal invariant broke (a bug in autoflow or in a policy, not bad input).
+    Checked by explicit code, so that it holds under ``python -O`` too."""
+
+
+def require(ok, what: str) -> None:
+    """Raises :class:`InvariantError` with ``what`` unless ``ok``."""
+    if not ok:
+        raise InvariantError(f"invariant broken: {what}")

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .cluster import ClusterSpec
+from .errors import InvariantError, require
 from .job import WHOLE_GPU, Job
 
 
@@ -151,7 +152,8 @@ class ClusterState:
             partial = 0
             for g in gpus:
                 before = gpu_free.item(node, g)
-                assert before >= milli, "GPU over-allocated"
+                if before < milli:
+                    raise InvariantError(f"GPU {g} of node {node} over-allocated")
                 after = before - milli
                 gpu_free[node, g] = after
                 if before == WHOLE_GPU:
@@ -180,11 +182,13 @@ class ClusterState:
                     self.tracked_cpu_free -= cpu
                 left = self.cpu_free.item(node) - cpu
                 self.cpu_free[node] = cpu_l[node] = left
-                assert left >= 0, "node over-committed"
+                if left < 0:
+                    raise InvariantError(f"node {node} over-committed (CPU)")
             if mem:
                 left = self.mem_free.item(node) - mem
                 self.mem_free[node] = mem_l[node] = left
-                assert left >= 0, "node over-committed"
+                if left < 0:
+                    raise InvariantError(f"node {node} over-committed (memory)")
             if idle_before and whole != node_gpus[node]:
                 self.idle_nodes -= 1
 
@@ -202,7 +206,8 @@ class ClusterState:
             for g in gpus:
                 before = gpu_free.item(node, g)
                 after = before + milli
-                assert after <= WHOLE_GPU
+                if after > WHOLE_GPU:
+                    raise InvariantError(f"GPU {g} of node {node} released more than it held")
                 gpu_free[node, g] = after
                 best = max(best, after)  # shares only grow here
                 if 0 < before:  # (a GPU's share is never 0 < x < 1000 and whole)
@@ -239,18 +244,19 @@ class ClusterState:
     def check_totals(self) -> None:
         """The running totals agree with the arrays (the simulator's invariant check)."""
         g = self.gpu_free
-        assert self.whole_total == int(self.whole_free.sum()), "idle GPU total drifted"
-        assert self.idle_nodes == int(np.count_nonzero(self.whole_free == self.node_gpus))
-        assert self.partial_free == int(g[(g > 0) & (g < WHOLE_GPU)].sum()), "partial share"
+        require(self.whole_total == int(self.whole_free.sum()), "idle GPU total drifted")
+        require(self.idle_nodes == int(np.count_nonzero(self.whole_free == self.node_gpus)),
+                "idle node count drifted")
+        require(self.partial_free == int(g[(g > 0) & (g < WHOLE_GPU)].sum()), "partial share")
         tracked = self.cpu_capacity > 0
-        assert self.tracked_cpu_free == int(self.cpu_free[tracked].sum()), "CPU total drifted"
-        assert self.down == int(np.count_nonzero(~self.up)), "down count drifted"
+        require(self.tracked_cpu_free == int(self.cpu_free[tracked].sum()), "CPU total drifted")
+        require(self.down == int(np.count_nonzero(~self.up)), "down count drifted")
         for t, free in enumerate(self.type_free):
-            assert free == int(self.free_milli[self.node_type == t].sum()), "type share drifted"
-        assert list(self._lists) == [self.up.tolist(), self.whole_free.tolist(),
-                                     self.cpu_free.tolist(), self.mem_free.tolist(),
-                                     self.free_milli.tolist()], "node lists drifted"
-        assert self._best == self.gpu_free.max(axis=1).tolist(), "best GPU list drifted"
+            require(free == int(self.free_milli[self.node_type == t].sum()), "type share drifted")
+        require(list(self._lists) == [self.up.tolist(), self.whole_free.tolist(),
+                                      self.cpu_free.tolist(), self.mem_free.tolist(),
+                                      self.free_milli.tolist()], "node lists drifted")
+        require(self._best == self.gpu_free.max(axis=1).tolist(), "best GPU list drifted")
 
     def set_up(self, node: int, up: bool) -> None:
         """Marks a node up (repaired) or down (failed)."""

@@ -23,5 +23,6 @@ def make_model(name: str, epochs: int | None = None):
         warnings.warn("SDV is not installed: using the empirical copula instead of SDV's "
                       "GaussianCopulaSynthesizer (pip install 'autoflow[synth]')", stacklevel=2)
         return EmpiricalCopula()
-    assert name in KINDS
+    if name not in KINDS:
+        raise ConfigError(f"generator model {name!r} has no SDV synthesizer")
     return SdvModel(name, epochs=epochs)

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from simdata import mixed_workload, small_cluster
 
 from autoflow.core import SchedulerCore
-from autoflow.core.estimator import DurationEstimator
 from autoflow.core.jobstate import DONE, RUNNING, OracleError
 from autoflow.core.plan import Preempt, Start, plan
 from autoflow.policies import make_policy
 from autoflow.sim.simulator import SimConfig, Simulator
+from autoflow.workload import Workload
 
 # every registered policy (the learned ones built lazily), each with a different placer
 EVERY = ["fifo+first-fit", "sjf+best-fit", "las+best-fit", "las+fgd", "easy-backfill+spread",
@@ -63,8 +65,8 @@ def drive(policy: str, workload, cluster, overhead: float = 30.0):
     """Runs the workload through a core on the fake backend; returns the core."""
     backend = FakeBackend()
     pol = make_policy(policy)
-    core = SchedulerCore(cluster, pol, backend, DurationEstimator(workload),
-                         restart_overhead_s=overhead, check_invariants=True)
+    core = SchedulerCore(cluster, pol, backend, restart_overhead_s=overhead,
+                         check_invariants=True)
     jobs = [core.register(j) for j in workload.jobs]
     truth = [j.duration for j in workload.jobs]
     if pol.oracle:
@@ -210,3 +212,70 @@ def test_plan_of_an_idle_queue_is_empty():
     for js in list(core.waiting):
         core.waiting.remove(js)
     assert plan(core) == []
+
+
+def _decisions(policy: str, workload, until: float) -> list:
+    """Every start (time, job, placement) and stop before ``until``."""
+    pol = make_policy(policy)
+    log = []
+    on_start, on_stop = pol.on_start, pol.on_stop
+
+    def start(ctx, js):
+        log.append(("start", ctx.now, js.job.job_id, tuple(map(tuple, js.placement))))
+        on_start(ctx, js)
+
+    def stop(ctx, js):
+        log.append(("stop", ctx.now, js.job.job_id))
+        on_stop(ctx, js)
+
+    pol.on_start, pol.on_stop = start, stop
+    res = Simulator(workload, small_cluster(), pol, SimConfig()).run()
+    return [e for e in log if e[1] < until], res
+
+
+@pytest.mark.parametrize("policy", ["sjf", "easy-backfill", "las", "rl", "fifo"])
+def test_decisions_do_not_depend_on_durations_of_jobs_not_yet_completed(policy):
+    """Perturbing the true durations of the jobs that have not completed by time T (made
+    longer, so none completes before T) leaves every decision before T unchanged: no
+    non-oracle policy learns anything from a job before it completes (the estimator's
+    prior included)."""
+    w = mixed_workload(150, seed=4, span=3000.0)
+    before, res = _decisions(policy, w, float("inf"))
+    t = sorted(js.finish for js in res.jobs)[len(w) // 3]  # a third of the jobs done
+    rng = np.random.default_rng(0)
+    jobs = [replace(j, duration=j.duration * float(rng.uniform(1.5, 4.0)))
+            if js.finish > t else j for j, js in zip(w.jobs, res.jobs)]
+    after, _ = _decisions(policy, Workload(jobs, w.source), t)
+    assert [e for e in before if e[1] < t] == after
+    assert len(after) > 50  # a real stretch of decisions was compared
+
+
+def test_library_code_has_no_bare_assert():
+    """Invariants are checked by code that survives ``python -O`` (a service runs so)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("autoflow", "envs", "agents", "generators"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Assert):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert found == []
+
+
+def test_an_over_allocation_is_caught_under_python_O():
+    import subprocess
+    import sys
+
+    code = ("from autoflow.cluster import ClusterSpec, Node\n"
+            "from autoflow.errors import InvariantError\n"
+            "from autoflow.state import ClusterState\n"
+            "st = ClusterState(ClusterSpec('c', [Node('n', 'V100', 1)]))\n"
+            "st.allocate([(0, (0,), 1000, 0, 0)])\n"
+            "try:\n    st.allocate([(0, (0,), 500, 0, 0)])\n"
+            "except InvariantError as e:\n    print('caught', e)\n")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("caught GPU 0 of node 0 over-allocated")

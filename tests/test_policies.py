@@ -53,10 +53,15 @@ def test_sjf_uses_history_not_the_truth():
     assert s["a1"] < s["b1"]
 
 
-def test_estimator_falls_back_from_user_to_gpus_to_median():
-    w = Workload([Job("x", 0, 100.0), Job("y", 0, 300.0)])
-    est = DurationEstimator(w)
-    assert est.predict(Job("q", 0, None, user="u")) == 200.0  # workload median
+def test_estimator_falls_back_from_user_to_gpus_to_median_to_prior():
+    est = DurationEstimator()
+    assert est.predict(Job("q", 0, None, user="u")) == 3600.0  # nothing completed: prior
+    assert DurationEstimator(prior=900.0).predict(Job("q", 0, None)) == 900.0
+    est.observe(Job("x", 0, 100.0, num_gpus=4))
+    est.observe(Job("y", 0, 300.0, num_gpus=4))
+    assert est.predict(Job("q", 0, None, user="u")) == 200.0  # median of completed jobs
+    est.observe(Job("z", 0, 1000.0, num_gpus=8))
+    assert est.predict(Job("q", 0, None)) == 300.0  # odd count: the middle one
     est.observe(Job("h", 0, 50.0, num_gpus=2))
     assert est.predict(Job("q", 0, None, num_gpus=2, user="new")) == 50.0
     est.observe(Job("h", 0, 10.0, num_gpus=2, user="u"))

@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..cluster import ClusterSpec
-from ..errors import AutoflowError
+from ..errors import AutoflowError, require
 from ..feasibility import Shape, shape_of
 from ..job import INFERENCE, Job
 from ..state import ClusterState, Placement
@@ -240,24 +240,19 @@ class SchedulerCore:
         s = self.state
         used = np.zeros_like(s.gpu_free)
         for js in self.running.values():
-            _require(js.status == RUNNING and js.placement, f"{js} in the running set")
+            require(js.status == RUNNING and js.placement, f"{js} in the running set")
             for node, gpus, milli, _cpu, _mem in js.placement:
                 for g in gpus:
                     used[node, g] += milli
         real = s.gpu_free >= 0
-        _require((used[real] + s.gpu_free[real] == 1000).all(), "GPU shares do not add up")
-        _require((s.gpu_free[real] >= 0).all(), "GPU over-allocated")
-        _require(s.used_milli == int(used.sum()), "allocation total drifted")
+        require((used[real] + s.gpu_free[real] == 1000).all(), "GPU shares do not add up")
+        require((s.gpu_free[real] >= 0).all(), "GPU over-allocated")
+        require(s.used_milli == int(used.sum()), "allocation total drifted")
         s.check_totals()
         for js in self.waiting:
-            _require(js.status == WAITING and js.idx not in self.running,
+            require(js.status == WAITING and js.idx not in self.running,
                      f"{js} in the waiting queue")
 
 
 def _all(done: float) -> float:
     return done
-
-
-def _require(ok, what: str) -> None:
-    if not ok:
-        raise SchedulingError(f"invariant broken: {what}")

@@ -39,6 +39,7 @@ class SimConfig:
     failure_rate_per_node_day: float = 0.0  # node failures (0 = none)
     repair_time_s: float = 3600.0  # how long a failed node stays down
     default_slo_s: float = 60.0  # start-delay SLO of inference jobs that carry none
+    duration_prior_s: float | None = None  # predicted duration until a job completes (None: 1 h)
     seed: int = 0
     check_invariants: bool = False  # verify allocation invariants at every pass (slow)
     fragmentation_samples: int = 500  # time-averaged fragmentation: samples per run
@@ -108,7 +109,7 @@ class Simulator:
         self.env = simpy.Environment()
         self.backend = SimulatedBackend(self.env, durations)
         if estimator is None:
-            estimator = DurationEstimator(workload)
+            estimator = DurationEstimator(cfg.duration_prior_s)
         self.core = core = SchedulerCore(
             cluster, policy, self.backend, estimator,
             restart_overhead_s=cfg.restart_overhead_s, default_slo_s=cfg.default_slo_s,
