@@ -150,19 +150,25 @@ def shape_fits(state: ClusterState, shape: Shape) -> bool:
 
 
 class ShapeGate:
-    """Could any job of a shape fit in ``state`` now? Cached until ``changed()``: first the
-    cheap per-type headroom, then (with ``exact``) the least the shape's jobs need."""
+    """Could any job of a shape fit in ``state`` now? First the cheap per-type headroom,
+    then (with ``exact``) the least the shape's jobs need. Answers are kept while the
+    state stays at the version they were found at."""
 
     def __init__(self, state: ClusterState):
         self.state = state
         self._room: dict[int, tuple[int, int, int, int]] = {}
         self._ok: dict[Shape, bool] = {}
+        self._version = state.version
 
-    def changed(self) -> None:
-        self._room.clear()
-        self._ok.clear()
+    def _current(self) -> None:
+        if self._version != self.state.version:
+            self._room.clear()
+            self._ok.clear()
+            self._version = self.state.version
 
     def headroom(self, types_key: int) -> tuple[int, int, int, int]:
+        if self._version != self.state.version:
+            self._current()
         room = self._room.get(types_key)
         if room is None:
             room = self._room[types_key] = headroom(self.state, types_key)

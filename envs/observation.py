@@ -24,6 +24,7 @@ Actions: ``0..Q-1`` start queue slot *i*; ``Q..Q+R-1`` preempt running slot *j*;
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 from dataclasses import dataclass
@@ -59,7 +60,8 @@ CLUSTER_FEATURES = (
     "shown_fitting", "head_wait_log", "las_waits",
 )
 CLIP = 10.0  # every feature lies in [-CLIP, CLIP]
-assert (len(JOB_FEATURES), len(RUNNING_FEATURES)) == (N_JOB, N_RUN)
+if (len(JOB_FEATURES), len(RUNNING_FEATURES)) != (N_JOB, N_RUN):
+    raise ImportError("envs.rows and envs.observation disagree on the feature counts")
 _LAS_CHOICE, _LAS_VICTIM = JOB_FEATURES.index("las_choice"), RUNNING_FEATURES.index("las_victim")
 _LAS_WAITS = CLUSTER_FEATURES.index("las_waits")
 
@@ -167,6 +169,9 @@ class Decision:
     can_act: bool = True  # some start or preemption is allowed (else only waiting)
 
 
+_OBSERVERS = itertools.count()
+
+
 def _log(x: float, unit: float) -> float:
     return math.log1p(max(x, 0.0) / unit)
 
@@ -179,9 +184,12 @@ class Observer:
         c = self.config
         if c.queue_slots < 1 or c.running_slots < 1 or not 0 <= c.head_slots <= c.queue_slots:
             raise ValueError(f"bad observation config {c}")
-        self._instant = -1.0
-        self._preempted_now: set[int] = set()  # not restarted at the instant they stopped
-        self._reach: _ReachStates | None = None  # per decision, where preemption is on
+        # per decision, from the context's cycle state (``ctx.cycle.instant``): the jobs
+        # the agent preempted at this instant (not restarted at it) and the reachable
+        # states, where preemption is on
+        self._preempted_now: set[int] = set()
+        self._reach: _ReachStates | None = None
+        self.scratch_key = ("agent", next(_OBSERVERS))  # its entry in the cycle state
         self._types_of = None  # the cluster state ``_types`` was computed for
         self._ctx = None  # the run the row tables belong to
         q, r = c.queue_slots * len(JOB_FEATURES), c.running_slots * len(RUNNING_FEATURES)
@@ -267,16 +275,17 @@ class Observer:
     def observe(self, ctx) -> Decision:
         c = self.config
         now = ctx.now
-        if now != self._instant:
-            self._instant, self._preempted_now = now, set()
+        kept_now = ctx.cycle.instant(self.scratch_key, dict, now)
+        self._preempted_now = kept_now.setdefault("preempted", set())
         total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
         if ctx is not self._ctx:  # a new run: fresh tables of rows
             self._ctx = ctx
             self._job_rows, self._run_rows = JobRows(total_gpus), RunningRows(total_gpus)
         keyed, n_pre, level_sum, victims = running_levels(ctx.running.values(), now)
         if c.preemption:  # the reachable states of the last decision, if still true
-            kept = self._reach.states_if_current(ctx) if self._reach is not None else None
-            self._reach = _ReachStates(ctx, victims, kept)
+            last = kept_now.get("reach")
+            kept = last.states_if_current(ctx) if last is not None else None
+            self._reach = kept_now["reach"] = _ReachStates(ctx, victims, kept)
         queue, hidden = self._queue_window(ctx)
         running, victim_keys = self._running_window(keyed)
         head = ctx.waiting.head()
@@ -463,7 +472,6 @@ class _ReachStates:
             return
         for st, gate, known in self._states.values():
             st.allocate(placement)
-            gate.changed()
             known.clear()
         self._version = self.ctx.state.version
 
@@ -476,7 +484,6 @@ class _ReachStates:
         for k, (st, gate, known) in self._states.items():
             if level is None or level <= k:  # this state still held the job
                 st.release(placement)
-                gate.changed()
                 known.clear()
         self._version = self.ctx.state.version
 

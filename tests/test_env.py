@@ -300,7 +300,8 @@ def test_kept_rows_equal_rows_computed_afresh():
         kept = env.decision
         if kept is not None:
             fresh = Observer(env.obs_config)  # same instant: the same no-restart set
-            fresh._instant, fresh._preempted_now = env.observer._instant, set(
+            ctx = env.sim.ctx
+            ctx.cycle.instant(fresh.scratch_key, dict, ctx.now)["preempted"] = set(
                 env.observer._preempted_now)
             again = fresh.observe(env.sim.ctx)
             for k in kept.obs:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import Shape, ShapeGate, fit_node, fits_now, needs_multi_node
+from ..feasibility import Shape, fit_node, fits_now, needs_multi_node
 from ..state import ClusterState, Req
+from .cycle import FITTED_PER_KIND, CycleState
 from .jobstate import JobState
 
 if TYPE_CHECKING:
@@ -18,21 +19,16 @@ if TYPE_CHECKING:
 
 
 class SchedContext:
-    """Binds a policy to a scheduler core. ``try_start`` remembers, within one pass, which
-    requirement shapes did not fit, so a long queue costs little when the cluster is full
-    (a job needing at least as much of everything as one that failed fails too)."""
+    """Binds a policy to a scheduler core. What it derives from the cluster state to
+    answer quickly (``try_start`` remembers which requirements did not fit, so a long
+    queue costs little when the cluster is full; ``fits`` keeps its answers) lives in
+    ``cycle`` (:class:`~autoflow.core.cycle.CycleState`), under one invalidation rule."""
 
     def __init__(self, core: SchedulerCore):
         self._core = core
         self.state: ClusterState = core.state
         self.policy: Policy = core.policy
-        self._failed: dict[tuple, list[Req]] = {}
-        self._gate = ShapeGate(self.state)  # shape checks, until capacity changes
-        # fits(): each answer with the state version it was found at and the node it
-        # fits on (``_fit_node``)
-        self._fits: dict[Req, tuple[bool, int, int]] = {}
-        self._fitted: dict[tuple, list[tuple[Req, int, int]]] = {}  # "yes" answers, by kind
-        self._suspect: set[Shape] = set()  # shapes with a job that failed in this pass
+        self.cycle = CycleState(self.state)
         self.now = 0.0
 
     # -- what the policy sees -------------------------------------------------
@@ -51,10 +47,7 @@ class SchedContext:
     def shape_open(self, shape: Shape) -> bool:
         """False when no job of this shape (``feasibility.shape_of``) can start now; the
         exact check only for shapes with a job that failed in this pass."""
-        return self._gate.open(shape, exact=shape in self._suspect)
-
-    def _capacity_changed(self) -> None:
-        self._gate.changed()
+        return self.cycle.gate.open(shape, exact=shape in self.cycle.suspect)
 
     def open_waiting(self, after: tuple | None = None):
         """Waiting jobs in queue order, skipping shapes that cannot fit now. For passes
@@ -69,39 +62,27 @@ class SchedContext:
     # -- what the policy does -------------------------------------------------
     def begin_pass(self, now: float) -> None:
         self.now = now
-        self._failed.clear()
-        self._suspect.clear()
-        self._capacity_changed()
-
-    def _known_to_fail(self, req: Req) -> bool:
-        for f in self._failed.get((req.types_key, req.fractional), ()):
-            if (req.num_gpus >= f.num_gpus and req.milli >= f.milli and req.cpu >= f.cpu
-                    and req.mem >= f.mem):
-                return True
-        return False
+        self.cycle.begin(now)
 
     def try_start(self, js: JobState) -> bool:
         """Places and starts the job if it fits now; False otherwise."""
         req = js.req
         if req.demand_milli > self._core.live_milli - self.state.used_milli:
             return False  # not enough free share in the whole cluster
-        free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
+        cycle = self.cycle
+        free, best_gpu, best_cpu, best_mem = cycle.gate.headroom(req.types_key)
         if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
             return False  # not enough on the nodes of the allowed types
         if (req.cpu > best_cpu or req.mem > best_mem) and not needs_multi_node(self.state, req):
             return False
-        if self._known_to_fail(req):
-            self._suspect.add(self._core.shape(js))
+        if cycle.known_to_fail(req):
+            cycle.suspect.add(self._core.shape(js))
             return False
         placement = self.policy.placer.place(self.state, req)
         if placement is None:
-            fails = self._failed.setdefault((req.types_key, req.fractional), [])
-            if len(fails) < 32:
-                fails.append(req)
-            self._suspect.add(self._core.shape(js))
+            cycle.failed(req, self._core.shape(js))
             return False
         self._core.start(js, placement)
-        self._capacity_changed()
         return True
 
     def fits(self, js: JobState) -> bool:
@@ -109,7 +90,7 @@ class SchedContext:
         the node it was found on keeps its capacity (or, for a gang across nodes, until
         any capacity shrinks), a "no" until capacity grows."""
         req, st = js.req, self.state
-        got = self._fits.get(req)
+        got = self.cycle.fits.get(req)
         if got is not None:
             ok, seen, node = got
             if ok:
@@ -119,7 +100,7 @@ class SchedContext:
                 return False
         node = self._fit_node(req)
         ok = node != -2
-        self._fits[req] = (ok, st.version, node)
+        self.cycle.fits[req] = (ok, st.version, node)
         return ok
 
     def _fit_node(self, req: Req) -> int:
@@ -129,17 +110,17 @@ class SchedContext:
         total or on any one node; on the same node when a requirement of the same kind
         needing at least as much of everything fitted there and that node has not lost
         capacity since."""
-        st = self.state
-        free, best_gpu, best_cpu, best_mem = self._gate.headroom(req.types_key)
+        st, cycle = self.state, self.cycle
+        free, best_gpu, best_cpu, best_mem = cycle.gate.headroom(req.types_key)
         if req.num_gpus and (req.demand_milli > free or req.milli > best_gpu):
             return -2
         multi = needs_multi_node(st, req)
         if (req.cpu > best_cpu or req.mem > best_mem) and not multi:
             return -2
-        if self._known_to_fail(req):
+        if cycle.known_to_fail(req):
             return -2
         kind = (req.types_key, req.fractional, multi)
-        fitted = self._fitted.setdefault(kind, [])
+        fitted = cycle.fitted.setdefault(kind, [])
         for f, seen, node in fitted:
             if (req.num_gpus <= f.num_gpus and req.milli <= f.milli and req.cpu <= f.cpu
                     and req.mem <= f.mem and st.unshrunk_since(seen, node)):
@@ -151,16 +132,15 @@ class SchedContext:
             if node < 0:
                 node = -2
         if node != -2:
-            if len(fitted) >= 16:
-                fitted[:] = [x for x in fitted if st.unshrunk_since(x[1], x[2])][-15:]
+            if len(fitted) >= FITTED_PER_KIND:
+                fitted[:] = [x for x in fitted
+                             if st.unshrunk_since(x[1], x[2])][1 - FITTED_PER_KIND:]
             fitted.append((req, st.version, node))
         return node
 
     def preempt(self, js: JobState) -> None:
         self._core.preempt(js)
-        self._failed.clear()  # capacity came back
-        self._suspect.clear()
-        self._capacity_changed()
+        self.cycle.suspect.clear()  # capacity came back
 
     def start_with_preemption(self, js: JobState, victims: list[JobState]) -> bool:
         """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any.
@@ -194,7 +174,6 @@ class SchedContext:
         for v in released:
             self.preempt(v)
         self._core.start(js, placement)
-        self._capacity_changed()
         return True
 
     def wakeup(self, at: float, fn=None, *args) -> None:

@@ -55,7 +55,8 @@ class _Reachable:
         self.key: tuple | None = None
         self.victims: list[JobState] = []
         self.state = None  # live state + victims' holdings, once built
-        self.gate: ShapeGate | None = None  # shape checks against that state
+        self.gate: ShapeGate | None = None  # shape checks against that state (kept while
+        # it stays at one version)
         self.failures = 0
 
     def victims_for(self, js: JobState) -> list[JobState]:
@@ -70,7 +71,6 @@ class _Reachable:
             for v in self.victims:
                 if v.idx not in keep and v.status == RUNNING:
                     self.state.allocate(v.placement)
-            self._changed()
         self.key, self.victims = key, new
         return new
 
@@ -88,15 +88,10 @@ class _Reachable:
     def started(self, js: JobState) -> None:
         if self.state is not None:
             self.state.allocate(js.placement)
-            self._changed()
 
     def preempted_for(self, js: JobState, victims: list[JobState]) -> None:
         self.victims = [v for v in victims if v.status == RUNNING]
         self.started(js)
-
-    def _changed(self) -> None:
-        if self.gate is not None:
-            self.gate.changed()
 
     def shape_open(self, shape: Shape) -> bool:
         if self.key is None:
