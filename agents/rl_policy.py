@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from autoflow.envs.features import schema_hash
 from autoflow.envs.observation import (
     CLUSTER_FEATURES,
     JOB_FEATURES,
@@ -58,8 +59,16 @@ def _load_model(path: str, sha256: str):
 
 
 def _check_features(path: str, model) -> None:
-    """A model sees the observation it was trained on: a model from an older autoflow
-    (other feature columns) is refused with the reason, not run on the wrong inputs."""
+    """A model sees the observation it was trained on: a model written for another
+    feature schema (other features, or features whose meaning changed: its recorded
+    ``envs.features.schema_hash``) is refused with the reason, not run on the wrong
+    inputs."""
+    got = (getattr(model, "autoflow_obs", None) or {}).get("schema")
+    want = schema_hash()
+    if got != want:
+        what = f"feature schema {got}" if got else "no feature schema (an older autoflow)"
+        raise ConfigError(f"model {path}: it records {what}, this autoflow's is {want}; "
+                          f"retrain it with `autoflow train`")
     spaces = getattr(model.observation_space, "spaces", {})
     want = {"jobs": len(JOB_FEATURES), "running": len(RUNNING_FEATURES),
             "cluster": len(CLUSTER_FEATURES)}

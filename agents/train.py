@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
+from autoflow.envs.features import schema_hash
 from autoflow.envs.samplers import HOLDOUT, EpisodeSpec, make_sampler
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -158,7 +159,8 @@ class EvalCallback(BaseCallback):
 
 
 def save(model, path: Path, cfg: TrainConfig) -> None:
-    model.autoflow_obs = {"head_slots": 4, "preemption": True, "dim": cfg.dim}
+    model.autoflow_obs = {"head_slots": 4, "preemption": True, "dim": cfg.dim,
+                          "schema": schema_hash()}  # rl:PATH refuses another schema
     model.save(str(path), include=["autoflow_obs"])
 
 

@@ -36,32 +36,10 @@ from autoflow.feasibility import ShapeGate, fits_now
 from autoflow.job import INFERENCE, TRAINING
 from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
 
+from .features import CLIP, CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES, TYPE_SLOTS
 from .las_choice import las_action
 from .rows import N_JOB, N_RUN, JobRows, RunningRows
 
-JOB_FEATURES = (
-    "present", "fits", "gpus_log", "gpu_share", "demand_of_cluster", "type_constrained",
-    "inference", "cpu_only", "wait_log", "attained_log", "level0", "level1", "level2",
-    "predicted_log", "predicted_left_log", "preemptions", "slo_slack", "is_head",
-    "progress_of_predicted", "fits_by_preempting", "queued_log", "las_choice",
-)
-RUNNING_FEATURES = (
-    "present", "preemptible", "gpus_log", "demand_of_cluster", "inference", "segment_log",
-    "attained_log", "level0", "level1", "level2", "predicted_left_log", "started_now",
-    "las_victim",
-)
-TYPE_SLOTS = 4  # GPU types reported one by one (largest first); the rest only in totals
-CLUSTER_FEATURES = (
-    "free_share", "idle_gpus", "fragmentation", "idle_nodes",
-    *(f"type{i}_free" for i in range(TYPE_SLOTS)),
-    *(f"type{i}_capacity" for i in range(TYPE_SLOTS)),
-    "running_log", "waiting_log", "hidden_log", "waiting_demand", "running_demand",
-    "cpu_free", "waiting_inference_log", "running_preemptible", "running_level",
-    "shown_fitting", "head_wait_log", "las_waits",
-)
-CLIP = 10.0  # every feature lies in [-CLIP, CLIP]
-if (len(JOB_FEATURES), len(RUNNING_FEATURES)) != (N_JOB, N_RUN):
-    raise ImportError("envs.rows and envs.observation disagree on the feature counts")
 _LAS_CHOICE, _LAS_VICTIM = JOB_FEATURES.index("las_choice"), RUNNING_FEATURES.index("las_victim")
 _LAS_WAITS = CLUSTER_FEATURES.index("las_waits")
 

@@ -12,7 +12,8 @@ Rows are plain Python lists of floats: a window holds at most a few dozen rows, 
 which list arithmetic costs less than numpy's per-call overhead. The observer turns
 them into one float32 array.
 
-Feature names and order: ``envs.observation.JOB_FEATURES`` and ``RUNNING_FEATURES``.
+Rows are written by feature name (``envs.features``: ``JOB_FEATURES`` and
+``RUNNING_FEATURES``), never by column position.
 """
 
 from __future__ import annotations
@@ -24,8 +25,19 @@ from autoflow.core.jobstate import JobState
 from autoflow.job import INFERENCE, TRAINING
 from autoflow.policies.las import EPS, THRESHOLDS
 
-N_JOB, N_RUN = 22, 13  # len(JOB_FEATURES), len(RUNNING_FEATURES)
-_LEVELS = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))  # level0..2 one-hot
+from .features import JOB, JOB_FEATURES, RUN, RUNNING_FEATURES, row
+
+N_JOB, N_RUN = len(JOB_FEATURES), len(RUNNING_FEATURES)
+_LEVEL = ("level0", "level1", "level2")  # one-hot
+# the columns each decision fills in (by name)
+_FITS, _WAIT, _HEAD, _REACH, _QUEUED, _SLACK = (
+    JOB[n] for n in ("fits", "wait_log", "is_head", "fits_by_preempting", "queued_log",
+                     "slo_slack"))
+_SEG, _ATT, _LVL, _LEFT, _NOW = (RUN[n] for n in ("segment_log", "attained_log", "level0",
+                                                   "predicted_left_log", "started_now"))
+if [RUN[n] for n in _LEVEL] != [_LVL, _LVL + 1, _LVL + 2]:
+    raise ImportError("the level features of running jobs must be adjacent")
+_LEVELS = tuple(tuple(float(i == k) for i in range(3)) for k in range(3))
 
 
 def _gpus_log(gpus: int) -> float:
@@ -62,16 +74,17 @@ class JobRows(_Rows):
         job = js.job
         gpus, milli = float(job.num_gpus), float(job.gpu_milli)
         level = bisect_right(THRESHOLDS, js.attained + EPS)
-        row = [
-            1.0, 0.0, _gpus_log(job.num_gpus), milli / 1000.0,
-            min(gpus * milli / 1000.0 / self.total_gpus, 1.0), float(bool(job.gpu_types)),
-            float(job.kind == INFERENCE), float(job.num_gpus == 0), 0.0,
-            log1p(js.attained / 3600.0) / 3.0, *_LEVELS[level],
-            log1p(js.predicted / 60.0) / 5.0,
-            log1p(max(js.predicted - js.progress, 0.0) / 60.0) / 5.0,
-            min(js.preemptions, 5) / 5, 0.0, 0.0,
-            min(js.progress / max(js.predicted, 1.0), 2.0), 0.0, 0.0, 0.0]
-        return row, (js.submit, js.queue_since, job.slo_s or 0.0, job.kind == INFERENCE)
+        fixed = row(
+            JOB, present=1.0, gpus_log=_gpus_log(job.num_gpus), gpu_share=milli / 1000.0,
+            demand_of_cluster=min(gpus * milli / 1000.0 / self.total_gpus, 1.0),
+            type_constrained=float(bool(job.gpu_types)),
+            inference=float(job.kind == INFERENCE), cpu_only=float(job.num_gpus == 0),
+            attained_log=log1p(js.attained / 3600.0) / 3.0, **{_LEVEL[level]: 1.0},
+            predicted_log=log1p(js.predicted / 60.0) / 5.0,
+            predicted_left_log=log1p(max(js.predicted - js.progress, 0.0) / 60.0) / 5.0,
+            preemptions=min(js.preemptions, 5) / 5,
+            progress_of_predicted=min(js.progress / max(js.predicted, 1.0), 2.0))
+        return fixed, (js.submit, js.queue_since, job.slo_s or 0.0, job.kind == INFERENCE)
 
     def rows(self, queue: list[JobState], fits: list[bool], reachable: list[bool], head,
              now: float) -> list[list[float]]:
@@ -83,16 +96,16 @@ class JobRows(_Rows):
             if got is None or got[0] != (js.queue_since, js.version):
                 got = refill(js, (js.queue_since, js.version))
             _key, fixed, (submit, since, slo, inference) = got
-            row = fixed.copy()
+            r = fixed.copy()
             wait = now - submit
-            row[1] = 1.0 if ok else 0.0
-            row[8] = log1p(max(wait, 0.0) / 60.0) / 5.0
-            row[17] = 1.0 if js is head else 0.0
-            row[19] = 1.0 if reach else 0.0
-            row[20] = log1p(max(now - since, 0.0) / 60.0) / 5.0
-            if inference:  # SLO slack
-                row[16] = min(max((slo - wait) / max(slo, 1.0), -1.0), 1.0)
-            out.append(row)
+            r[_FITS] = 1.0 if ok else 0.0
+            r[_WAIT] = log1p(max(wait, 0.0) / 60.0) / 5.0
+            r[_HEAD] = 1.0 if js is head else 0.0
+            r[_REACH] = 1.0 if reach else 0.0
+            r[_QUEUED] = log1p(max(now - since, 0.0) / 60.0) / 5.0
+            if inference:
+                r[_SLACK] = min(max((slo - wait) / max(slo, 1.0), -1.0), 1.0)
+            out.append(r)
         return out
 
 
@@ -105,10 +118,11 @@ class RunningRows(_Rows):
         and restart overhead."""
         job = r.job
         gpus, milli = float(job.num_gpus), float(job.gpu_milli)
-        row = [1.0, float(job.kind == TRAINING), _gpus_log(job.num_gpus),
-               min(gpus * milli / 1000.0 / self.total_gpus, 1.0),
-               float(job.kind == INFERENCE), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-        return row, (r.seg_start, r.attained, job.num_gpus * job.gpu_milli / 1000.0,
+        fixed = row(RUN, present=1.0, preemptible=float(job.kind == TRAINING),
+                    gpus_log=_gpus_log(job.num_gpus),
+                    demand_of_cluster=min(gpus * milli / 1000.0 / self.total_gpus, 1.0),
+                    inference=float(job.kind == INFERENCE))
+        return fixed, (r.seg_start, r.attained, job.num_gpus * job.gpu_milli / 1000.0,
                      r.predicted - r.progress, r.seg_overhead)
 
     def rows(self, running: list[JobState], now: float,
@@ -122,12 +136,12 @@ class RunningRows(_Rows):
             if got is None or got[0] != r.version:
                 got = refill(r, r.version)
             _key, fixed, (start, att, demand, left, overhead) = got
-            row = fixed.copy()
+            r = fixed.copy()
             seg = now - start
-            row[5] = log1p(seg / 60.0) / 5.0
-            row[6] = log1p((att + demand * seg) / 3600.0) / 3.0
-            row[7:10] = _LEVELS[level]
-            row[10] = log1p(max(left - max(seg - overhead, 0.0), 0.0) / 60.0) / 5.0
-            row[11] = 1.0 if seg == 0 else 0.0
-            out.append(row)
+            r[_SEG] = log1p(seg / 60.0) / 5.0
+            r[_ATT] = log1p((att + demand * seg) / 3600.0) / 3.0
+            r[_LVL:_LVL + 3] = _LEVELS[level]
+            r[_LEFT] = log1p(max(left - max(seg - overhead, 0.0), 0.0) / 60.0) / 5.0
+            r[_NOW] = 1.0 if seg == 0 else 0.0
+            out.append(r)
         return out

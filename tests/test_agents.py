@@ -16,6 +16,7 @@ from simdata import mixed_workload, small_cluster
 from typer.testing import CliRunner
 
 from autoflow.cli import app
+from autoflow.errors import ConfigError
 from autoflow.metrics import summarize
 from autoflow.placers import make_placer
 from autoflow.sim.simulator import Simulator
@@ -196,3 +197,31 @@ def test_a_model_overwritten_in_place_is_read_again(tmp_path):
     assert second is not first
     for name, w in second.policy.state_dict().items():
         assert torch.allclose(w, weights[name] + 0.25) or not w.is_floating_point(), name
+
+
+@pytest.mark.parametrize("schema", ["0123456789abcdef", None])
+def test_a_model_of_another_feature_schema_is_refused(tmp_path, schema):
+    """A model records the feature schema's hash; rl:PATH refuses another one (or none)
+    with the reason instead of running it on inputs it was not trained on."""
+    from sb3_contrib import MaskablePPO
+
+    model = MaskablePPO.load(str(DEFAULT_MODEL), device="cpu")
+    obs = dict(model.autoflow_obs)
+    if schema is None:
+        obs.pop("schema")
+    else:
+        obs["schema"] = schema
+    model.autoflow_obs = obs
+    model.save(tmp_path / "m.zip", include=["autoflow_obs"])
+    with pytest.raises(ConfigError, match="schema" if schema else "no feature schema"):
+        RlPolicy(make_placer("best-fit"), str(tmp_path / "m.zip"))
+
+
+def test_the_shipped_model_and_its_card_record_this_schema():
+    import hashlib
+
+    from autoflow.envs.features import schema_hash
+
+    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert card["feature_schema"] == schema_hash()
+    assert card["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
