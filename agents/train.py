@@ -31,9 +31,9 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from autoflow import manifest as manifest_mod
-from autoflow.cluster import scale_to_load
 from autoflow.errors import ConfigError
 from autoflow.evaluate import evaluate
+from autoflow.load import fit_load
 from autoflow.placers import make_placer
 from autoflow.policies import parse_policy
 
@@ -168,8 +168,8 @@ def _validation_episodes(cfg: TrainConfig) -> list:
     episodes = []
     for i in range(cfg.eval_episodes):
         s = sampler.samplers[i % len(sampler.samplers)]
-        w = s.draw_jobs(rng)
-        episodes.append((w, scale_to_load(s.cluster, w, cfg.eval_loads[i % len(cfg.eval_loads)])))
+        fit = fit_load(s.cluster, s.draw_jobs(rng), cfg.eval_loads[i % len(cfg.eval_loads)])
+        episodes.append((fit.workload, fit.spec))
     return episodes
 
 
