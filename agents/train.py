@@ -32,12 +32,11 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from autoflow import manifest as manifest_mod
-from autoflow.cluster import scale_to_load
 from autoflow.errors import ConfigError
-from autoflow.metrics import summarize
+from autoflow.evaluate import evaluate
+from autoflow.load import fit_load
 from autoflow.placers import make_placer
-from autoflow.policies import make_policy, parse_policy
-from autoflow.sim.simulator import SimConfig, Simulator
+from autoflow.policies import parse_policy
 
 from . import imitation
 from .network import SlotPolicy
@@ -110,12 +109,11 @@ class Validator:
     def __init__(self, episodes: list, seed: int):
         self.episodes = episodes
         self.seed = seed
-        self.baselines = {name: [self._avg_jct(make_policy(name), w, c) for w, c in episodes]
+        self.baselines = {name: [self._avg_jct(name, w, c) for w, c in episodes]
                           for name in BASELINES}
 
     def _avg_jct(self, policy, workload, cluster) -> float:
-        res = Simulator(workload, cluster, policy, SimConfig(seed=self.seed)).run()
-        return summarize(res)["avg_jct"]
+        return evaluate(policy, workload, cluster, seed=self.seed).metrics["avg_jct"]
 
     def evaluate(self, model) -> dict:
         rl = [self._avg_jct(RlPolicy(make_placer("best-fit"), model=model), w, c)
@@ -172,8 +170,8 @@ def _validation_episodes(cfg: TrainConfig) -> list:
     episodes = []
     for i in range(cfg.eval_episodes):
         s = sampler.samplers[i % len(sampler.samplers)]
-        w = s.draw_jobs(rng)
-        episodes.append((w, scale_to_load(s.cluster, w, cfg.eval_loads[i % len(cfg.eval_loads)])))
+        fit = fit_load(s.cluster, s.draw_jobs(rng), cfg.eval_loads[i % len(cfg.eval_loads)])
+        episodes.append((fit.workload, fit.spec))
     return episodes
 
 

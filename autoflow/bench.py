@@ -14,11 +14,11 @@ from rich.table import Table
 from . import manifest as manifest_mod
 from .cluster import ClusterSpec, load_cluster
 from .errors import ConfigError
-from .load import LoadFit, fit_load, offered_load
-from .metrics import summarize
+from .evaluate import evaluate, fit_to
+from .load import LoadFit
 from .plots import jct_cdf
-from .policies import make_policy, parse_policy
-from .sim.simulator import SimConfig, Simulator
+from .policies import parse_policy
+from .sim.simulator import SimConfig
 from .traces.registry import load_workload
 from .workload import Workload
 
@@ -47,11 +47,7 @@ def prepare_fit(trace: str, cluster: str | None, load: float | None, seed: int,
     """The workload (shifted to start at 0) and the cluster, fitted to ``load`` when one is
     given (``autoflow.load.fit_load``: resized, and time-scaled where resizing falls short)."""
     workload = load_workload(trace, skip_bad_rows=skip_bad_rows, seed=seed).shifted()
-    spec = load_cluster(cluster or DEFAULT_CLUSTER)
-    if load is None:
-        got = offered_load(workload, spec)
-        return LoadFit(spec, workload, None, got, "none", 1.0, got)
-    return fit_load(spec, workload, load)
+    return fit_to(load_cluster(cluster or DEFAULT_CLUSTER), workload, load)
 
 
 def prepare(trace: str, cluster: str | None, load: float | None, seed: int,
@@ -86,13 +82,12 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
             workload, spec = fit.workload, fit.spec
             setups.append({"seed": seed, "jobs": len(workload), "cluster": spec.describe(),
                            **fit.to_dict(), "import": workload.summary.to_dict()})
-            sim_cfg = SimConfig(**{**asdict(cfg.sim), "seed": seed})
             for name in names:
                 progress.update(task, description=f"{name} (seed {seed})")
-                result = Simulator(workload, spec, make_policy(name), sim_cfg).run()
-                per_seed[name].append(summarize(result))
+                ev = evaluate(name, workload, spec, cfg.sim, seed=seed)
+                per_seed[name].append(ev.metrics)
                 if seed == 0:
-                    jcts[name] = np.array([js.finish - js.submit for js in result.jobs])
+                    jcts[name] = ev.jcts
                 progress.advance(task)
 
     policies = {}

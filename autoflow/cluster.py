@@ -128,10 +128,10 @@ def scale_to_load(spec: ClusterSpec, workload: Workload, rho: float) -> ClusterS
     submit times (``Workload.span``) is about ``rho`` of capacity; every job shape that runs
     on the full cluster still runs.
 
-    Resizing only, and the load as it was defined before ``autoflow.load`` (kept so that
-    the environment's episodes do not change under it): whole nodes and the jobs' own
-    needs (a wide gang, a rare GPU type) can leave the load well off ``rho``.
-    ``autoflow.load.fit_load`` reaches ``rho`` (``bench`` uses it).
+    Resizing only, and the load as it was defined before ``autoflow.load`` (kept for
+    callers written against it): whole nodes and the jobs' own needs (a wide gang, a rare
+    GPU type) can leave the load well off ``rho``. ``autoflow.load.fit_load`` reaches
+    ``rho``; ``bench``, the environment's episodes and training validation use it.
     """
     from .load import resize
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from autoflow.evaluate import evaluate
 from autoflow.job import BOUNDED_SLOWDOWN_MIN_S
-from autoflow.policies import make_policy
-from autoflow.sim.simulator import SimConfig, Simulator
+from autoflow.sim.simulator import SimConfig
 
 
 class BaselineCost:
@@ -28,7 +28,7 @@ class BaselineCost:
     jobs in the system, weighted per the objective); ``total``: over its whole run."""
 
     def __init__(self, workload, cluster, policy: str, config: SimConfig, objective: str):
-        res = Simulator(workload, cluster, make_policy(policy), config).run()
+        res = evaluate(policy, workload, cluster, config).result
         submit = np.array([js.submit for js in res.jobs], dtype=np.float64)
         finish = np.array([js.finish for js in res.jobs], dtype=np.float64)
         if objective == "makespan":  # the env charges the time until the last job is done

@@ -47,7 +47,8 @@ job that starts later than its SLO costs ``slo_penalty`` more.
 
 An episode is drawn from the workload sampler with the environment's ``np_random``: a
 window of a trace (or a fresh built-in workload) and an offered load, with the cluster
-sized to that load. The simulation runs to the first decision.
+(and, where resizing falls short, the arrival times) fitted to that load
+(``autoflow.load.fit_load``). The simulation runs to the first decision.
 
 ## Episode End
 

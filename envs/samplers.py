@@ -2,8 +2,10 @@
 
 An episode is a (workload, cluster) pair. Samplers draw windows of real traces, the
 built-in workloads with a fresh seed, or (later) a fitted generator; each episode gets
-a random offered load, and the cluster is sized to it (``scale_to_load``), so that load
-and cluster size vary from episode to episode. All randomness comes from the ``rng``
+a random offered load, which the cluster and the workload are fitted to as ``autoflow
+bench --load`` does (``autoflow.load.fit_load``: the cluster resized, node mix kept, and
+the arrival times scaled where whole nodes miss the load), so that load and cluster size
+vary from episode to episode and an episode's load is the one drawn. All randomness comes from the ``rng``
 the environment passes (its ``np_random``).
 
 Sources are written like everywhere else in autoflow (``FORMAT:PATH``,
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autoflow.cluster import ClusterSpec, load_cluster, scale_to_load
+from autoflow.cluster import ClusterSpec, load_cluster
 from autoflow.errors import ClusterError, ConfigError
+from autoflow.load import fit_load
 from autoflow.traces.builtin import parse_name
 from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
@@ -50,13 +53,15 @@ class Sampler:
         raise NotImplementedError
 
     def sample(self, rng: np.random.Generator) -> tuple[Workload, ClusterSpec]:
-        for _ in range(8):  # a window can be degenerate (no GPU time): draw again
+        for _ in range(8):  # a window can be degenerate (no GPU time, or all submitted at
+            # one instant with a gang that keeps the cluster too large): draw again
             w = self.draw_jobs(rng)
             rho = float(rng.uniform(*self.spec.load))
             try:
-                return w, scale_to_load(self.cluster, w, rho)
+                fit = fit_load(self.cluster, w, rho)
             except ClusterError:
                 continue
+            return fit.workload, fit.spec
         raise ConfigError(f"{self.source}: could not draw an episode with GPU work in it")
 
 

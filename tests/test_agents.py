@@ -81,7 +81,15 @@ def test_a_network_of_another_shape_is_scored_through_torch():
 def test_smoothed_cloning_keeps_the_experts_choice_but_not_certainty(smoothing):
     """Plain cloning makes the policy certain of the expert's action; with smoothing the
     argmax is still the expert's while the other allowed actions keep some probability,
-    so that PPO can sample them."""
+    so that PPO can sample them.
+
+    Both are what cloning converges to, so it is given the epochs to converge. With 20,
+    plain cloning on two short episodes stopped short of certainty on 7 of 28 episode sets
+    tried (seeds 0-13 with the episode sampler before and after it fitted loads: 3 and 4
+    of them), at expert probability 0.90-0.96 and agreement down to 0.96, so the check
+    passed or failed with the episodes drawn. With 60, plain cloning gave 0.9995 or more
+    with full agreement on all 13 sets tried (those 7 among them) and smoothing 0.1 gave
+    0.89-0.91 on all 10 tried."""
     from autoflow.agents import imitation
     from autoflow.agents.network import SlotPolicy
     from sb3_contrib import MaskablePPO
@@ -94,7 +102,7 @@ def test_smoothed_cloning_keeps_the_experts_choice_but_not_certainty(smoothing):
                         policy_kwargs={"features_extractor_kwargs": {"dim": 32}})
     demos = imitation.collect(env, 2, seed=0, gamma=0.99)
     assert (demos["mask"].sum(1) > 1).sum() > 50  # decisions with a real choice
-    fit = imitation.clone(model.policy, demos, epochs=20, batch_size=128, lr=3e-3, seed=0,
+    fit = imitation.clone(model.policy, demos, epochs=60, batch_size=128, lr=3e-3, seed=0,
                           smoothing=smoothing)
     assert fit["agreement"] > 0.97
     if smoothing:

@@ -1,4 +1,5 @@
-"""Benchmark scripts that compare checkouts: they run and say what they compared."""
+"""Benchmark scripts: they start, import no other script, and the ones that compare
+checkouts or policies run and say what they compared."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIR = ROOT / "benchmarks" / "env_speed_pair.py"
@@ -29,3 +32,54 @@ def test_env_speed_pair_refuses_a_folder_that_is_not_a_checkout(tmp_path):
                           check=False, capture_output=True, text=True)
     assert done.returncode != 0
     assert str(tmp_path) in done.stderr and "autoflow/__init__.py" in done.stderr
+
+
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = sorted(BENCHMARKS.rglob("*.py"))
+
+
+def test_no_benchmark_imports_another_script():
+    """Shared pieces live in the library (``autoflow.evaluate``), not in a script that
+    another one imports by path."""
+    import ast
+
+    names = {p.stem for p in SCRIPTS}
+    for path in SCRIPTS:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported = [(node.module or "").split(".")[0]] if not node.level else ["."]
+            else:
+                continue
+            bad = [m for m in imported if m in names | {"benchmarks", "."}]
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: str(p.relative_to(BENCHMARKS)))
+def test_every_benchmark_script_starts(path):
+    done = subprocess.run([sys.executable, str(path), "--help"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout.lower()
+
+
+def test_quality_runs_the_cases_present_and_prints_their_tables(tmp_path):
+    traces = tmp_path / "traces"
+    (traces / "itp").mkdir(parents=True)
+    (traces / "itp" / "cluster06.csv").write_text(
+        (ROOT / "tests" / "fixtures" / "itp_small.csv").read_text())
+    out = tmp_path / "quality"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "quality.py"), "--traces",
+                           str(traces), "--loads", "0.9", "--policies", "fifo,las,rl",
+                           "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "cluster08.csv not found" in done.stderr and "openb" in done.stderr
+    r = json.loads((out / "cluster06-0.9" / "results.json").read_text())
+    assert set(r["policies"]) == {"fifo", "las", "rl"}
+    assert r["manifest"]["command"].startswith("autoflow bench --trace itp:")
+    assert "| las |" in done.stdout and "| rl × fifo |" in done.stdout
+    again = subprocess.run([sys.executable, str(BENCHMARKS / "quality.py"), "--tables",
+                            str(out / "cluster06-0.9" / "results.json")],
+                           cwd=ROOT, capture_output=True, text=True, check=True)
+    assert again.stdout == done.stdout

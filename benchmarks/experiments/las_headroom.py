@@ -1,6 +1,7 @@
-"""How much can one departure from LAS gain? The headroom a learned policy has to find.
+"""2026-11-23: how much can one departure from LAS gain? The headroom a learned policy
+has to find.
 
-    python benchmarks/las_headroom.py [--workloads itp:../shared/traces/itp/cluster02.csv]
+    python benchmarks/experiments/las_headroom.py [--workloads itp:../shared/traces/itp/cluster02.csv]
         [--episodes 6] [--decisions 20] [--alternatives 4] [--jobs 300] [--load 1.1]
 
 For each episode (a window of the trace at the given load, drawn with the seed), the
@@ -26,7 +27,7 @@ from rich.progress import Progress
 
 from autoflow.manifest import machine
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _kind(env: ClusterSchedulingEnv, a: int) -> str:

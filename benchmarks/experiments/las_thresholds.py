@@ -1,12 +1,13 @@
-"""Does LAS tuned on the training traces stay better on traces it never saw?
+"""2026-11-23: does LAS tuned on the training traces stay better on traces it never saw?
 
-    python benchmarks/las_thresholds.py [--traces ../shared/traces] [--jobs 2]
+    python benchmarks/experiments/las_thresholds.py [--traces ../shared/traces] [--jobs 2]
         [--grid 900/9000,1800/18000,...] [--out runs/las_thresholds]
 
 The simplest thing a learner could take from the training traces is LAS's two queue
 thresholds. For every threshold set of the grid, ``las:T1/T2`` replays the training
 traces of the shipped model (ITP clusters 01, 02, 03, 05) and the bar's unseen ones
-(ITP 06, 08, Alibaba openb), each at ``--load`` 0.9 and 1.1, as ``autoflow bench`` does.
+(ITP 06, 08, Alibaba openb), each at ``--load`` 0.9 and 1.1, as ``autoflow bench`` does
+(``autoflow.evaluate.evaluate_at_load``; the load reached is recorded per case).
 The set with the lowest geometric mean of average JCT relative to ``las`` over the
 training cases is what tuning would choose; the question is how it does on the unseen
 cases. Writes ``results.json``, ``manifest.json`` and ``ratios.png`` (a heatmap) to
@@ -28,13 +29,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from rich.progress import Progress
-from synthetic_ranking import replay  # the same replay as the ranking benchmark
 
 from autoflow import manifest as manifest_mod
+from autoflow.cluster import load_cluster
+from autoflow.evaluate import evaluate_at_load
 from autoflow.policies import parse_policy
 from autoflow.traces.registry import load_workload
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRID = ("3600/36000", "900/9000", "1800/18000", "1800/36000", "3600/18000", "3600/72000",
         "7200/36000", "7200/72000", "900/3600/36000")  # the first is Tiresias' (las)
 TRAIN = ("cluster01", "cluster02", "cluster03", "cluster05")
@@ -56,10 +58,11 @@ def _case(args: tuple) -> tuple[str, float, dict[str, float], dict]:
     traces, name, load, grid, seed = args
     trace, cluster = _source(Path(traces), name)
     workload = load_workload(trace).shifted()
-    r = replay(workload, cluster, load, [f"las:{t}" for t in grid], seed)
-    setup = {"jobs": len(workload), "gpus": r["gpus"],
-             "offered_load": round(r["offered_load"], 3)}
-    return name, load, {t: r[f"las:{t}"] for t in grid}, setup
+    r = evaluate_at_load([f"las:{t}" for t in grid], workload, load_cluster(cluster), load,
+                         seed=seed)
+    setup = {"jobs": len(workload), "gpus": r.fit.spec.total_gpus,
+             "offered_load": round(r.fit.achieved, 3), "time_scale": round(r.fit.time_scale, 4)}
+    return name, load, {t: r.runs[f"las:{t}"].metrics["avg_jct"] for t in grid}, setup
 
 
 def _gmean(xs: list[float]) -> float:

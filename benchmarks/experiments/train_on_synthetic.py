@@ -1,4 +1,4 @@
-"""Train on synthetic, test on real.
+"""2026-11-23: train on synthetic, test on real.
 
 Fits a generator (default ``copula``) on each of ITP clusters 01–03, trains one agent
 only on workloads sampled from those generators and one on windows of the real 01–03
@@ -7,7 +7,7 @@ cluster08, which neither saw. Runs the real CLI (``autoflow generate fit``, ``au
 train``, ``autoflow bench``); writes ``DIR/summary.json`` and ``manifest.json`` and
 prints a markdown table.
 
-    python benchmarks/train_on_synthetic.py --out runs/train-on-synthetic \\
+    python benchmarks/experiments/train_on_synthetic.py --out runs/train-on-synthetic \\
         --timesteps 10000 --imitation-episodes 16
 
 Both agents follow the shipped recipe (a LAS warm start, then PPO); with
@@ -91,7 +91,7 @@ def main() -> None:
 
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     manifest.write(out / "manifest.json", manifest.build(
-        "python benchmarks/train_on_synthetic.py", vars(args), args.seed))
+        "python benchmarks/experiments/train_on_synthetic.py", vars(args), args.seed))
     print("| cluster08 load | fifo | sjf | las | rl trained on real 01–03 | "
           "rl trained on synthetic 01–03 | gap (synthetic / real − 1) |")
     print("|---|---|---|---|---|---|---|")

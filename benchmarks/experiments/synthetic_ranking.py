@@ -1,15 +1,17 @@
-"""Do the heuristics rank the same on synthetic workloads as on the real trace?
+"""2026-11-23: do the heuristics rank the same on synthetic workloads as on the real trace?
 
 For each trace: fit a generator (default ``copula``) on the whole trace, sample as many
-jobs as the trace has (seed 0), size the cluster to each workload's own offered load
-(``--load``), replay both under fifo, sjf and las, and compare the orders. A third
+jobs as the trace has (seed 0), fit the cluster (and, where resizing falls short, the
+arrival times) to each workload's own target load (``--loads``, as ``autoflow bench
+--load`` does: ``autoflow.evaluate.evaluate_at_load``), replay both under fifo, sjf and
+las, and compare the orders. The achieved load of each replay is reported. A third
 workload tells the two causes of a difference apart: the real jobs, shuffled over the
 real arrival times (``permuted``), keeps the exact job set and arrival process and
 loses only *which* job comes when — what the generator, drawing jobs independently,
 does not model. Writes ``DIR/ranking.json`` and ``manifest.json`` and prints a markdown
 table.
 
-    python benchmarks/synthetic_ranking.py --out runs/gen-ranking
+    python benchmarks/experiments/synthetic_ranking.py --out runs/gen-ranking
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ from autoflow.generators import fit_generator
 from rich.progress import Progress
 
 from autoflow import manifest
-from autoflow.bench import offered_load
-from autoflow.cluster import load_cluster, scale_to_load
-from autoflow.metrics import summarize
-from autoflow.policies import make_policy
-from autoflow.sim.simulator import SimConfig, Simulator
+from autoflow.cluster import load_cluster
+from autoflow.evaluate import evaluate_at_load
 from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
 
@@ -45,12 +44,11 @@ TRACES = {  # name: (source, cluster)
 
 
 def replay(workload, cluster: str, load: float, policies: list[str], seed: int) -> dict:
-    spec = scale_to_load(load_cluster(cluster), workload, load)
-    out = {"gpus": spec.total_gpus, "offered_load": offered_load(workload, spec)}
-    for name in policies:
-        r = Simulator(workload, spec, make_policy(name), SimConfig(seed=seed)).run()
-        out[name] = summarize(r)["avg_jct"]
-    return out
+    """Each policy's average JCT on ``workload`` with ``cluster`` fitted to ``load``, the
+    GPUs and the load reached."""
+    r = evaluate_at_load(policies, workload, load_cluster(cluster), load, seed=seed)
+    return {"gpus": r.fit.spec.total_gpus, "offered_load": r.fit.achieved,
+            "time_scale": r.fit.time_scale, "load_method": r.fit.method} | r.avg_jct()
 
 
 def permuted(workload: Workload, seed: int) -> Workload:
@@ -102,15 +100,17 @@ def main() -> None:
                 bar.advance(task)
     (out / "ranking.json").write_text(json.dumps(rows, indent=2) + "\n")
     manifest.write(out / "manifest.json", manifest.build(
-        "python benchmarks/synthetic_ranking.py", vars(args), args.seed))
+        "python benchmarks/experiments/synthetic_ranking.py", vars(args), args.seed))
     head = " | ".join(f"{p} × fifo real / syn / permuted" for p in policies if p != "fifo")
-    print(f"| trace | load | GPUs real / syn | {head} | order real | order synthetic | agree |")
-    print("|---|---|---|" + "---|" * (len(policies) - 1) + "---|---|---|")
+    print(f"| trace | load | GPUs real / syn | load reached real / syn / permuted | {head} "
+          "| order real | order synthetic | agree |")
+    print("|---|---|---|---|" + "---|" * (len(policies) - 1) + "---|---|---|")
     for r in rows:
         re, sy, pe = r["real"], r["synthetic"], r["permuted"]
         cells = " | ".join(f"{re[p] / re['fifo']:.2f} / {sy[p] / sy['fifo']:.2f} / "
                            f"{pe[p] / pe['fifo']:.2f}" for p in policies if p != "fifo")
-        print(f"| {r['trace']} | {r['load']} | {re['gpus']} / {sy['gpus']} | {cells} | "
+        reached = " / ".join(f"{x['offered_load']:.2f}" for x in (re, sy, pe))
+        print(f"| {r['trace']} | {r['load']} | {re['gpus']} / {sy['gpus']} | {reached} | {cells} | "
               f"{' < '.join(r['order_real'])} | {' < '.join(r['order_synthetic'])} | "
               f"{'yes' if r['agree'] else 'no'} |")
     agree = sum(r["agree"] for r in rows)
