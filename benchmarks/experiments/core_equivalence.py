@@ -3,6 +3,7 @@
     python benchmarks/experiments/core_equivalence.py inputs --tree OLD --out DIR
     python benchmarks/experiments/core_equivalence.py schedules --tree T --inputs DIR --out F
     python benchmarks/experiments/core_equivalence.py env --tree T --steps 20000 --out F
+    python benchmarks/experiments/core_equivalence.py time --tree T --inputs DIR --out F
 
 ``inputs`` builds the cases (ITP cluster08 at load 1.1, cluster06 at 0.9, openb at 1.1)
 with checkout OLD and pickles workload and cluster, so that later changes to importers
@@ -136,9 +137,25 @@ def env_steps(out: Path, steps: int) -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
 
 
+def timing(inp: Path, out: Path, policies, placers) -> None:
+    """Simulation wall time of each policy x placer on each input (one run each); run
+    it for two trees in turns and compare the ratios."""
+    from autoflow.policies import make_policy
+    from autoflow.sim.simulator import SimConfig, Simulator
+
+    result = {}
+    for f in sorted(inp.glob("*.pkl")):
+        for pol in policies:
+            for pl in placers:
+                w, c = pickle.loads(f.read_bytes())
+                res = Simulator(w, c, make_policy(f"{pol}+{pl}"), SimConfig(seed=0)).run()
+                result[f"{f.stem} {pol}+{pl}"] = res.wall_s
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=("inputs", "schedules", "env"))
+    ap.add_argument("mode", choices=("inputs", "schedules", "env", "time"))
     ap.add_argument("--tree", required=True)
     ap.add_argument("--inputs", default="runs/equivalence-inputs")
     ap.add_argument("--out", required=True)
@@ -153,6 +170,9 @@ def main() -> None:
     elif args.mode == "schedules":
         schedules(Path(args.inputs), Path(args.out), args.policies.split(","),
                   args.placers.split(","))
+    elif args.mode == "time":
+        timing(Path(args.inputs), Path(args.out), args.policies.split(","),
+               args.placers.split(","))
     else:
         env_steps(Path(args.out), args.steps)
 
