@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PAIR = ROOT / "benchmarks" / "env_speed_pair.py"
 
@@ -29,3 +31,40 @@ def test_env_speed_pair_refuses_a_folder_that_is_not_a_checkout(tmp_path):
                           check=False, capture_output=True, text=True)
     assert done.returncode != 0
     assert str(tmp_path) in done.stderr and "autoflow/__init__.py" in done.stderr
+
+
+SPEED = ROOT / "benchmarks" / "speed.py"
+
+
+def _speed(tmp_path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, str(SPEED), "--only", "heuristics", "--case",
+                           "small=builtin:philly-mix-small,philly-64,1.1", "--repeat", "2",
+                           "--out", str(out), *args],
+                          capture_output=True, text=True, check=True)
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_speed_measures_every_heuristic_beside_fifo_with_each_placer(tmp_path):
+    result, stdout = _speed(tmp_path, "--placers", "best-fit,fgd")
+    (case,) = result["heuristics"]
+    assert case["case"] == "small" and case["jobs"] == 200
+    rows = case["rows"]
+    assert [(r["policy"], r["placer"]) for r in rows] == [
+        (p, pl) for pl in ("best-fit", "fgd")
+        for p in ("fifo", "sjf", "las", "easy-backfill", "sjf-oracle", "srtf-oracle")]
+    for r in rows:
+        assert len(r["cpu_s_all"]) == 2 and r["cpu_s_best"] == min(r["cpu_s_all"]) > 0
+        fifo = next(f for f in rows if f["policy"] == "fifo" and f["placer"] == r["placer"])
+        assert r["vs_fifo"] == pytest.approx(r["cpu_s_best"] / fifo["cpu_s_best"])
+    assert "| easy-backfill | fgd |" in stdout and "cores" in result["machine"]
+
+
+def test_speed_flags_the_heuristics_over_the_limit(tmp_path):
+    result, stdout = _speed(tmp_path, "--limit", "0")  # every ratio is above 0
+    rows = result["heuristics"][0]["rows"]
+    assert all(r["over_limit"] for r in rows)
+    assert stdout.count("**over 0×**") == 6 and "over 0x fifo: small: fifo+best-fit" in stdout
+    result, stdout = _speed(tmp_path, "--limit", "1e9")
+    assert not any(r["over_limit"] for r in result["heuristics"][0]["rows"])
+    assert "over 1e+09x fifo: none" in stdout
