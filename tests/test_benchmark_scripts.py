@@ -83,3 +83,39 @@ def test_quality_runs_the_cases_present_and_prints_their_tables(tmp_path):
                             str(out / "cluster06-0.9" / "results.json")],
                            cwd=ROOT, capture_output=True, text=True, check=True)
     assert again.stdout == done.stdout
+
+SPEED = ROOT / "benchmarks" / "speed.py"
+
+
+def _speed(tmp_path, *args: str) -> tuple[dict, str]:
+    out = tmp_path / "speed.json"
+    done = subprocess.run([sys.executable, str(SPEED), "--only", "heuristics", "--case",
+                           "small=builtin:philly-mix-small,philly-64,1.1", "--repeat", "2",
+                           "--out", str(out), *args],
+                          capture_output=True, text=True, check=True)
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_speed_measures_every_heuristic_beside_fifo_with_each_placer(tmp_path):
+    result, stdout = _speed(tmp_path, "--placers", "best-fit,fgd")
+    (case,) = result["heuristics"]
+    assert case["case"] == "small" and case["jobs"] == 200
+    rows = case["rows"]
+    assert [(r["policy"], r["placer"]) for r in rows] == [
+        (p, pl) for pl in ("best-fit", "fgd")
+        for p in ("fifo", "sjf", "las", "easy-backfill", "sjf-oracle", "srtf-oracle")]
+    for r in rows:
+        assert len(r["cpu_s_all"]) == 2 and r["cpu_s_best"] == min(r["cpu_s_all"]) > 0
+        fifo = next(f for f in rows if f["policy"] == "fifo" and f["placer"] == r["placer"])
+        assert r["vs_fifo"] == pytest.approx(r["cpu_s_best"] / fifo["cpu_s_best"])
+    assert "| easy-backfill | fgd |" in stdout and "cores" in result["machine"]
+
+
+def test_speed_flags_the_heuristics_over_the_limit(tmp_path):
+    result, stdout = _speed(tmp_path, "--limit", "0")  # every ratio is above 0
+    rows = result["heuristics"][0]["rows"]
+    assert all(r["over_limit"] for r in rows)
+    assert stdout.count("**over 0×**") == 6 and "over 0x fifo: small: fifo+best-fit" in stdout
+    result, stdout = _speed(tmp_path, "--limit", "1e9")
+    assert not any(r["over_limit"] for r in result["heuristics"][0]["rows"])
+    assert "over 1e+09x fifo: none" in stdout
