@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 from autoflow.envs.las_choice import las_action
-from autoflow.envs.observation import (
-    Decision,
-    ObsConfig,
-    Observer,
-    agent_queue_key,
-    arm_level_wakeup,
-)
+from autoflow.envs.levels import agent_queue_key, arm_level_wakeup
+from autoflow.envs.obs_config import ObsConfig
+from autoflow.envs.observation import Decision, Observer
 
 from autoflow.errors import ConfigError
 from autoflow.policies.base import Policy

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from autoflow.envs.features import schema_hash
-from autoflow.envs.observation import (
+from autoflow.envs.features import (
     CLUSTER_FEATURES,
     JOB_FEATURES,
     RUNNING_FEATURES,
-    Decision,
-    ObsConfig,
+    schema_hash,
 )
+from autoflow.envs.obs_config import ObsConfig
+from autoflow.envs.observation import Decision
 
 import autoflow
 from autoflow.errors import ConfigError

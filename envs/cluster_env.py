@@ -32,7 +32,7 @@ service, predicted duration and predicted time left (from the history estimator)
 slack. ``running``: the likeliest victims, most attained service first. ``cluster``: free
 share, idle GPUs and nodes, free capacity of the four largest GPU types, fragmentation,
 queue length and how many jobs are not shown, demand summaries. The true duration of a
-job is never observed. Feature names: ``envs.observation.JOB_FEATURES`` etc.
+job is never observed. Feature names: ``envs.features.JOB_FEATURES`` etc.
 
 ## Rewards
 
@@ -79,17 +79,10 @@ from autoflow.policies.base import Policy
 from autoflow.sim.simulator import SimConfig, Simulator
 
 from .baseline import BaselineCost
-from .observation import (
-    CLIP,
-    CLUSTER_FEATURES,
-    JOB_FEATURES,
-    RUNNING_FEATURES,
-    Decision,
-    ObsConfig,
-    Observer,
-    agent_queue_key,
-    arm_level_wakeup,
-)
+from .features import CLIP, CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES
+from .levels import agent_queue_key, arm_level_wakeup
+from .obs_config import ObsConfig
+from .observation import Decision, Observer
 from .samplers import EpisodeSpec, make_sampler
 
 OBJECTIVES = ("jct", "slowdown", "makespan")

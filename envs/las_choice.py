@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from autoflow.policies.las import level_of
 
 if TYPE_CHECKING:
-    from .observation import Decision, ObsConfig
+    from .obs_config import ObsConfig
+    from .observation import Decision
 
 
 def las_action(d: Decision, cfg: ObsConfig) -> int:

@@ -128,7 +128,7 @@ class RunningRows(_Rows):
     def rows(self, running: list[JobState], now: float,
              levels: list[int]) -> list[list[float]]:
         """``len(running)`` rows of ``RUNNING_FEATURES`` (``las_victim`` 0), for running
-        jobs at these LAS ``levels`` now (``observation.running_levels``)."""
+        jobs at these LAS ``levels`` now (``levels.running_levels``)."""
         out = []
         kept, refill = self.kept, self._refill
         for r, level in zip(running, levels):

@@ -9,8 +9,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
-from autoflow.envs.observation import CLUSTER_FEATURES, ObsConfig, Observer
+from autoflow.envs.features import CLUSTER_FEATURES
+from autoflow.envs.obs_config import ObsConfig
+from autoflow.envs.observation import Observer
 from autoflow.envs.samplers import make_sampler
+from autoflow.envs.window import search, walk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simdata import mixed_workload, small_cluster
@@ -257,8 +260,9 @@ def test_a_short_queue_walked_in_one_pass_gives_the_window_of_the_search():
             obs.observe(ctx)  # sets the reachable states of this decision
             seen = {js.idx for js in ctx.waiting.first(c.head_slots)}
             n_reach = min(c.reach_slots, c.queue_slots - len(seen))
-            walked = obs._walk(ctx, seen, n_reach)
-            assert walked == obs._search(ctx, seen, n_reach)
+            states, gone = obs._reach, obs._preempted_now
+            walked = walk(ctx, seen, n_reach, states, gone)
+            assert walked == search(ctx, c, seen, n_reach, states, gone)
             compared += 1
             with_reach += bool(walked[1])
         _, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))

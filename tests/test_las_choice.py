@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from autoflow.agents.decider import LasExpert
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
+from autoflow.envs.features import CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES
 from autoflow.envs.las_choice import las_action
-from autoflow.envs.observation import CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES
 from simdata import mixed_workload, shared_trace, small_cluster
 
 from autoflow.bench import prepare

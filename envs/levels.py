@@ -1,0 +1,82 @@
+"""The agent's LAS levels: its queue order, its wake-ups, and the running jobs by level.
+
+The agent sees LAS's queues (``las_level`` is LAS's ``level_of``): waiting jobs in order
+of least attained service (``agent_queue_key``), running ones in LAS's victim order
+(``running_levels``), and it is asked to decide again when a running training job's
+attained service crosses into the next level (``arm_level_wakeup``), as LAS is.
+"""
+
+from __future__ import annotations
+
+from autoflow.core.jobstate import JobState
+from autoflow.job import TRAINING
+from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
+
+las_level = level_of  # the agent sees LAS's queues
+
+
+def arm_level_wakeup(ctx, js: JobState) -> None:
+    """Asks for a decision when a running training job's attained service crosses into the
+    next LAS level (then it may become worth preempting), as LAS itself does."""
+    demand, level = js.job.gpu_demand, las_level(js.attained)
+    if level < len(THRESHOLDS) and demand > 0 and js.job.preemptible:
+        ctx.wakeup(max(crosses_at(js, level), ctx.now), _crossed, ctx, js, js.version,
+                   level + 1)
+
+
+def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
+    if js.version != version or js.status != "running":
+        return False  # it stopped meanwhile
+    if level < len(THRESHOLDS):  # and on to the level after
+        ctx.wakeup(max(crosses_at(js, level), ctx.now), _crossed, ctx, js, version,
+                   level + 1)
+    head = ctx.waiting.head()  # as LAS: a pass only if a waiting job now outranks it
+    return head is not None and las_level(head.attained) < level
+
+
+_T0, _T1 = THRESHOLDS
+
+
+def running_levels(running, now: float) -> tuple[list[tuple], int, int, list[tuple]]:
+    """``(not preemptible, -level, -entered, -start order, job)`` for every running job:
+    its LAS level, when it entered that level (its start, or the moment its attained
+    service crossed the level's threshold while running) and its start order. Sorted
+    ascending, this is LAS's victim order (highest level, the latest to reach it).
+    Also how many running jobs are preemptible (training), the sum of their levels, and
+    ``(level, job)`` of those not started at ``now`` (the victims LAS's pass may take).
+    ``attained_at``, ``level_of`` and ``crosses_at`` written out for speed (the same
+    arithmetic, so the same floats)."""
+    out = []
+    append = out.append
+    n_pre = level_sum = 0
+    victims = []
+    for r in running:
+        job = r.job
+        n = job.num_gpus
+        demand = n * job.gpu_milli / 1000 if n else 0.0
+        att = r.attained
+        start = r.seg_start
+        x = att + demand * (now - start) + EPS
+        fixed = job.kind != TRAINING
+        if x < _T0:
+            append((fixed, 0, -start, -r.start_seq, r))
+            if not fixed:
+                n_pre += 1
+                if start < now:
+                    victims.append((0, r))
+            continue
+        level = 1 if x < _T1 else 2
+        if not fixed:
+            n_pre += 1
+            level_sum += level
+            if start < now:
+                victims.append((level, r))
+        bar = _T0 if level == 1 else _T1
+        entered = start + (bar - att) / demand if att < bar and demand > 0 else start
+        append((fixed, -level, -entered, -r.start_seq, r))
+    return out, n_pre, level_sum, victims
+
+
+def agent_queue_key(js: JobState) -> tuple:
+    """The queue order the agent sees: least attained service first, then arrival."""
+    return (las_level(js.attained), js.queue_since, js.submit)
