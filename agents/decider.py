@@ -62,9 +62,10 @@ class DeciderPolicy(Policy):
 
 
 class LasExpert(DeciderPolicy):
-    """Tiresias-style LAS expressed in the agent's actions (``envs.las_choice``): its
-    schedule is identical to ``las``'s. The demonstrator for the agent's warm start
-    (``agents.imitation``)."""
+    """LAS expressed in the agent's actions (``envs.las_choice``): its schedule is
+    identical to ``las-fcfs``'s (the agent's actions preempt only jobs of lower queues
+    and queue a preempted job at the back, as those rules do). The demonstrator for the
+    agent's warm start (``agents.imitation``)."""
 
     name = "las-expert"
 

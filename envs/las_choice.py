@@ -1,11 +1,12 @@
 """LAS's decision written in the agent's actions.
 
-Tiresias-style LAS (``autoflow.policies.las``) runs one pass over the queue at each
-event; ``las_action`` gives the same pass one action at a time, from what a
+LAS under autoflow's earlier rules (``las-fcfs``, ``autoflow.policies.las_fcfs``) runs
+one pass over the queue at each event; ``las_action`` gives the same pass one action at a
+time, from what a
 :class:`~autoflow.envs.observation.Decision` shows: in queue order, start the first job
 that fits; for a job that does not fit but would once the running jobs of higher LAS
 levels were preempted, preempt LAS's next victim (highest level, the latest to reach
-it); else wait. Replayed action by action it reproduces ``las``'s schedule exactly
+it); else wait. Replayed action by action it reproduces ``las-fcfs``'s schedule exactly
 (every start and preemption; ``tests/test_las_choice.py``).
 
 It is both the agent's teacher (``agents.imitation``) and a feature of the observation

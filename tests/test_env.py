@@ -144,10 +144,10 @@ def test_a_relative_reward_is_zero_for_the_baseline_and_sums_to_the_difference(o
 
     w, c = mixed_workload(80, seed=3), small_cluster()
     env = ClusterSchedulingEnv(workloads=FixedSampler(w, c), reward_scale=1.0,
-                               slo_penalty=0.0, objective=objective, reward_baseline="las")
+                               slo_penalty=0.0, objective=objective, reward_baseline="las-fcfs")
     env.reset(seed=0)
     rewards, term = [], False
-    while not term:  # play LAS's own choices: nothing to gain or lose, at any step
+    while not term:  # play las-fcfs's own choices: nothing to gain or lose, at any step
         _, r, term, _, _ = env.step(las_action(env.decision, env.obs_config))
         rewards.append(r)
     assert len(rewards) > 20 and max(abs(r) for r in rewards) < 1e-9
@@ -161,7 +161,7 @@ def test_a_relative_reward_is_zero_for_the_baseline_and_sums_to_the_difference(o
         return sum(js.finish - js.submit for js in jobs) / 3600.0
 
     env.reset(seed=0)
-    las_run = Simulator(w, c, make_policy("las"), env.sim.config).run()
+    las_run = Simulator(w, c, make_policy("las-fcfs"), env.sim.config).run()
     rng = np.random.default_rng(1)
     total, term = 0.0, False
     while not term:
@@ -169,7 +169,7 @@ def test_a_relative_reward_is_zero_for_the_baseline_and_sums_to_the_difference(o
         total += r
     assert total == pytest.approx(-(cost(env.sim.jobs) - cost(las_run.jobs)), rel=1e-6,
                                   abs=1e-9)
-    assert total != 0.0  # random play is not LAS's schedule
+    assert total != 0.0  # random play is not las-fcfs's schedule
 
 
 def test_an_unknown_reward_baseline_is_refused_when_the_env_is_made():

@@ -1,5 +1,5 @@
 """LAS in the agent's actions (``envs.las_choice``): replayed one action at a time it must
-give las's schedule exactly, and it is marked in the observation."""
+give las-fcfs's schedule exactly, and it is marked in the observation."""
 
 from __future__ import annotations
 
@@ -37,19 +37,19 @@ def _timeline(workload, cluster, policy) -> tuple[list, list]:
 
 
 @pytest.mark.parametrize("seed", [0, 5, 11])
-def test_the_las_expert_gives_las_schedule_exactly(seed):
+def test_the_las_expert_gives_las_fcfs_schedule_exactly(seed):
     w = mixed_workload(300, seed=seed, span=3000.0)  # heavy load: many preemptions
-    las = _timeline(w, small_cluster(), make_policy("las"))
+    las = _timeline(w, small_cluster(), make_policy("las-fcfs"))
     expert = _timeline(w, small_cluster(), LasExpert(make_placer("best-fit")))
     assert any(kind == "preempt" for _, kind, _ in las[0])
     assert expert == las
 
 
-def test_the_las_expert_gives_las_schedule_on_a_real_trace():
+def test_the_las_expert_gives_las_fcfs_schedule_on_a_real_trace():
     trace = shared_trace("itp", "cluster06.csv")
     w, spec = prepare(f"itp:{trace}", "itp-8gpu", 1.1, 0)
     assert _timeline(w, spec, LasExpert(make_placer("best-fit"))) == \
-        _timeline(w, spec, make_policy("las"))
+        _timeline(w, spec, make_policy("las-fcfs"))
 
 
 def test_las_choice_is_marked_in_the_observation():

@@ -87,7 +87,7 @@ def test_las_thresholds_set_where_a_job_is_demoted():
     p = make_policy("las:1800/18000")
     assert p.thresholds == (1800.0, 18000.0) and p.name == "las:1800/18000"
     assert [p.level(a) for a in (0, 1799, 1800, 17_999, 18_000)] == [0, 0, 1, 1, 2]
-    assert len(make_policy("las:600/6000/60000").running_at) == 4  # four queues
+    assert len(make_policy("las:600/6000/60000").ranked) == 4  # four queues
 
 
 def test_las_with_tiresias_thresholds_written_out_is_las():

@@ -40,6 +40,11 @@ class SchedContext:
     def running(self) -> dict[int, JobState]:
         return self._core.running
 
+    def clock(self) -> float:
+        """The backend's time now (``now`` is the time of the current pass; a policy's
+        hooks and timers may run between passes)."""
+        return self._core.backend.now()
+
     def nothing_fits(self) -> bool:
         """No free GPU share on any live node, and no waiting job needs only CPU."""
         return self.state.used_milli >= self._core.live_milli and not self._core.cpu_only_waiting
@@ -143,7 +148,10 @@ class SchedContext:
         self.cycle.suspect.clear()  # capacity came back
 
     def start_with_preemption(self, js: JobState, victims: list[JobState]) -> bool:
-        """Preempts the shortest prefix of ``victims`` that lets ``js`` start, if any.
+        """Starts ``js`` by preempting the shortest prefix of ``victims`` (worst-ranked
+        first) that makes room for it, if any. If the policy hands victims back
+        (``Policy.hand_back_victims``), those of the prefix that still fit beside ``js``
+        keep running, the best-ranked first: only the victims needed are preempted.
 
         Victims are released tentatively on the live state (no copy); if no prefix makes
         room they are put back exactly as they were."""
@@ -167,14 +175,36 @@ class SchedContext:
                 placement = self.policy.placer.place(state, req)
                 if placement is not None:
                     break
-        for v in reversed(released):
+        needed = released
+        if placement is not None and len(released) > 1 and self.policy.hand_back_victims:
+            needed, placement = self._hand_back(req, released, placement)
+        for v in reversed(needed):
             state.allocate(v.placement)
         if placement is None:
             return False
-        for v in released:
+        for v in needed:
             self.preempt(v)
         self._core.start(js, placement)
         return True
+
+    def _hand_back(self, req: Req, released: list[JobState], placement):
+        """Of the victims released (worst first) to make room, gives back, the best-ranked
+        first, each one beside which the job still finds a place; returns the victims
+        still needed and the job's placement. Victims given back hold their share again
+        on the state; the needed ones stay released."""
+        state, placer = self.state, self.policy.placer
+        kept = set()
+        for v in reversed(released[:-1]):  # (the last one released was needed)
+            state.allocate(v.placement)
+            p = placer.place(state, req)
+            if p is None:
+                state.release(v.placement)
+            else:
+                placement = p
+                kept.add(v.idx)
+        if not kept:
+            return released, placement
+        return [v for v in released if v.idx not in kept], placement
 
     def wakeup(self, at: float, fn=None, *args) -> None:
         """Asks for a scheduling pass at time ``at``; with ``fn``, calls ``fn(*args)`` first

@@ -22,6 +22,7 @@ from .base import Policy
 from .easy_backfill import EasyBackfill
 from .fifo import Fifo
 from .las import Las, parse_thresholds
+from .las_fcfs import LasFcfs
 from .sjf import Sjf
 from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
@@ -56,7 +57,7 @@ LAZY_POLICIES: dict[str, LazyPolicy] = {
                      "autoflow train): the learned scheduler", "rl"),
     "las-expert": LazyPolicy("autoflow.agents.decider:las_expert",
                              "LAS expressed in the learned scheduler's actions (its teacher; "
-                             "the same schedule as las)", "rl"),
+                             "the same schedule as las-fcfs)", "rl"),
 }
 
 
@@ -74,10 +75,17 @@ def _las(arg: str, placer) -> Policy:
     return Las(placer, parse_thresholds(arg)) if arg else Las(placer)
 
 
+def _las_fcfs(arg: str, placer) -> Policy:
+    """``las-fcfs`` or ``las-fcfs:T1/T2/...``: LAS under autoflow's earlier rules."""
+    return LasFcfs(placer, parse_thresholds(arg)) if arg else LasFcfs(placer)
+
+
 # Heuristics that take an argument after a colon register a factory here ...
-POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"las": _las}
+POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"las": _las,
+                                                               "las-fcfs": _las_fcfs}
 # ... and, where the argument can be checked without building the policy, a check
-ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {"las": parse_thresholds}
+ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {"las": parse_thresholds,
+                                                       "las-fcfs": parse_thresholds}
 
 
 def known_policies() -> list[str]:

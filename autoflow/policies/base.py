@@ -22,6 +22,9 @@ class Policy:
     name = "base"
     oracle = False  # reads true durations: named as an oracle in every table
     preemptive = False
+    # when a start by preemption needs fewer victims than it released, the rest keep
+    # running (``SchedContext.start_with_preemption``)
+    hand_back_victims = True
 
     def __init__(self, placer: Placer):
         self.placer = placer

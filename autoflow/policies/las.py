@@ -1,12 +1,25 @@
-"""las: Tiresias-style discretized two-dimensional least attained service (preemptive).
+"""las: Tiresias' discretized two-dimensional least attained service (preemptive).
 
 A job's attained service is GPUs x time it has run. Jobs sit in priority queues cut at
 ``THRESHOLDS`` GPU-seconds (``las:T1/T2/...`` sets others); a lower queue always runs
-first, first come first served within a queue (by the time a job entered the queue). A
-waiting job preempts running training jobs of strictly lower-priority queues. No duration
-knowledge is used.
-Tiresias' optional starvation promotion is left out: with short preempted segments it
-made jobs thrash (measured on ITP cluster08: 5x the preemptions). (Gu et al., "Tiresias", NSDI '19.)
+first. Within a queue jobs rank by when they *entered* it, as in the simulator
+published with the paper:
+
+* a job enters the first queue when it is submitted, and a lower queue when its
+  attained service crosses that queue's threshold (while it runs);
+* a preempted job keeps its place: it resumes before the jobs that entered its queue
+  after it did;
+* a running job demoted into a lower queue lines up behind the jobs already waiting
+  there, so they may preempt it.
+
+A waiting job may preempt running training jobs that rank below it (a lower queue, or
+the same queue entered later), worst-ranked first, until it fits; victims it turns out
+not to need are handed back before anything is preempted
+(``SchedContext.start_with_preemption``). No duration knowledge is used. Tiresias'
+optional starvation promotion is left out: with short preempted segments it made jobs
+thrash (measured on ITP cluster08: 5x the preemptions). (Gu et al., "Tiresias",
+NSDI '19.) The rules before these, with a preempted job queued behind its queue's
+waiting jobs, are ``las-fcfs`` (``las_fcfs.py``).
 """
 
 from __future__ import annotations
@@ -50,6 +63,13 @@ def parse_thresholds(arg: str) -> tuple[float, ...]:
     return values
 
 
+def threshold_name(base: str, thresholds: tuple[float, ...]) -> str:
+    """``las`` for Tiresias' thresholds, ``las:T1/T2`` otherwise."""
+    if tuple(thresholds) == THRESHOLDS:
+        return base
+    return f"{base}:" + "/".join(f"{t:g}" for t in thresholds)
+
+
 class Las(Policy):
     name = "las"
     preemptive = True
@@ -57,37 +77,70 @@ class Las(Policy):
     def __init__(self, placer, thresholds: tuple[float, ...] = THRESHOLDS):
         super().__init__(placer)
         self.thresholds = tuple(thresholds)
-        if self.thresholds != THRESHOLDS:
-            self.name = "las:" + "/".join(f"{t:g}" for t in self.thresholds)
-        # running preemptible jobs by queue level, kept current by start/stop hooks and
-        # demotion timers
-        self.running_at: list[dict] = [{} for _ in range(len(self.thresholds) + 1)]
+        self.name = threshold_name(type(self).name, self.thresholds)
+        self.prepare(None)
+
+    def prepare(self, ctx) -> None:
+        n = len(self.thresholds) + 1
+        # running training jobs by queue, each queue's sorted by rank (``_stamp``)
+        self.ranked: list[list[tuple]] = [[] for _ in range(n)]
+        self.stamp: dict[int, tuple] = {}  # a running job's rank among its queue's
+        self.fresh: list[dict[int, tuple]] = [{} for _ in range(n)]  # demoted just now
+        self.fresh_at = -1.0  # the instant ``fresh`` is about
+        self.wkey: dict[int, tuple] = {}  # a waiting job's queue key, fixed while it waits
+        self._starts = 0
 
     def level(self, attained: float) -> int:
         return level_of(attained, self.thresholds)
 
-    def waiting_level(self, js) -> int:
-        """A job never climbs back: it keeps the queue it was demoted to while running."""
-        return max(js.priority, self.level(js.attained))
+    # -- ranks ---------------------------------------------------------------------------
+    # Within a queue, running jobs rank first (in the order they started or were demoted
+    # into it), then waiting jobs: those preempted, the latest preemption first, then
+    # those that arrived or were demoted and preempted at once, in that order. A job
+    # demoted this instant ranks last until the pass has run.
 
     def queue_key(self, js) -> tuple:
-        return (self.waiting_level(js), js.queue_since, js.submit)
+        key = self.wkey.get(js.idx)
+        return key if key is not None else (0, 1, js.submit, js.submit, js.idx)
 
     def preempt_key(self, js, now: float) -> tuple:
         if js.status == WAITING:
-            return (self.waiting_level(js),)
-        return (self.level(js.attained_at(now)),)
+            return self.queue_key(js)
+        if self.fresh_at == now and js.idx in self.fresh[js.priority]:
+            return (js.priority, 2) + self.fresh[js.priority][js.idx]
+        return (js.priority, -1) + self.stamp.get(js.idx, ())
 
     def victims_for(self, ctx, js) -> list:
+        """Running training jobs ranked below ``js``, the worst first: lower queues, the
+        bottom of each first; in its own queue only jobs demoted into it just now."""
         k = self.preempt_key(js, ctx.now)[0]
-        # lowest queue first; within a queue the most recently started first
-        return [r for lvl in range(len(self.running_at) - 1, k, -1)
-                for r in reversed(self.running_at[lvl].values())]
+        fresh = self.fresh if self.fresh_at == ctx.now else None
+        running, out = ctx.running, []
+        for lvl in range(len(self.ranked) - 1, k - 1, -1):
+            if fresh and fresh[lvl]:
+                out.extend(running[i] for _f, i in sorted(
+                    ((f, i) for i, f in fresh[lvl].items()), reverse=True))
+            if lvl > k:
+                out.extend(running[key[-1]] for key in reversed(self.ranked[lvl])
+                           if not (fresh and key[-1] in fresh[lvl]))
+        return out
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def _rank(self, js, stamp: tuple) -> None:
+        self.stamp[js.idx] = stamp
+        bisect.insort(self.ranked[js.priority], stamp + (js.idx,))
+
+    def _unrank(self, js) -> None:
+        stamp = self.stamp.pop(js.idx, None)
+        if stamp is not None:
+            lst = self.ranked[js.priority]
+            del lst[bisect.bisect_left(lst, stamp + (js.idx,))]
 
     def on_start(self, ctx, js) -> None:
-        js.priority = self.waiting_level(js)
+        self.wkey.pop(js.idx, None)
         if js.job.preemptible:
-            self.running_at[js.priority][js.idx] = js
+            self._starts += 1
+            self._rank(js, (ctx.clock(), 0, self._starts, 0))
             self._arm(ctx, js)
 
     def _arm(self, ctx, js) -> None:
@@ -98,19 +151,43 @@ class Las(Policy):
                        js, js.version)
 
     def _demote(self, ctx, js, version: int) -> bool:
-        """Moves a running job to the next queue; a pass is needed only if a waiting job
-        now outranks it."""
+        """Moves a running job to the back of the next queue; a pass is needed only if a
+        job waits in that queue or above."""
         if js.version != version or js.status != "running":
             return False
-        del self.running_at[js.priority][js.idx]
+        now = ctx.clock()
+        if self.fresh_at != now:
+            self.fresh = [{} for _ in self.fresh]
+            self.fresh_at = now
+        self._unrank(js)
         js.priority += 1
-        self.running_at[js.priority][js.idx] = js
+        self._rank(js, (now, 1, js.submit, js.idx))
+        self.fresh[js.priority][js.idx] = (js.submit, js.idx)
         self._arm(ctx, js)
         head = ctx.waiting.head()
-        return head is not None and self.waiting_level(head) < js.priority
+        return head is not None and self.queue_key(head)[0] <= js.priority
 
     def on_stop(self, ctx, js) -> None:
-        self.running_at[js.priority].pop(js.idx, None)
+        now = ctx.clock()
+        stamp = self.stamp.get(js.idx, (now, 0, 0, 0))
+        fresh = self.fresh_at == now and self.fresh[js.priority].pop(js.idx, None) is not None
+        self._unrank(js)
+        # a crossing in the segment that just ended whose timer has not fired yet (the
+        # job stopped at that instant): the job was demoted now
+        lvl, demand = self.level(js.attained), js.job.gpu_demand
+        if lvl > js.priority and demand > 0:
+            before = js.attained - demand * js.last_run  # attained at the segment's start
+            crossed = js.seg_start + (self.thresholds[lvl - 1] - before) / demand
+            js.priority = lvl
+            self.wkey[js.idx] = (lvl, 1, crossed, js.submit, js.idx)
+        elif fresh:  # demoted and preempted at once: the back of the queue
+            self.wkey[js.idx] = (js.priority, 1, now, js.submit, js.idx)
+        else:  # preempted (or evicted): the front of the waiting jobs
+            self.wkey[js.idx] = (js.priority, 0, -now) + stamp
+
+    def on_finish(self, ctx, js) -> None:
+        self.wkey.pop(js.idx, None)
 
     def schedule(self, ctx) -> None:
         preemptive_pass(ctx)
+        self.fresh_at = -1.0  # the pass has placed the jobs demoted before it

@@ -1,0 +1,62 @@
+"""las-fcfs: LAS as autoflow ran it before it followed Tiresias' published simulator.
+
+The same queues and thresholds as ``las`` (``las-fcfs:T1/T2/...`` sets others), with
+three rules of its own:
+
+* a preempted job re-enters its queue at the back (first come, first served by the time
+  it last joined the waiting queue);
+* a waiting job preempts only running jobs of strictly lower-priority queues, so a job
+  demoted into a queue is never preempted by that queue's waiting jobs;
+* victims are preempted worst first until the waiting job fits, including ones that
+  turn out not to be needed.
+
+Kept because it beats ``las`` on some workloads (see ``benchmarks/RESULTS.md``), and
+because the learned agent's actions express exactly these rules (``las-expert``).
+"""
+
+from __future__ import annotations
+
+from ..core.jobstate import WAITING
+from .las import Las
+
+
+class LasFcfs(Las):
+    name = "las-fcfs"
+    hand_back_victims = False
+
+    def queue_key(self, js) -> tuple:
+        return (js.priority, js.queue_since, js.submit)
+
+    def preempt_key(self, js, now: float) -> tuple:
+        if js.status == WAITING:
+            return (js.priority,)
+        return (self.level(js.attained_at(now)),)
+
+    def victims_for(self, ctx, js) -> list:
+        k = self.preempt_key(js, ctx.now)[0]
+        # lowest queue first; within a queue the one that entered it last first
+        return [ctx.running[key[-1]] for lvl in range(len(self.ranked) - 1, k, -1)
+                for key in reversed(self.ranked[lvl])]
+
+    def _demote(self, ctx, js, version: int) -> bool:
+        """Moves a running job to the next queue; a pass is needed only if a waiting job
+        now outranks it."""
+        if js.version != version or js.status != "running":
+            return False
+        self._unrank(js)
+        js.priority += 1
+        self._starts += 1
+        self._rank(js, (0.0, 0, self._starts, 0))
+        self._arm(ctx, js)
+        head = ctx.waiting.head()
+        return head is not None and head.priority < js.priority
+
+    def on_start(self, ctx, js) -> None:
+        if js.job.preemptible:
+            self._starts += 1
+            self._rank(js, (0.0, 0, self._starts, 0))
+            self._arm(ctx, js)
+
+    def on_stop(self, ctx, js) -> None:
+        self._unrank(js)
+        js.priority = max(js.priority, self.level(js.attained))
