@@ -281,6 +281,15 @@ class ClusterState:
         c._best = list(self._best)
         return c
 
+    def without(self, placements) -> ClusterState:
+        """A copy of the cluster as it would be once these placements were released: the
+        cluster after preempting the jobs that hold them. (The one place it is built:
+        the preemptive pass's reachable state, the agent's reachable states.)"""
+        c = self.copy()
+        for p in placements:
+            c.release(p)
+        return c
+
     def fragmentation(self) -> float:
         """Share of free GPU capacity that sits on partly used GPUs of live nodes."""
         if not self.down:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from autoflow.core.jobstate import JobState
 from autoflow.job import TRAINING
-from autoflow.policies.las import EPS, THRESHOLDS, crosses_at, level_of
+from autoflow.policies.las import THRESHOLDS, crosses_at, level_of
 
 las_level = level_of  # the agent sees LAS's queues
 
@@ -34,45 +34,30 @@ def _crossed(ctx, js: JobState, version: int, level: int) -> bool:
     return head is not None and las_level(head.attained) < level
 
 
-_T0, _T1 = THRESHOLDS
-
-
 def running_levels(running, now: float) -> tuple[list[tuple], int, int, list[tuple]]:
     """``(not preemptible, -level, -entered, -start order, job)`` for every running job:
     its LAS level, when it entered that level (its start, or the moment its attained
     service crossed the level's threshold while running) and its start order. Sorted
-    ascending, this is LAS's victim order (highest level, the latest to reach it).
+    ascending, this is las-fcfs's victim order (highest level, the latest to reach it).
     Also how many running jobs are preemptible (training), the sum of their levels, and
-    ``(level, job)`` of those not started at ``now`` (the victims LAS's pass may take).
-    ``attained_at``, ``level_of`` and ``crosses_at`` written out for speed (the same
-    arithmetic, so the same floats)."""
+    ``(level, job)`` of those not started at ``now`` (the victims that pass may take).
+    Levels and crossings are LAS's own (``level_of``, ``crosses_at``)."""
     out = []
     append = out.append
     n_pre = level_sum = 0
     victims = []
     for r in running:
-        job = r.job
-        n = job.num_gpus
-        demand = n * job.gpu_milli / 1000 if n else 0.0
-        att = r.attained
         start = r.seg_start
-        x = att + demand * (now - start) + EPS
-        fixed = job.kind != TRAINING
-        if x < _T0:
-            append((fixed, 0, -start, -r.start_seq, r))
-            if not fixed:
-                n_pre += 1
-                if start < now:
-                    victims.append((0, r))
-            continue
-        level = 1 if x < _T1 else 2
+        level = level_of(r.attained_at(now))
+        fixed = r.job.kind != TRAINING
         if not fixed:
             n_pre += 1
             level_sum += level
             if start < now:
                 victims.append((level, r))
-        bar = _T0 if level == 1 else _T1
-        entered = start + (bar - att) / demand if att < bar and demand > 0 else start
+        entered = start
+        if level and r.attained < THRESHOLDS[level - 1] and r.job.gpu_demand > 0:
+            entered = crosses_at(r, level - 1)
         append((fixed, -level, -entered, -r.start_seq, r))
     return out, n_pre, level_sum, victims
 

@@ -73,10 +73,7 @@ class ReachStates:
     def _state(self, k: int) -> tuple:
         got = self._states.get(k)
         if got is None:
-            st = self.ctx.state.copy()
-            for lvl, r in self.victims:
-                if lvl > k:
-                    st.release(r.placement)
+            st = self.ctx.state.without(r.placement for lvl, r in self.victims if lvl > k)
             got = self._states[k] = (st, ShapeGate(st), {})
         return got
 

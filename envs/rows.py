@@ -18,12 +18,11 @@ Rows are written by feature name (``envs.features``: ``JOB_FEATURES`` and
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from math import log1p, log2
 
 from autoflow.core.jobstate import JobState
 from autoflow.job import INFERENCE, TRAINING
-from autoflow.policies.las import EPS, THRESHOLDS
+from autoflow.policies.las import level_of
 
 from .features import JOB, JOB_FEATURES, RUN, RUNNING_FEATURES, row
 
@@ -73,7 +72,7 @@ class JobRows(_Rows):
         submit time, queue entry time and SLO (0 if none)."""
         job = js.job
         gpus, milli = float(job.num_gpus), float(job.gpu_milli)
-        level = bisect_right(THRESHOLDS, js.attained + EPS)
+        level = level_of(js.attained)
         fixed = row(
             JOB, present=1.0, gpus_log=_gpus_log(job.num_gpus), gpu_share=milli / 1000.0,
             demand_of_cluster=min(gpus * milli / 1000.0 / self.total_gpus, 1.0),

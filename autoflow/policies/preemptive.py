@@ -79,9 +79,7 @@ class _Reachable:
         if self.failures < self.LAZY:
             return True
         if self.state is None:
-            self.state = self.ctx.state.copy()
-            for v in self.victims:
-                self.state.release(v.placement)
+            self.state = self.ctx.state.without(v.placement for v in self.victims)
             self.gate = ShapeGate(self.state)
         return fits_now(self.state, js.req)
 
