@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..feasibility import Shape, fit_node, fits_now, needs_multi_node
+from ..job import WHOLE_GPU
 from ..state import ClusterState, Req
 from .cycle import FITTED_PER_KIND, CycleState
 from .jobstate import JobState
@@ -165,6 +166,8 @@ class SchedContext:
                     for v in victims]
         if free + sum(gain) < req.demand_milli:
             return False  # even all of them would not free enough GPU share
+        if not self._may_fit_on_a_node(req, victims, allowed):
+            return False
         released: list[JobState] = []
         placement = None
         for v, g in zip(victims, gain):
@@ -186,6 +189,22 @@ class SchedContext:
             self.preempt(v)
         self._core.start(js, placement)
         return True
+
+    def _may_fit_on_a_node(self, req: Req, victims: list[JobState], allowed) -> bool:
+        """False when a job of whole GPUs that must fit on one node finds no node with
+        enough GPUs idle once every victim there were gone: then no prefix of victims
+        can make room, and nothing is touched. (A bound: a GPU a victim shares with
+        another job counts as freed.)"""
+        st = self.state
+        if req.milli != WHOLE_GPU or needs_multi_node(st, req):
+            return True
+        need = req.num_gpus
+        whole = st.node_lists()[1]
+        gain: dict[int, int] = {}
+        for v in victims:
+            for node, gpus, _m, _c, _mem in v.placement:
+                gain[node] = gain.get(node, 0) + len(gpus)
+        return any(allowed[node] and whole[node] + g >= need for node, g in gain.items())
 
     def _hand_back(self, req: Req, released: list[JobState], placement):
         """Of the victims released (worst first) to make room, gives back, the best-ranked

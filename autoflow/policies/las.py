@@ -104,8 +104,11 @@ class Las(Policy):
         return key if key is not None else (0, 1, js.submit, js.submit, js.idx)
 
     def preempt_key(self, js, now: float) -> tuple:
+        # every waiting job of a queue has the same victims (the running jobs of lower
+        # queues and those demoted into its own just now), so one key for them all: the
+        # pass then finds the victims once per queue (``preemptive._Reachable``)
         if js.status == WAITING:
-            return self.queue_key(js)
+            return (self.queue_key(js)[0], 0)
         if self.fresh_at == now and js.idx in self.fresh[js.priority]:
             return (js.priority, 2) + self.fresh[js.priority][js.idx]
         return (js.priority, -1) + self.stamp.get(js.idx, ())
