@@ -82,9 +82,6 @@ def test_easy_backfill_short_jobs_need_no_spare_gpus():
     assert s["head"].first_start == 120  # not delayed by the backfilled jobs
 
 
-@pytest.mark.xfail(strict=True, reason="easy_backfill.py:36-50 counts the GPUs free at the "
-                   "shadow time over all nodes (extra = total free - head's GPUs), not on the "
-                   "node the head will take: a long job backfilled onto that node delays it")
 @pytest.mark.parametrize("placer", ["first-fit", "best-fit", "spread"])
 def test_easy_backfill_long_job_does_not_take_the_heads_node(placer):
     """The head's reservation is on a node, not a count of GPUs anywhere.
@@ -100,8 +97,70 @@ def test_easy_backfill_long_job_does_not_take_the_heads_node(placer):
             Job("head", 201, 100.0, num_gpus=4),
             Job("L", 202, 5000.0, num_gpus=1)]
     s = simulate(f"easy-backfill+{placer}", jobs, [Node("x", "V100", 4), Node("y", "V100", 1)])
-    # 'run' truly ends at 1200: x is free again unless the long job sits on it
-    assert s["head"].first_start == 1200  # today: 5202, when L ends
+    # pass at 202: the head's reservation is all of x at 202 + max(100 - 2, 0.2, 60) = 300
+    # (when 'run' is predicted to end); x's GPU free now is held back, y's is not: L
+    # (predicted to end at 202 + 550 > 300) starts now on y, whatever the placer
+    assert s["L"].first_start == 202 and s["L"].finish == 5202
+    # 'run' truly ends at 1200: x is free again (before the fix L sat on x and the head
+    # waited until L ended, at 5202)
+    assert s["head"].first_start == 1200 and s["head"].finish == 1300
+
+
+@pytest.mark.parametrize("placer", ["first-fit", "best-fit", "spread"])
+def test_easy_backfill_gang_head_keeps_its_whole_nodes(placer):
+    """A gang wider than any node reserves whole nodes; a long job goes elsewhere.
+
+    Three nodes of 2 V100s; the head needs 4 GPUs, so two whole idle nodes. History
+    (all done by 9,000 s): user a's 2-GPU job 'h' took 100 s, the 1-GPU job 'g' 9,000 s,
+    so 'r1' (user a, 2 GPUs) is predicted 100 s and every 1-GPU job 9,000 s (the mean of
+    completed 1-GPU jobs; no user has other history). Placements at 10,000 (ties on
+    every score go to the lower node, so every placer here agrees): r1 on n0, 'x' on
+    n1, r2 (1 GPU) on n2. x ends at 10,050: n1 idle.
+
+    Counting GPUs (the old rule), at 10,052 the head has 3 free now and 5 when r1 ends:
+    one spare, and a long 1-GPU job took it on n1 under first-fit and spread (the idle
+    node the head needs), so the head waited for r2 to end (15,000).
+    """
+    jobs = [Job("h", 0, 100.0, num_gpus=2, user="a"),       # runs [0, 100]: history
+            Job("g", 0, 9000.0, num_gpus=1),                  # runs [0, 9000]: history
+            Job("r1", 10_000, 1000.0, num_gpus=2, user="a"),  # [10000, 11000] on n0
+            Job("x", 10_000, 50.0, num_gpus=2, user="b"),     # [10000, 10050] on n1
+            Job("r2", 10_000, 5000.0, num_gpus=1),            # [10000, 15000] on n2
+            Job("head", 10_051, 100.0, num_gpus=4),           # one idle node: waits
+            Job("L", 10_052, 5000.0, num_gpus=1)]
+    nodes = [Node(f"n{i}", "V100", 2) for i in range(3)]
+    s = simulate(f"easy-backfill+{placer}", jobs, nodes)
+    assert [s[j].first_start for j in ("r1", "x", "r2")] == [10_000] * 3
+    # pass at 10,052: r1 is predicted to end at 10,052 + max(100 - 52, 5.2, 60) = 10,112;
+    # then n0 and n1 are idle: the head's reservation is n0 and n1 (n2 holds r2). L is
+    # predicted to end at 10,052 + 9,000 > 10,112: it may use only capacity free now
+    # and not reserved, n2's second GPU; it starts there now and ends at 15,052
+    assert s["L"].first_start == 10_052 and s["L"].finish == 15_052
+    # r1 truly ends at 11,000: n0 and n1 idle, the head starts on time
+    assert s["head"].first_start == 11_000 and s["head"].finish == 11_100
+
+
+@pytest.mark.parametrize("placer", ["first-fit", "best-fit", "spread"])
+def test_easy_backfill_long_job_runs_beside_a_type_constrained_head(placer):
+    """A type-constrained head holds GPUs of its type only: a long job may use another.
+
+    Node v: 2 V100s; node t: 1 T4. History: user a's V100 job 'h' took 100 s, user c's
+    job 'hc' 190 s (both 1 GPU, done by 200), so 'r' is predicted 100 s and L 190 s.
+
+    Counting GPUs of the head's type (the old rule), the head leaves no V100 spare at
+    its shadow time, so L (which could run on the T4) was not let start until 1,200.
+    """
+    jobs = [Job("h", 0, 100.0, gpu_types=("V100",), user="a"),   # [0, 100]: history
+            Job("hc", 0, 190.0, user="c"),                        # [0, 190]: history
+            Job("r", 200, 1000.0, gpu_types=("V100",), user="a"),  # [200, 1200] on v
+            Job("head", 201, 100.0, num_gpus=2, gpu_types=("V100",)),  # 1 V100 free
+            Job("L", 202, 5000.0, user="c")]                      # any GPU type
+    s = simulate(f"easy-backfill+{placer}", jobs, [Node("v", "V100", 2), Node("t", "T4", 1)])
+    # pass at 202: the head's reservation is both V100s at 202 + max(100 - 2, 0.2, 60)
+    # = 300. L is predicted to end at 202 + 190 = 392 > 300: not on v's free V100 (held
+    # back), but the T4 is free now and not reserved: L starts there at 202
+    assert s["L"].first_start == 202 and s["L"].finish == 5202
+    assert s["head"].first_start == 1200 and s["head"].finish == 1300  # when r truly ends
 
 
 # -- restart overhead ------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """The fast paths of easy-backfill and srtf-oracle against their plain versions.
 
 easy-backfill finds the jobs that may backfill through its own index of the queue
-(``_Lanes``, kept by hooks and synced at each pass); srtf-oracle keeps a ranking of
+(``_Lanes``, kept by hooks and synced at each pass), and searches for the head's
+reservation on lists of the released nodes only; srtf-oracle keeps a ranking of
 the running training jobs per instant. Both must decide exactly what the plain code
-decides: visiting every open job in queue order (easy-backfill), sorting every running
-job at each job that needs victims (srtf-oracle). Compared job by job on workloads with
-every shape the simulator handles, with node failures (evicted jobs come back to the
-queue with their old keys) and with each placer.
+decides: visiting every open job in queue order and playing every release on a full
+copy of the cluster state, asking the placer at each instant (easy-backfill), sorting
+every running job at each job that needs victims (srtf-oracle). Compared job by job on
+workloads with every shape the simulator handles, with node failures (evicted jobs
+come back to the queue with their old keys) and with each placer.
 """
 
 from __future__ import annotations
@@ -16,26 +18,42 @@ from simdata import mixed_workload, small_cluster
 
 from autoflow.placers import PLACERS, make_placer
 from autoflow.policies.base import Policy, greedy_pass
-from autoflow.policies.easy_backfill import EasyBackfill
+from autoflow.policies.easy_backfill import INF, EasyBackfill, _busy_first, _Reservation
 from autoflow.policies.srtf_oracle import SrtfOracle
 from autoflow.sim.simulator import SimConfig, Simulator
 
 
 class PlainEasyBackfill(EasyBackfill):
-    """The pass as it was before the index: every job of an open shape is visited."""
+    """The pass without the index: every job of an open shape is visited in queue order
+    and put to the rule itself (no skipping of shapes wider than the spare GPU share:
+    the fast path's bound must never pass over a job the rule would start)."""
 
     def schedule(self, ctx) -> None:
         head = greedy_pass(ctx, blocking=True)
         if head is None or ctx.nothing_fits():
             return
-        shadow, extra = self._reservation(ctx, head)
+        resv = self._reservation(ctx, head)
         for js in ctx.open_waiting(after=ctx.waiting.key_of(head)):
             if ctx.nothing_fits():
                 break
-            ends_in_time = ctx.now + js.predicted <= shadow
-            demand = js.job.gpu_demand
-            if (ends_in_time or demand <= extra) and ctx.try_start(js) and not ends_in_time:
-                extra -= demand
+            resv.start(ctx, js, ctx.now + js.predicted <= resv.shadow)
+
+    def _reservation(self, ctx, head):
+        """Every running job released on a copy of the state in order of predicted end
+        (those ending at one instant together), the placer asked after each instant."""
+        state, req = ctx.state, head.req
+        ends = sorted((ctx.now + ctx.predicted_remaining(js), js.idx, js.placement)
+                      for js in ctx.running.values())
+        at = state.copy()
+        for i, (t, _idx, placement) in enumerate(ends):
+            at.release(placement)
+            if i + 1 < len(ends) and ends[i + 1][0] == t:
+                continue
+            reserved = self.placer.place(at, req)
+            if reserved is not None:
+                return _Reservation(self._shapes, t, state, at,
+                                    _busy_first(state, at, req, reserved))
+        return _Reservation(self._shapes, INF, state)
 
 
 class PlainSrtfOracle(SrtfOracle):

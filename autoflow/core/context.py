@@ -70,8 +70,13 @@ class SchedContext:
         self.now = now
         self.cycle.begin(now)
 
-    def try_start(self, js: JobState) -> bool:
-        """Places and starts the job if it fits now; False otherwise."""
+    def try_start(self, js: JobState, within: ClusterState | None = None) -> bool:
+        """Places and starts the job if it fits now; False otherwise.
+
+        With ``within``, the job is placed on that state instead of the live one: a copy
+        of the live state with some capacity held back (nowhere freer than the live
+        state), e.g. an EASY reservation's. A failure there says nothing about the live
+        state and is not remembered."""
         req = js.req
         if req.demand_milli > self._core.live_milli - self.state.used_milli:
             return False  # not enough free share in the whole cluster
@@ -84,9 +89,10 @@ class SchedContext:
         if cycle.known_to_fail(req):
             cycle.suspect.add(self._core.shape(js))
             return False
-        placement = self.policy.placer.place(self.state, req)
+        placement = self.policy.placer.place(self.state if within is None else within, req)
         if placement is None:
-            cycle.failed(req, self._core.shape(js))
+            if within is None:
+                cycle.failed(req, self._core.shape(js))
             return False
         self._core.start(js, placement)
         return True
