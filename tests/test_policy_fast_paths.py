@@ -1,7 +1,7 @@
 """The fast paths of easy-backfill and srtf-oracle against their plain versions.
 
 easy-backfill finds the jobs that may backfill through its own index of the queue
-(``_Lanes``, kept by hooks and synced at each pass), and searches for the head's
+(``easy_lanes.Lanes``, kept by hooks and synced at each pass), and searches for the head's
 reservation on lists of the released nodes only; srtf-oracle keeps a ranking of
 the running training jobs per instant. Both must decide exactly what the plain code
 decides: visiting every open job in queue order and playing every release on a full
