@@ -1,7 +1,7 @@
 """Scheduling quality: every policy on the traces the shipped model never saw.
 
     python benchmarks/quality.py [--traces ../shared/traces] [--loads 0.9,1.1]
-        [--policies fifo,sjf,las,easy-backfill,rl,sjf-oracle,srtf-oracle] [--out runs/quality]
+        [--policies fifo,sjf,las,las-fcfs,easy-backfill,rl,sjf-oracle,srtf-oracle] [--out runs/quality]
     python benchmarks/quality.py --tables runs/quality/*/results.json   # tables only
 
 The cases of the learned scheduler's bar (``RESULTS.md``): ITP cluster06 and cluster08 on
@@ -27,8 +27,8 @@ from rich.console import Console
 from autoflow.bench import BenchConfig, run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = "fifo,sjf,las,easy-backfill,rl,sjf-oracle,srtf-oracle"
-HEURISTICS = ("sjf", "las", "easy-backfill")  # the deployable ones the bar compares with
+POLICIES = "fifo,sjf,las,las-fcfs,easy-backfill,rl,sjf-oracle,srtf-oracle"
+HEURISTICS = ("sjf", "las", "las-fcfs", "easy-backfill")  # the deployable ones the bar compares with
 
 
 def cases(traces: Path, loads: list[float]) -> tuple[list[tuple], list[str]]:
