@@ -163,19 +163,20 @@ class SchedContext:
         Victims are released tentatively on the live state (no copy); if no prefix makes
         room they are put back exactly as they were."""
         state, req = self.state, js.req
-        allowed = state.type_masks[req.types_key] & state.up
-        free = int(state.free_milli[allowed].sum())
-        if allowed.all():  # no type constraint, every node up: a victim frees its demand
+        if req.types_key == 0 and not state.down:
+            # no type constraint, every node up: a victim frees its demand
+            allowed = None
+            free = state.total_milli - state.used_milli
             gain = [v.req.demand_milli for v in victims]
         else:
+            allowed = state.type_masks[req.types_key] & state.up
+            free = int(state.free_milli[allowed].sum())
             gain = [sum(len(g) * m for node, g, m, _c, _m in v.placement if allowed[node])
                     for v in victims]
         if free + sum(gain) < req.demand_milli:
             return False  # even all of them would not free enough GPU share
-        if not self._may_fit_on_a_node(req, victims, allowed):
-            return False
         released: list[JobState] = []
-        placement = None
+        placement, bounded = None, False
         for v, g in zip(victims, gain):
             state.release(v.placement)
             released.append(v)
@@ -184,6 +185,10 @@ class SchedContext:
                 placement = self.policy.placer.place(state, req)
                 if placement is not None:
                     break
+                if not bounded:  # the share is there but no place: is there ever one?
+                    bounded = True
+                    if not self._may_fit_on_a_node(req, victims, allowed):
+                        break
         needed = released
         if placement is not None and len(released) > 1 and self.policy.hand_back_victims:
             needed, placement = self._hand_back(req, released, placement)
@@ -200,7 +205,8 @@ class SchedContext:
         """False when a job of whole GPUs that must fit on one node finds no node with
         enough GPUs idle once every victim there were gone: then no prefix of victims
         can make room, and nothing is touched. (A bound: a GPU a victim shares with
-        another job counts as freed.)"""
+        another job counts as freed.) ``allowed``: the nodes of the job's types that are
+        up, None for all."""
         st = self.state
         if req.milli != WHOLE_GPU or needs_multi_node(st, req):
             return True
@@ -210,7 +216,8 @@ class SchedContext:
         for v in victims:
             for node, gpus, _m, _c, _mem in v.placement:
                 gain[node] = gain.get(node, 0) + len(gpus)
-        return any(allowed[node] and whole[node] + g >= need for node, g in gain.items())
+        return any((allowed is None or allowed[node]) and whole[node] + g >= need
+                   for node, g in gain.items())
 
     def _hand_back(self, req: Req, released: list[JobState], placement):
         """Of the victims released (worst first) to make room, gives back, the best-ranked
