@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -59,4 +58,6 @@ def build(command: str, config: dict, seed: int) -> dict:
 
 
 def write(path: str | Path, manifest: dict) -> None:
-    Path(path).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    from . import jsonsafe
+
+    jsonsafe.write(path, manifest, default=str)

@@ -14,13 +14,13 @@ Written to ``DIR/report.json`` with ``durations.png``, ``gpu_counts.png`` and
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from autoflow import jsonsafe
 from autoflow.workload import Workload
 
 from .normal import ks_statistic
@@ -120,7 +120,7 @@ def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "report.json"]
-    files[0].write_text(json.dumps(rep, indent=2) + "\n")
+    jsonsafe.write(files[0], rep)
     import matplotlib
 
     matplotlib.use("Agg")
