@@ -7,7 +7,10 @@ A job is either *training* (batch, preemptible with a restart cost) or *inferenc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from .limits import MAX_DURATION_S, MAX_TIME_S
 
 TRAINING = "training"
 INFERENCE = "inference"
@@ -55,6 +58,14 @@ class Job:
             self.gpu_milli = 0
         if self.duration is not None and self.duration < 0:
             raise ValueError(f"job {self.job_id}: negative duration {self.duration}")
+        # bounded so that no job can make a load, a cluster size or a metric meaningless
+        if self.duration is not None and not (math.isfinite(self.duration)
+                                              and self.duration <= MAX_DURATION_S):
+            raise ValueError(f"job {self.job_id}: duration {self.duration:g} s is not a finite "
+                             f"number <= {MAX_DURATION_S:g} s (about 31.7 years)")
+        if not (math.isfinite(self.submit_time) and abs(self.submit_time) <= MAX_TIME_S):
+            raise ValueError(f"job {self.job_id}: submit time {self.submit_time:g} s is not a "
+                             f"finite number within +-{MAX_TIME_S:g} s")
 
     @property
     def is_fractional(self) -> bool:

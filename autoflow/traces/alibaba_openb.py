@@ -48,7 +48,9 @@ from .base import (
     check_file,
     convert_rows,
     finish,
+    open_text,
     read_csv_rows,
+    read_errors,
     req,
 )
 
@@ -76,7 +78,7 @@ def gpu_share(num_gpu: int, gpu_milli: int | None) -> int:
 
 def check_not_timeless(p: Path) -> None:
     """Refuses, saying what it is, an openb pod list variant without times."""
-    with open(p, newline="", encoding="utf-8") as f:
+    with open_text(p) as f, read_errors(p, lambda: 1):
         header = [h.strip() for h in next(csv.reader(f), [])]
     if not POD_SPEC <= set(header) or any(c in header for c in TIMES):
         return

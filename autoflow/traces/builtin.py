@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..job import INFERENCE, TRAINING, WHOLE_GPU, Job
+from ..limits import MAX_BUILTIN_JOBS
 from ..workload import ImportSummary, Workload
 from .base import ImportOptions, finish
 
@@ -140,8 +141,9 @@ def parse_name(name: str) -> tuple[str, int]:
                           " (optionally NAME:JOBS, e.g. philly-mix:5000)")
     if not count:
         return base, DEFAULT_JOBS[base]
-    if not count.isdigit() or int(count) < 1:
-        raise ConfigError(f"builtin workload {name!r}: job count must be a positive integer")
+    if not count.isdigit() or not 1 <= int(count) <= MAX_BUILTIN_JOBS:
+        raise ConfigError(f"builtin workload {name!r}: job count must be a whole number in "
+                          f"1..{MAX_BUILTIN_JOBS:,}")
     return base, int(count)
 
 

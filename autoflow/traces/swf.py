@@ -30,7 +30,20 @@ from pathlib import Path
 
 from ..job import TRAINING, Job
 from ..workload import ImportSummary, Workload
-from .base import BadRow, ImportOptions, as_float, as_int, check_file, convert_rows, finish, req
+from .base import (
+    BAD_ROW,
+    BadRow,
+    ImportOptions,
+    as_float,
+    as_int,
+    bad_text,
+    check_file,
+    convert_rows,
+    finish,
+    open_text,
+    read_errors,
+    req,
+)
 
 FIELDS = ["job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
           "average_cpu_time", "used_memory", "requested_processors", "requested_time",
@@ -43,10 +56,15 @@ UNKNOWN_PROCS = "unknown processor count"
 
 def read_swf_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """Yields (line number, field dict) for the data lines of an SWF file."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    n = 0
+    with open_text(path) as f, read_errors(path, lambda: n + 1):
         for n, line in enumerate(f, start=1):
             text = line.strip()
             if not text or text.startswith(";"):
+                continue
+            reason = bad_text([text])
+            if reason:
+                yield n, {BAD_ROW: (None, reason)}
                 continue
             parts = text.split()
             row: dict = dict(zip(FIELDS, parts))
