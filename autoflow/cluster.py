@@ -6,7 +6,6 @@ written ``builtin:philly-64``), or ``alibaba-openb:NODES.csv`` (the 1,213-node l
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +13,11 @@ from pathlib import Path
 import yaml
 
 from .errors import ClusterError
+from .limits import MAX_CPU_MILLI, MAX_GPUS_PER_NODE, MAX_MEMORY_MIB, MAX_NODES
 from .workload import Workload
 
 BUILTIN_DIR = Path(__file__).parent / "clusters"
+MAX_CLUSTER_FILE_BYTES = 10 * 2**20  # a YAML cluster file (10 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,25 +52,44 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
+def _size(entry: dict, key: str, where: str, lo: int, hi: int, default: int | None = None
+          ) -> int:
+    """An integral size in ``lo..hi`` (YAML ints, or floats with no fraction)."""
+    v = entry.get(key, default)
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, str) and v.strip().lstrip("+").isdigit():
+        v = int(v.strip())
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ClusterError(f"{where} field '{key}': must be a whole number, got {v!r}")
+    if not lo <= v <= hi:
+        raise ClusterError(f"{where} field '{key}': must be {lo:,}..{hi:,}, got {v:,}")
+    return v
+
+
 def from_dict(d: dict, origin: str) -> ClusterSpec:
+    """Nodes from a parsed YAML mapping. Sizes are whole numbers within the documented
+    bounds (``autoflow.limits``: at most MAX_NODES nodes, MAX_GPUS_PER_NODE GPUs each);
+    anything else is refused naming the file, the node entry and the field."""
     if not isinstance(d, dict) or not isinstance(d.get("nodes"), list) or not d["nodes"]:
         raise ClusterError(f"{origin}: expected a mapping with a non-empty 'nodes' list")
     nodes: list[Node] = []
+    total = 0
     for i, entry in enumerate(d["nodes"]):
+        where = f"{origin}: nodes[{i}]"
         if not isinstance(entry, dict):
-            raise ClusterError(f"{origin}: nodes[{i}] must be a mapping")
+            raise ClusterError(f"{where} must be a mapping")
         for key in ("gpu_type", "gpus"):
             if key not in entry:
-                raise ClusterError(f"{origin}: nodes[{i}] lacks '{key}'")
-        try:
-            count = int(entry.get("count", 1))
-            gpus = int(entry["gpus"])
-            cpu = int(entry.get("cpu_milli", 0))
-            mem = int(entry.get("memory_mib", 0))
-        except (TypeError, ValueError) as e:
-            raise ClusterError(f"{origin}: nodes[{i}]: {e}") from None
-        if count < 1 or gpus < 0 or cpu < 0 or mem < 0:
-            raise ClusterError(f"{origin}: nodes[{i}]: count must be >= 1 and sizes >= 0")
+                raise ClusterError(f"{where} lacks '{key}'")
+        count = _size(entry, "count", where, 1, MAX_NODES, default=1)
+        gpus = _size(entry, "gpus", where, 0, MAX_GPUS_PER_NODE)
+        cpu = _size(entry, "cpu_milli", where, 0, MAX_CPU_MILLI, default=0)
+        mem = _size(entry, "memory_mib", where, 0, MAX_MEMORY_MIB, default=0)
+        total += count
+        if total > MAX_NODES:
+            raise ClusterError(f"{where} field 'count': the cluster would have {total:,} nodes, "
+                               f"more than the maximum {MAX_NODES:,}")
         base = entry.get("name", f"{entry['gpu_type']}-{i}")
         for k in range(count):
             nodes.append(Node(f"{base}-{k}" if count > 1 else str(base), str(entry["gpu_type"]),
@@ -77,34 +97,65 @@ def from_dict(d: dict, origin: str) -> ClusterSpec:
     return ClusterSpec(str(d.get("name", origin)), nodes)
 
 
-def load_yaml(path: str | Path) -> ClusterSpec:
+def _read_cluster_file(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise ClusterError(f"{path}: file not found")
+    if p.is_dir():
+        raise ClusterError(f"{path}: is a folder, expected a cluster YAML file")
     try:
-        d = yaml.safe_load(p.read_text())
+        data = p.read_bytes()
+    except OSError as e:
+        raise ClusterError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_CLUSTER_FILE_BYTES:
+        raise ClusterError(f"{path}: {len(data):,} bytes; a cluster file is at most "
+                           f"{MAX_CLUSTER_FILE_BYTES:,}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ClusterError(f"{path}: not UTF-8 text (byte {e.start}): a cluster is a YAML "
+                           "file") from None
+
+
+def load_yaml(path: str | Path) -> ClusterSpec:
+    text = _read_cluster_file(path)
+    try:
+        d = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ClusterError(f"{path}: not valid YAML: {e}") from None
+        raise ClusterError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     return from_dict(d, str(path))
 
 
 def load_openb_nodes(path: str | Path) -> ClusterSpec:
-    """Alibaba openb node list: ``sn,cpu_milli,memory_mib,gpu,model``."""
-    p = Path(path)
-    if not p.exists():
-        raise ClusterError(f"{path}: file not found")
-    nodes = []
-    with open(p, newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"sn", "cpu_milli", "memory_mib", "gpu", "model"}
-        if not need <= set(reader.fieldnames or []):
-            raise ClusterError(f"{path}:1: expected columns {', '.join(sorted(need))}")
-        for row in reader:
+    """Alibaba openb node list: ``sn,cpu_milli,memory_mib,gpu,model`` (gzip-compressed or
+    not). Sizes must be whole numbers within the bounds of ``autoflow.limits``."""
+    from .errors import TraceError
+    from .traces.base import BAD_ROW, BadRow, as_int, check_file, read_csv_rows, req
+
+    bounds = {"gpu": MAX_GPUS_PER_NODE, "cpu_milli": MAX_CPU_MILLI,
+              "memory_mib": MAX_MEMORY_MIB}
+    try:
+        p = check_file(path)
+        nodes = []
+        for line, row in read_csv_rows(p, ["sn", "cpu_milli", "memory_mib", "gpu", "model"]):
             try:
-                nodes.append(Node(row["sn"], row["model"] or "unknown", int(row["gpu"]),
-                                  int(row["cpu_milli"]), int(row["memory_mib"])))
-            except (TypeError, ValueError) as e:
-                raise ClusterError(f"{path}:{reader.line_num}: {e}") from None
+                if BAD_ROW in row:
+                    raise BadRow(*row[BAD_ROW])
+                if None in row:
+                    raise BadRow(None, "more fields than the header")
+                sizes = {}
+                for col, hi in bounds.items():
+                    sizes[col] = as_int(row, col, min_value=0)
+                    if sizes[col] > hi:
+                        raise BadRow(col, f"{sizes[col]:,} is above the maximum {hi:,}")
+                nodes.append(Node(req(row, "sn"), (row["model"] or "").strip() or "unknown",
+                                  sizes["gpu"], sizes["cpu_milli"], sizes["memory_mib"]))
+            except BadRow as e:
+                raise TraceError(str(path), e.reason, line=line, column=e.column) from None
+            if len(nodes) > MAX_NODES:
+                raise TraceError(str(path), f"more than {MAX_NODES:,} nodes", line=line)
+    except TraceError as e:
+        raise ClusterError(str(e)) from None
     if not nodes:
         raise ClusterError(f"{path}: no nodes")
     return ClusterSpec(f"alibaba-openb:{p.name}", nodes)
