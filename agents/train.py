@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +30,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.errors import ConfigError
 from autoflow.evaluate import evaluate
+from autoflow.limits import check_output_dir
 from autoflow.load import fit_load
 from autoflow.placers import make_placer
 from autoflow.policies import parse_policy
@@ -187,8 +188,11 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
                           f"{cfg.imitation_smoothing}")
     if cfg.reward_baseline:
         parse_policy(cfg.reward_baseline)  # --reward-baseline: an unknown name fails here
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if not 1 <= cfg.jobs[0] <= cfg.jobs[1]:
+        raise ConfigError(f"--jobs-min must be >= 1 and <= --jobs-max, got {cfg.jobs}")
+    if cfg.eval_every < 1:
+        raise ConfigError(f"--eval-every must be >= 1, got {cfg.eval_every}")
+    out = check_output_dir(cfg.out)
     torch.manual_seed(cfg.seed)
     spec = EpisodeSpec(cfg.jobs, cfg.load, part=(0.0, 1.0 - HOLDOUT))
     sampler = make_sampler(cfg.workloads, spec)
@@ -264,7 +268,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
         "best_vs_fifo": evals.best,
         "first_beat_fifo": evals.first_beat_fifo,
     }
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    jsonsafe.write(out / "train_summary.json", summary)
     _plot(evals.history, out / "eval_curve.png")
     man = manifest_mod.build(command or "autoflow train", asdict(cfg), seed=cfg.seed)
     manifest_mod.write(out / "manifest.json", man)

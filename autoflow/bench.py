@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import jsonsafe
 from . import manifest as manifest_mod
 from .cluster import ClusterSpec, load_cluster
 from .errors import ConfigError
 from .evaluate import evaluate, fit_to
+from .limits import check_output_dir
 from .load import LoadFit
 from .plots import jct_cdf
 from .policies import parse_policy
@@ -67,9 +67,11 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
         parse_policy(n)  # fail fast on a typo, before any simulation
     if BASELINE not in names:
         names.insert(0, BASELINE)  # ratios are always to fifo
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(cfg.out)
 
+    # the trace, the cluster and the load of the first seed are read before any output,
+    # so that a bad input ends with its one-line error alone
+    first = prepare_fit(cfg.trace, cfg.cluster, cfg.load, 0, cfg.skip_bad_rows)
     per_seed: dict[str, list[dict]] = {n: [] for n in names}
     jcts: dict[str, np.ndarray] = {}
     setups = []
@@ -78,7 +80,8 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
                   console=console, transient=False) as progress:
         task = progress.add_task("simulating", total=len(names) * cfg.seeds)
         for seed in range(cfg.seeds):
-            fit = prepare_fit(cfg.trace, cfg.cluster, cfg.load, seed, cfg.skip_bad_rows)
+            fit = first if seed == 0 else prepare_fit(cfg.trace, cfg.cluster, cfg.load, seed,
+                                                      cfg.skip_bad_rows)
             workload, spec = fit.workload, fit.spec
             setups.append({"seed": seed, "jobs": len(workload), "cluster": spec.describe(),
                            **fit.to_dict(), "import": workload.summary.to_dict()})
@@ -110,7 +113,7 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
               "setups": setups}
     man = manifest_mod.build(command or "autoflow bench", config, seed=0)
     results = {"policies": policies, "manifest": man}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    jsonsafe.write(out / "results.json", results)
     manifest_mod.write(out / "manifest.json", man)
     s0 = setups[0]
     title = (f"{cfg.trace} on {s0['cluster']['name']} ({s0['cluster']['gpus']} GPUs, "

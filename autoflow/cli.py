@@ -84,6 +84,16 @@ def bench(
 ) -> None:
     """Replay a workload under each policy; print a table with ratios to fifo and write
     results.json, manifest.json and jct_cdf.png."""
+    from .limits import check_flags, check_output_dir
+
+    try:
+        check_flags(load=load, seeds=seeds, restart_overhead=restart_overhead,
+                    checkpoint_interval=checkpoint_interval, failure_rate=failure_rate,
+                    repair_time=repair_time, default_slo=default_slo,
+                    duration_prior=duration_prior)
+        check_output_dir(out_dir)
+    except AutoflowError as e:
+        fail(e)
     from .bench import BenchConfig, run_bench, table
     from .sim.simulator import SimConfig
 
@@ -98,6 +108,8 @@ def bench(
         results = run_bench(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
     except AutoflowError as e:
         fail(e)
+    except OSError as e:  # e.g. a disk that filled up while writing the results
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
     out.print(table(results))
     out.print(f"wrote {out_dir}/results.json, {out_dir}/manifest.json, {out_dir}/jct_cdf.png")
 
@@ -186,6 +198,19 @@ def train(
 ) -> None:
     """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
     that does best on validation workloads against fifo."""
+    from .limits import check_flags, check_output_dir
+
+    try:
+        check_flags(timesteps=timesteps, seed=seed, imitation_episodes=imitation_episodes,
+                    dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
+                    learning_rate=learning_rate, clip_range=clip_range, n_envs=n_envs,
+                    eval_every=eval_every, eval_episodes=eval_episodes, jobs_min=jobs_min,
+                    jobs_max=jobs_max)
+        if jobs_min > jobs_max:
+            raise AutoflowError(f"--jobs-min ({jobs_min}) must be <= --jobs-max ({jobs_max})")
+        check_output_dir(out_dir)
+    except AutoflowError as e:
+        fail(e)
     try:
         from .agents.train import TrainConfig
         from .agents.train import train as run_train
@@ -202,6 +227,8 @@ def train(
         run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
     except AutoflowError as e:
         fail(e)
+    except OSError as e:  # e.g. a disk that filled up while writing the models
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
 
 
 def main() -> None:  # pragma: no cover

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from autoflow import jsonsafe
 from autoflow.errors import AutoflowError, ConfigError
+from autoflow.limits import check_flags, check_output_dir, check_output_file
 from autoflow.traces import normalized
 from autoflow.traces.registry import load_workload
 
@@ -41,12 +42,16 @@ def fit(
     try:
         if model not in MODELS:
             raise ConfigError(f"unknown generator model {model!r}; known: {', '.join(MODELS)}")
+        check_flags(seed=seed, epochs=epochs)
+        check_output_file(out)  # before the fit, which may take long
         w = load_workload(trace)
         with console.status(f"fitting {model} to {len(w):,} jobs"):
             gen = fit_generator(w, model, seed=seed, epochs=epochs or None, source=trace)
         gen.save(out)
     except AutoflowError as e:
         _fail(e)
+    except OSError as e:  # e.g. a disk that filled up while writing
+        _fail(f"{e.filename or ''}: {e.strerror or e}")
     info = gen.describe()
     console.print(f"fitted {info['model']} on {info['table']['used']:,} jobs "
                   f"({info['table']['unknown_duration']:,} without a duration left out) in "
@@ -72,12 +77,16 @@ def sample(
     try:
         if n < 1:
             raise ConfigError(f"-n must be at least 1, got {n}")
+        check_flags(n=n, load_scale=load_scale, seed=seed)
+        check_output_file(out)
         conds = [parse_condition(c) for c in condition or []]
         gen = load_generator(model)
         w = gen.sample(n, seed=seed, load_scale=load_scale, conditions=conds)
         normalized.write(w, out)
     except AutoflowError as e:
         _fail(e)
+    except OSError as e:  # e.g. a disk that filled up while writing
+        _fail(f"{e.filename or ''}: {e.strerror or e}")
     console.print(f"sampled {len(w):,} jobs from {gen.model_name} ({gen.source}) -> {out}")
 
 
@@ -92,17 +101,20 @@ def report(
     from .report import fidelity, write_report
 
     try:
+        check_output_dir(out)
         r = load_workload(real)
         s = load_workload(f"csv:{synthetic}")
         rep = fidelity(r, s)
         files = write_report(rep, r, s, out)
     except AutoflowError as e:
         _fail(e)
+    except OSError as e:  # e.g. a disk that filled up while writing
+        _fail(f"{e.filename or ''}: {e.strerror or e}")
     d, g, h = rep["durations"]["ratio"], rep["gpu_counts"], rep["hourly"]
     score = rep["sdv_quality_score"]
-    typer.echo(json.dumps({
+    typer.echo(jsonsafe.dumps({
         "sdv_quality_score": None if score is None else round(score, 3),
         "duration_ratio": {k: round(v, 3) for k, v in d.items()},
         "gpu_count_max_diff_pp": round(g["max_abs_diff_pp"], 2),
-        "hourly_correlation": round(h["correlation"], 3), "bar": rep["bar"]}))
+        "hourly_correlation": round(h["correlation"], 3), "bar": rep["bar"]}, indent=None))
     console.print("wrote " + ", ".join(str(f) for f in files))

@@ -7,7 +7,6 @@ downloads) are printed as one red ``error: ...`` line on stderr, exit code 2.
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import jsonsafe
 from ..errors import AutoflowError
+from ..limits import check_flags, check_output_file
 from . import normalized
 from .builtin import BUILTIN_NAMES
 from .registry import FORMATS, load_workload
@@ -55,9 +56,10 @@ def inspect(source: Annotated[str, typer.Argument(help="FORMAT:PATH or builtin:N
             seed: SeedOpt = 0) -> None:
     """Import a trace and summarize it (jobs, mix, durations, what was skipped and why)."""
     with _user_errors():
+        check_flags(seed=seed)
         desc = describe(load_workload(source, skip_bad_rows=skip_bad_rows, seed=seed))
     if as_json:
-        typer.echo(json.dumps(desc, indent=2))
+        typer.echo(jsonsafe.dumps(desc))
     else:
         Console().print(render(desc))
 
@@ -68,6 +70,8 @@ def convert(source: Annotated[str, typer.Argument(help="FORMAT:PATH or builtin:N
             skip_bad_rows: SkipOpt = False, seed: SeedOpt = 0) -> None:
     """Import a trace and write it as autoflow's normalized CSV (format ``csv``)."""
     with _user_errors():
+        check_flags(seed=seed)
+        check_output_file(out)
         w = load_workload(source, skip_bad_rows=skip_bad_rows, seed=seed)
         normalized.write(w, out)
     skipped = w.summary.rows_skipped
