@@ -44,6 +44,19 @@ class SimConfig:
     check_invariants: bool = False  # verify allocation invariants at every pass (slow)
     fragmentation_samples: int = 500  # time-averaged fragmentation: samples per run
 
+    def check(self) -> None:
+        """Raises ConfigError unless every setting is in its documented range (the
+        ranges of the matching ``bench`` flags, ``autoflow.limits.FLAG_RANGES``)."""
+        from ..limits import check_flag
+
+        for flag, value in (("--restart-overhead", self.restart_overhead_s),
+                            ("--checkpoint-interval", self.checkpoint_interval_s),
+                            ("--failure-rate", self.failure_rate_per_node_day),
+                            ("--repair-time", self.repair_time_s),
+                            ("--default-slo", self.default_slo_s),
+                            ("--duration-prior", self.duration_prior_s)):
+            check_flag(flag, value)
+
 
 @dataclass
 class SimResult:
@@ -98,6 +111,7 @@ class Simulator:
     def __init__(self, workload: Workload, cluster: ClusterSpec, policy: Policy,
                  config: SimConfig | None = None, estimator: DurationEstimator | None = None):
         self.config = cfg = config or SimConfig()
+        cfg.check()
         self.policy = policy
         self.cluster = cluster
         durations = []
