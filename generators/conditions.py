@@ -8,6 +8,7 @@ multi-GPU (the rest are drawn from the jobs that are not). Columns are job attri
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ def parse_condition(text: str) -> Condition:
         value = cast(raw)
     except ValueError:
         raise ConfigError(f"condition {text!r}: {raw!r} is not a number") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"condition {text!r}: {raw!r} is not a finite number")
     fraction = None
     if frac is not None:
         fraction = float(frac)
