@@ -12,12 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import AutoflowError
+from .limits import FLAG_RANGES
 
 app = typer.Typer(help="autoflow: a self-optimizing scheduler for GPU clusters — simulate, "
                        "benchmark and compare scheduling policies on real traces.",
                   no_args_is_help=True, add_completion=False)
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
+
+
+def _range(flag: str) -> str:
+    """The valid range of a flag, for its --help (docs/hardening.md lists them all)."""
+    return f" Valid: {FLAG_RANGES[flag].describe()}."
 
 
 def fail(e: Exception) -> None:
@@ -66,19 +72,24 @@ def bench(
                                "where whole nodes or that floor miss RHO by over 1%, the "
                                "arrival times are scaled too. Method, time-scale factor and "
                                "achieved load go to the manifest; an error if RHO cannot be "
-                               "reached."),
+                               "reached." + _range("--load")),
     seeds: int = typer.Option(1, help="Runs per policy with seeds 0..N-1 (built-in workloads and "
-                              "failures vary with the seed); metrics are averaged."),
-    restart_overhead: float = typer.Option(30.0, help="Seconds lost at every restart."),
-    checkpoint_interval: float = typer.Option(1800.0, help="Training checkpoint interval (s)."),
-    failure_rate: float = typer.Option(0.0, help="Node failures per node per day (0 = none)."),
-    repair_time: float = typer.Option(3600.0, help="Seconds a failed node stays down."),
+                              "failures vary with the seed); metrics are averaged."
+                              + _range("--seeds")),
+    restart_overhead: float = typer.Option(30.0, help="Seconds lost at every restart."
+                                                      + _range("--restart-overhead")),
+    checkpoint_interval: float = typer.Option(1800.0, help="Training checkpoint interval (s)."
+                                                           + _range("--checkpoint-interval")),
+    failure_rate: float = typer.Option(0.0, help="Node failures per node per day (0 = none)."
+                                                 + _range("--failure-rate")),
+    repair_time: float = typer.Option(3600.0, help="Seconds a failed node stays down."
+                                                   + _range("--repair-time")),
     default_slo: float = typer.Option(60.0, help="Start-delay SLO (s) of inference jobs that "
-                                      "carry none."),
+                                      "carry none." + _range("--default-slo")),
     duration_prior: float = typer.Option(None, help="Duration (s) that non-oracle policies "
                                          "predict before any job has completed (default "
                                          "3600); afterwards predictions come from completed "
-                                         "jobs only."),
+                                         "jobs only." + _range("--duration-prior")),
     skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
                                        "reporting how many were skipped and why."),
 ) -> None:
@@ -170,31 +181,40 @@ def train(
     workloads: str = typer.Option(..., help="Training sources, comma-separated: FORMAT:PATH "
                                   "(windows of a trace) or builtin:NAME; append @CLUSTER to "
                                   "choose the cluster that is sized to each episode's load."),
-    timesteps: int = typer.Option(50_000, help="PPO environment steps after the warm start."),
+    timesteps: int = typer.Option(50_000, help="PPO environment steps after the warm start."
+                                               + _range("--timesteps")),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the models, TensorBoard logs, "
                                  "train_summary.json, eval_curve.png and manifest.json."),
-    seed: int = typer.Option(0, help="Seeds episodes, network and PPO."),
+    seed: int = typer.Option(0, help="Seeds episodes, network and PPO." + _range("--seed")),
     validation: str = typer.Option(None, help="Validation sources (default: the last 20% of "
                                    "each training trace, kept out of training)."),
     imitation_episodes: int = typer.Option(16, help="LAS demonstrations for the warm start "
-                                           "(0 = start from a random policy)."),
+                                           "(0 = start from a random policy)."
+                                           + _range("--imitation-episodes")),
     dagger_rounds: int = typer.Option(2, help="DAgger rounds after the demonstrations: the "
-                                      "cloned policy plays, the expert labels."),
+                                      "cloned policy plays, the expert labels."
+                                      + _range("--dagger-rounds")),
     imitation_smoothing: float = typer.Option(0.0, help="Probability the cloned policy "
                                               "keeps for the actions the expert did not "
                                               "take (0 = certain; PPO then cannot depart "
-                                              "from the expert)."),
+                                              "from the expert)."
+                                              + _range("--imitation-smoothing")),
     reward_baseline: str = typer.Option(None, help="Reward relative to this policy played "
                                         "on the same episode (e.g. las): less variance."),
     learning_rate: float = typer.Option(1e-4, help="PPO step size (small: it fine-tunes a "
-                                        "cloned policy)."),
+                                        "cloned policy)." + _range("--learning-rate")),
     clip_range: float = typer.Option(0.1, help="PPO clip range (small: conservative "
-                                     "updates keep what was cloned)."),
-    n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."),
-    eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."),
-    eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."),
-    jobs_min: int = typer.Option(150, help="Fewest jobs in a training episode."),
-    jobs_max: int = typer.Option(400, help="Most jobs in a training episode."),
+                                     "updates keep what was cloned)." + _range("--clip-range")),
+    n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."
+                                       + _range("--n-envs")),
+    eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."
+                                                + _range("--eval-every")),
+    eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."
+                                              + _range("--eval-episodes")),
+    jobs_min: int = typer.Option(150, help="Fewest jobs in a training episode."
+                                           + _range("--jobs-min")),
+    jobs_max: int = typer.Option(400, help="Most jobs in a training episode."
+                                           + _range("--jobs-max")),
 ) -> None:
     """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
     that does best on validation workloads against fifo."""

@@ -142,3 +142,9 @@ def test_sample_conditions_must_be_finite(tmp_path, cond):
     r = invoke("generate", "sample", "--model", tmp_path / "g.gen", "-n", "5",
                "--out", tmp_path / "s.csv", "--condition", cond)
     assert_one_line_error(r, "not a finite number")
+
+
+@pytest.mark.parametrize("cmd,count", [("bench", 8), ("train", 12)])
+def test_help_states_the_ranges(cmd, count):
+    r = invoke(cmd, "--help")
+    assert r.exit_code == 0 and r.output.count("Valid:") >= count, r.output
