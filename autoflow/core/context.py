@@ -68,6 +68,31 @@ class SchedContext:
         in which capacity only shrinks (no preemption while iterating)."""
         return self.waiting.iter_open(self.shape_open, after)
 
+    @property
+    def enqueued(self) -> int:
+        """How many times a job joined the waiting queue so far (arrivals, preemptions,
+        evictions)."""
+        return self._core.enqueued
+
+    def joined_since(self, mark: int) -> list[JobState] | None:
+        """The jobs that joined the waiting queue after the first ``mark`` (``enqueued``)
+        and still wait, in queue order; None if that is no longer known."""
+        core = self._core
+        joined, waiting = core.joined, core.waiting
+        k = core.enqueued - mark
+        if k > len(joined):
+            return None
+        new = {js.idx: js for js in joined[len(joined) - k:] if js in waiting}
+        return sorted(new.values(), key=waiting.key_of)
+
+    def shape(self, js: JobState) -> Shape:
+        """The job's queue shape (``feasibility.shape_of``)."""
+        return self._core.shape(js)
+
+    def grown_since(self, version: int) -> list[int]:
+        """The nodes that gained capacity since the state was at ``version``."""
+        return [n for n, v in enumerate(self.state.node_grown) if v > version]
+
     def predicted_remaining(self, js: JobState) -> float:
         """Predicted remaining run time (from the history estimator, never the truth)."""
         done = js.running_progress(self.now)

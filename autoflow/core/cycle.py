@@ -48,6 +48,9 @@ class CycleState:
         self.fits: dict[Req, tuple[bool, int, int]] = {}
         self.fitted: dict[tuple, list[tuple[Req, int, int]]] = {}  # "yes" witnesses, by kind
         self.suspect: set[Shape] = set()  # shapes with a job that failed in this pass
+        # (state.version, SchedContext.enqueued) at the end of a pass after which no
+        # waiting job fitted (``policies.base.greedy_pass``)
+        self.settled: tuple[int, int] | None = None
         self._scratch: dict[Hashable, Any] = {}
         self._instant: float | None = None
         self._instant_scratch: dict[Hashable, Any] = {}
