@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..feasibility import Shape, fit_node, fits_now, needs_multi_node
+from ..feasibility import SCAN_NODES, Shape, fit_node, fits_now, fits_on, needs_multi_node
 from ..job import WHOLE_GPU
 from ..state import ClusterState, Req
 from .cycle import FITTED_PER_KIND, CycleState
@@ -133,7 +133,8 @@ class SchedContext:
     def fits(self, js: JobState) -> bool:
         """Whether the job could start now. Cached per requirement: a "yes" holds while
         the node it was found on keeps its capacity (or, for a gang across nodes, until
-        any capacity shrinks), a "no" until capacity grows."""
+        any capacity shrinks), a "no" until capacity grows (for a job on one node of a
+        small cluster: on a node that can take it)."""
         req, st = js.req, self.state
         got = self.cycle.fits.get(req)
         if got is not None:
@@ -142,6 +143,12 @@ class SchedContext:
                 if st.unshrunk_since(seen, node):
                     return True
             elif seen >= st.grown:
+                return False
+            elif (st.num_nodes <= SCAN_NODES and not needs_multi_node(st, req)
+                  and not fits_on(st, req, self.grown_since(seen))):
+                # the nodes that gained capacity since cannot take it, the others only
+                # lost some: still no (on openb a finish frees one node of 11)
+                self.cycle.fits[req] = (False, st.version, -2)
                 return False
         node = self._fit_node(req)
         ok = node != -2
