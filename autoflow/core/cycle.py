@@ -5,13 +5,17 @@ After kube-scheduler's ``CycleState``. The :class:`~autoflow.core.context.SchedC
 owns one; policies and the learned agent's observation reach it as ``ctx.cycle``.
 
 The rule: every answer derived from capacity is tagged with the cluster state's change
-counters (``ClusterState.version``, ``shrunk``, ``grown``, ``node_shrunk``) and trusted
-only while no change since could have altered it —
+counters (``ClusterState.version``, ``shrunk``, ``grown``, ``node_shrunk``,
+``node_grown``) and trusted only while no change since could have altered it —
 
 * shape checks (``gate``): while the state is at the version they were made at;
 * "fits" (``fits``, ``fitted``): while no capacity was taken away (from the node it fits
   on, for a one-node job);
-* "does not fit" (``fits``, ``failed``): while no capacity came back.
+* "does not fit" (``fits``, ``failed``, shapes ``shut``), across passes: while no
+  capacity came back (for ``fits`` on a small cluster, a one-node job: while no node
+  that gained capacity can take it);
+* "no waiting job fits" (``settled``, written by ``policies.base.greedy_pass``): for the
+  jobs waiting then, while no node that gained capacity since can take them.
 
 Per-pass scratch (``suspect``, and whatever a policy keeps with ``write``) is dropped
 when the next pass begins; per-instant scratch (``instant``: what the agent's

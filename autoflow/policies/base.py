@@ -114,17 +114,20 @@ def _settled_pass(ctx: SchedContext, version: int, new: list[JobState]):
     def is_open(shape: Shape) -> bool:
         if not ctx.shape_open(shape):
             return False
-        if shape in fresh_shapes or not shape[3] and not shape[4] and shape[1]:
-            return True  # (a gang across nodes has no CPU or memory in its shape)
+        types_key, num, milli, cpu, mem = shape
+        if shape in fresh_shapes or num > state.widest(types_key):  # (a gang across nodes)
+            return True
         ok = gained.get(shape)
         if ok is None:  # (capacity only shrinks in the pass: a "no" stays one)
-            types_key, num, milli, cpu, mem = shape
             ok = fits_on(state, Req(num, milli, types_key, cpu, mem), grown)
             if not ok:
                 gained[shape] = ok
         return ok
 
     for js in ctx.waiting.iter_open(is_open):
+        if ctx.nothing_fits():
+            return  # (as the caller would at the next job: not after skipping many)
         if (js.idx in fresh or needs_multi_node(state, js.req)
                 or fits_on(state, js.req, grown)):
             yield js
+
