@@ -82,6 +82,19 @@ def fit_node(state: ClusterState, req: Req) -> int:
     return -1
 
 
+def fits_on(state: ClusterState, req: Req, nodes) -> bool:
+    """Whether the job fits entirely on one of ``nodes`` now (``node_mask`` there)."""
+    up, whole, cpu_free, mem_free, _free = state.node_lists()
+    allowed, best = state.type_list(req.types_key), state.best_gpu_list()
+    num, milli, cpu, mem = req.num_gpus, req.milli, req.cpu, req.mem
+    fractional = req.fractional
+    for n in nodes:
+        if (allowed[n] and up[n] and cpu_free[n] >= cpu and mem_free[n] >= mem
+                and (not num or (best[n] >= milli if fractional else whole[n] >= num))):
+            return True
+    return False
+
+
 def fit_nodes(state: ClusterState, req: Req) -> np.ndarray:
     """``np.flatnonzero(node_mask(state, req))``: every node on which the job fits
     entirely now, in index order; from the lists up to ``SCAN_NODES`` nodes."""

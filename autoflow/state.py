@@ -77,6 +77,7 @@ class ClusterState:
         self.shrunk = 0  # the version of the last change that took capacity away
         self.grown = 0  # the version of the last change that gave capacity back
         self.node_shrunk = [0] * n  # per node, the version of its last loss of capacity
+        self.node_grown = [0] * n  # per node, the version it last gained capacity at
         # ``node_lists``: kept equal to the arrays by allocate / release / set_up
         self._lists = (self.up.tolist(), self.whole_free.tolist(), self.cpu_free.tolist(),
                        self.mem_free.tolist(), self.free_milli.tolist())
@@ -199,6 +200,7 @@ class ClusterState:
         node_gpus, node_type, tracked = self._static
         _up_l, whole_l, cpu_l, mem_l, free_l = self._lists
         for node, gpus, milli, cpu, mem in p:
+            self.node_grown[node] = self.version
             whole = whole_free.item(node)
             idle_before = whole == node_gpus[node]
             partial = 0
@@ -263,7 +265,7 @@ class ClusterState:
         if bool(self.up[node]) != up:
             self.version += 1
             if up:
-                self.grown = self.version
+                self.grown = self.node_grown[node] = self.version
             else:
                 self.shrunk = self.node_shrunk[node] = self.version
             self.up[node] = up
@@ -277,6 +279,7 @@ class ClusterState:
             setattr(c, name, getattr(self, name).copy())
         c.type_free = list(self.type_free)
         c.node_shrunk = list(self.node_shrunk)
+        c.node_grown = list(self.node_grown)
         c._lists = tuple(list(x) for x in self._lists)
         c._best = list(self._best)
         return c

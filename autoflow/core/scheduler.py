@@ -31,6 +31,8 @@ from .estimator import DurationEstimator
 from .jobstate import DONE, RUNNING, WAITING, JobState
 from .queue import SortedQueue
 
+JOINED_KEPT = 4096  # latest jobs to join the waiting queue that are kept in a list
+
 Keep = Callable[[JobState, float], float]  # (job, useful work of the segment) -> work kept
 
 
@@ -59,6 +61,10 @@ class SchedulerCore:
         self.ctx = SchedContext(self)
         self.live_milli = self.state.total_milli
         self.cpu_only_waiting = 0
+        # the jobs that joined the waiting queue, in order: how many so far, and the
+        # latest of them (``SchedContext.joined_since``)
+        self.enqueued = 0
+        self.joined: list[JobState] = []
         self.done = 0
         self._starts = 0  # starts so far (gives JobState.start_seq)
         self._pass_pending = False
@@ -97,6 +103,10 @@ class SchedulerCore:
     def _enqueue(self, js: JobState) -> None:
         js.status = WAITING
         js.queue_since = self.backend.now()
+        self.enqueued += 1
+        if len(self.joined) >= JOINED_KEPT:
+            self.joined.clear()
+        self.joined.append(js)
         if js.req.num_gpus == 0:
             self.cpu_only_waiting += 1
         self.waiting.add(js)

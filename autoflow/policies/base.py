@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..feasibility import Shape, fits_on, needs_multi_node
 from ..placers import Placer
+from ..state import Req
 
 if TYPE_CHECKING:
     from ..core.context import SchedContext
@@ -75,8 +77,57 @@ def greedy_pass(ctx: SchedContext, blocking: bool = False) -> JobState | None:
             if ctx.nothing_fits() or not ctx.try_start(js):
                 return js
         return None
-    for js in ctx.open_waiting():
+    # After a pass with no waiting job fitting at its end (``cycle.settled``), a job
+    # waiting since can fit now only on a node that gained capacity since, unless it is
+    # a gang across nodes (the other nodes only lost capacity). So a job that waited
+    # then is tried only if it fits on one of those nodes; when none gained capacity
+    # (on openb about half the passes follow an arrival with nothing else changed),
+    # only the jobs that joined the queue since are tried, in queue order.
+    cycle, state = ctx.cycle, ctx.state
+    settled = cycle.settled
+    new = ctx.joined_since(settled[1]) if settled is not None else None
+    if new is None:
+        jobs = ctx.open_waiting()
+    elif settled[0] == state.version:
+        jobs = new
+    else:
+        jobs = _settled_pass(ctx, settled[0], new)
+    for js in jobs:
         if ctx.nothing_fits():
             break
         ctx.try_start(js)
+    cycle.settled = (state.version, ctx.enqueued)
     return None
+
+
+def _settled_pass(ctx: SchedContext, version: int, new: list[JobState]):
+    """The jobs of a greedy pass that may fit now, in queue order, when none fitted at
+    the end of a pass that left the state at ``version`` and ``new`` joined the queue
+    since: the new ones, gangs across nodes, and the jobs that fit on a node that gained
+    capacity since (whole shapes at a time: those whose least need fits there)."""
+    state, shape_of = ctx.state, ctx.shape
+    grown = ctx.grown_since(version)
+    fresh = {js.idx for js in new}
+    fresh_shapes = {shape_of(js) for js in new}
+    gained: dict[Shape, bool] = {}
+
+    def is_open(shape: Shape) -> bool:
+        if not ctx.shape_open(shape):
+            return False
+        types_key, num, milli, cpu, mem = shape
+        if shape in fresh_shapes or num > state.widest(types_key):  # (a gang across nodes)
+            return True
+        ok = gained.get(shape)
+        if ok is None:  # (capacity only shrinks in the pass: a "no" stays one)
+            ok = fits_on(state, Req(num, milli, types_key, cpu, mem), grown)
+            if not ok:
+                gained[shape] = ok
+        return ok
+
+    for js in ctx.waiting.iter_open(is_open):
+        if ctx.nothing_fits():
+            return  # (as the caller would at the next job: not after skipping many)
+        if (js.idx in fresh or needs_multi_node(state, js.req)
+                or fits_on(state, js.req, grown)):
+            yield js
+
