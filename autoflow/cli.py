@@ -65,14 +65,15 @@ def bench(
     cluster: str = typer.Option(None, help="YAML file, built-in name or alibaba-openb:NODES.csv "
                                 "(default philly-64)."),
     load: float = typer.Option(None, help="Target offered load RHO (GPU-time asked for over "
-                               "capacity during the span: submit spread + mean duration), "
-                               "reached within 3%: the cluster is resized keeping its node mix "
+                               "capacity during the span: submit spread + mean duration, at "
+                               "least the 99th-percentile duration), reached within 3%: the cluster is resized keeping its node mix "
                                "(a heterogeneous one no smaller than keeps its GPU-type mix "
                                "within 10 points) and every job shape that runs on it runnable; "
                                "where whole nodes or that floor miss RHO by over 1%, the "
                                "arrival times are scaled too. Method, time-scale factor and "
                                "achieved load go to the manifest; an error if RHO cannot be "
-                               "reached." + _range("--load")),
+                               "reached or would need over 100,000 GPUs."
+                               + _range("--load")),
     seeds: int = typer.Option(1, help="Runs per policy with seeds 0..N-1 (built-in workloads and "
                               "failures vary with the seed); metrics are averaged."
                               + _range("--seeds")),
