@@ -4,20 +4,22 @@
 GPU-time the cluster has during the workload's *load span*:
 ``offered_gpu_seconds / (GPUs × load_span)``. The load span is
 
-    max(submit spread + mean duration, D99)
+- for a workload whose jobs arrive over time: the spread of the submit times plus the
+  mean duration, from the first submission to about when the last job would end if
+  nothing queued. The load is then set by the arrival rate, as in the Tiresias and
+  Gavel evaluations;
+- for a *batch*, every job submitted at the same instant (there is no arrival rate):
+  ``D99``, the 99th percentile of the durations (nearest rank: the longest job of a
+  batch of 100 jobs or fewer), about the time the batch takes if nothing queued. Its
+  load is the share of the cluster's GPU-time the jobs fill when packed into that time;
+  a one-job trace's load is its GPUs over the cluster's. (Over the mean duration, a batch
+  "at load 0.9" got a cluster that ran every job at once with a quarter of its GPUs busy;
+  over the spread alone, 0 s or an arbitrary 1 s, a cluster of about 10⁸ GPUs.)
 
-from the first submission to about when the last job would end if nothing queued (the
-spread of the submit times plus the mean duration), and never shorter than ``D99``, the
-99th percentile of the durations (nearest rank: the d99 job of a workload of 100 jobs
-or fewer): no schedule, on any cluster, finishes that work sooner. So a workload submitted
-at one instant (a batch trace) has about its d99 job's duration as its span, not 0, an
-arbitrary 1 s or the mean (over which a batch "at load 0.9" got a cluster that ran every
-job at once, a quarter of its GPUs busy); its load is the share of the cluster's GPU-time
-its jobs fill when packed into that time, and a one-job trace's load is its GPUs over the
-cluster's. The percentile, not the maximum, so that a handful of long-lived pods (Alibaba
-openb: 145 days, against 1.3 days for its 99th percentile) do not set the span of a real
-trace; on real traces, whose spread is far longer than nearly every job, the floor does
-not bind.
+Both are at least 1 s. A workload with arrivals never has its span set by ``D99``:
+time-scaling (step 4) moves the spread continuously, and one long job in a short window
+would otherwise pin the span (Alibaba openb's longest pod runs 145 days; a window of a
+few hundred jobs often spans less than its longest one).
 
 **Reaching a target** (``fit_load``), in this order:
 
@@ -39,14 +41,13 @@ not bind.
    ``RESIZE_TOLERANCE`` (whole nodes and the floors of steps 2-3 do that), every submit time is
    scaled by one factor around the first (the inter-arrival gaps stretched or
    compressed, durations kept), as the Tiresias and Gavel evaluations set the load by
-   the arrival rate, so that the load is ``RHO``. A workload submitted at one instant has
-   no gaps to scale: its resized cluster is kept if it is within ``TOLERANCE``, and
-   otherwise ``ClusterError`` says so and names a load that resizing alone reaches (or
-   run it without ``--load``).
+   the arrival rate, so that the load is ``RHO``. A batch has no gaps to scale: its
+   resized cluster is kept if it is within ``TOLERANCE``, and otherwise ``ClusterError``
+   says so and names a load that resizing alone reaches (or run it without ``--load``).
 5. If that cannot reach ``RHO`` with the mix kept (step 2), steps 1, 3 and 4 again
-   without it. If the load is still more than ``TOLERANCE`` off (a workload submitted at
-   one instant; a cluster that must be large to run a wide gang, or one job so long that
-   the load stays low even with every job submitted at once), ``ClusterError`` says why.
+   without it. If the load is still more than ``TOLERANCE`` off (a batch; a cluster that
+   must be large to run a wide gang, which even arrivals compressed toward one instant
+   cannot load), ``ClusterError`` says why.
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ Group = tuple[str, int, int, int]  # GPU type, GPUs, CPU, memory
 
 
 def load_span(workload: Workload) -> float:
-    """Seconds over which the workload offers its GPU-time: the spread of the submit times
-    plus the mean duration of the jobs with a known one, and at least the 99th percentile
-    of those durations (nearest rank) and 1 s; see the module docstring."""
+    """Seconds over which the workload offers its GPU-time (at least 1 s): the spread of
+    the submit times plus the mean duration of the jobs with a known one; for a batch (no
+    spread) the 99th percentile of those durations (nearest rank). See the module
+    docstring."""
     if not workload.jobs:
         return 0.0
     spread, mean, d99 = _span_parts(workload)
@@ -90,7 +92,7 @@ def _span_parts(workload: Workload) -> tuple[float, float, float]:
 
 
 def _span(spread: float, mean: float, d99: float) -> float:
-    return max(1.0, spread + mean, d99)
+    return max(1.0, spread + mean if spread > 0 else d99)
 
 
 def offered_load(workload: Workload, spec: ClusterSpec) -> float:
@@ -137,9 +139,9 @@ def _fit(spec: ClusterSpec, workload: Workload, rho: float,
         return LoadFit(resized, workload, rho, base, "resize", 1.0, base, mix_tolerance)
     where = (f"--load {rho:g} cannot be reached within ±{TOLERANCE:.0%} on {spec.name}: the "
              f"resized cluster ({resized.total_gpus} GPUs) gives {base:.3g}")
-    # the load span is max(spread x factor + mean, D99): scaling the submit times moves
-    # only the first term
-    spread, mean, d99 = _span_parts(workload)
+    # with arrivals, the load span is spread x factor + mean: scaling the submit times
+    # moves the first term; a batch has none to move
+    spread, mean, _ = _span_parts(workload)
     offered = workload.offered_gpu_seconds()
     if spread <= 0:
         if abs(base / rho - 1) <= TOLERANCE:  # whole nodes, within the tolerance
@@ -148,16 +150,13 @@ def _fit(spec: ClusterSpec, workload: Workload, rho: float,
                            f"arrivals cannot be time-scaled; try --load {base:.3g} (resizing "
                            "alone reaches it) or no --load")
     needed = offered / (rho * resized.total_gpus)  # span giving rho
-    at0 = _span(0.0, mean, d99)  # the span with every job submitted at once
+    at0 = max(1.0, mean)  # the span as the arrivals are compressed toward one instant
     if needed < at0 * (1 - TOLERANCE):
         most = offered / (at0 * resized.total_gpus)
-        why = (f"; the longest jobs ({d99:,.0f} s, the 99th percentile of the durations) "
-               f"are longer than the span that load needs ({needed:,.0f} s)"
-               if d99 > mean else "")
-        raise ClusterError(f"{where}, and even with every job submitted at once the load would "
-                           f"only be {most:.3g}; the cluster cannot be smaller (whole nodes, "
-                           f"and every job that runs on the full cluster must still run on it)"
-                           f"{why}")
+        raise ClusterError(f"{where}, and even with the arrivals compressed toward one "
+                           f"instant the load would only approach {most:.3g}; the cluster "
+                           "cannot be smaller (whole nodes, and every job that runs on the "
+                           "full cluster must still run on it)")
     factor = max(needed - mean, 1.0) / spread
     if workload.jobs[0].submit_time + spread * factor > MAX_TIME_S:
         raise ClusterError(f"{where}, and the arrivals would have to be stretched by "
