@@ -35,7 +35,7 @@ def fail(e: Exception) -> None:
 
 def interrupted(e: KeyboardInterrupt) -> None:
     """Ctrl-C: one line saying what was kept (``Interrupted``'s message), exit code 130."""
-    msg = str(e) or "before anything finished; nothing written"
+    msg = str(e) or "stopped before anything that finished was saved"
     err.print(f"[yellow]interrupted:[/yellow] {escape(msg)}",
               highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(130)
