@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
-from autoflow.errors import ConfigError
+from autoflow.errors import ConfigError, Interrupted
 from autoflow.evaluate import evaluate
 from autoflow.limits import check_output_dir
 from autoflow.load import fit_load
@@ -253,10 +253,14 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     evals._next = cfg.eval_every
     model.logger.dump(0)
     tl = time.perf_counter()
+    interrupted = False
     if cfg.timesteps:
-        model.learn(total_timesteps=cfg.timesteps,
-                    callback=[RichProgress(cfg.timesteps, console), evals])
-        evals.evaluate_now()
+        try:
+            model.learn(total_timesteps=cfg.timesteps,
+                        callback=[RichProgress(cfg.timesteps, console), evals])
+            evals.evaluate_now()
+        except KeyboardInterrupt:  # Ctrl-C: keep what was learned (the best model is saved)
+            interrupted = True
         model.logger.dump(model.num_timesteps)
     learn_s = time.perf_counter() - tl
     save(model, out / "model.zip", cfg)
@@ -268,10 +272,18 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
         "best_vs_fifo": evals.best,
         "first_beat_fifo": evals.first_beat_fifo,
     }
+    if interrupted:
+        summary |= {"interrupted": True, "timesteps_done": int(model.num_timesteps)}
     jsonsafe.write(out / "train_summary.json", summary)
     _plot(evals.history, out / "eval_curve.png")
-    man = manifest_mod.build(command or "autoflow train", asdict(cfg), seed=cfg.seed)
+    man = manifest_mod.build(command or "autoflow train", asdict(cfg), seed=cfg.seed,
+                             status=manifest_mod.INTERRUPTED if interrupted
+                             else manifest_mod.COMPLETE)
     manifest_mod.write(out / "manifest.json", man)
+    if interrupted:
+        raise Interrupted(f"at step {model.num_timesteps:,} of {cfg.timesteps:,}; wrote "
+                          f"{out / 'best_model.zip'}, {out / 'model.zip'} (the last), "
+                          f"{out / 'train_summary.json'} and {out / 'manifest.json'}")
     console.print(f"wrote {out / 'best_model.zip'}, {out / 'model.zip'}, "
                   f"{out / 'train_summary.json'}, {out / 'eval_curve.png'}")
     return summary

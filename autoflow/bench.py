@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import zipfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -12,7 +15,7 @@ from rich.table import Table
 from . import jsonsafe
 from . import manifest as manifest_mod
 from .cluster import ClusterSpec, load_cluster
-from .errors import ConfigError
+from .errors import AutoflowError, ConfigError, Interrupted
 from .evaluate import evaluate, fit_to
 from .limits import check_output_dir
 from .load import LoadFit
@@ -56,17 +59,76 @@ def prepare(trace: str, cluster: str | None, load: float | None, seed: int,
     return fit.workload, fit.spec
 
 
-def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "") -> dict:
-    console = console or Console(stderr=True)
-    if cfg.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {cfg.seeds}")
-    names = [p.strip() for p in cfg.policies if p.strip()]
+def check_policy(spec: str) -> None:
+    """Everything about one ``--policies`` entry that can be checked before any run: the
+    name, argument and placer (``parse_policy``); a heuristic is built once and dropped;
+    a learned policy's module is imported (its extra is installed); ``rl:PATH`` must be a
+    readable model file (``check_model_file``; it is not loaded here). A plugin is
+    checked by name only."""
+    from .policies import LAZY_POLICIES, POLICIES, POLICY_FACTORIES, make_policy
+
+    name, arg, _ = parse_policy(spec)
+    lazy = LAZY_POLICIES.get(name)
+    if lazy is not None:
+        module = lazy.target.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            need = f" (pip install 'autoflow[{lazy.extra}]')" if lazy.extra else ""
+            raise ConfigError(f"policy {name} needs the {lazy.extra or 'missing'} extra"
+                              f"{need}: {e}") from e
+        if name == "rl" and arg:
+            check_model_file(arg, f"policy {spec.strip()}")
+    elif name in POLICIES or name in POLICY_FACTORIES:
+        make_policy(spec)  # cheap: catches an argument given to a policy that takes none
+
+
+def check_model_file(path: str, what: str = "model") -> Path:
+    """A model file exists, is a file, can be read and is a zip archive whose directory
+    reads (the format ``autoflow train`` writes). Nothing in it is unpickled or run."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ConfigError(f"{what}: model {path}: file not found (train one with "
+                          "`autoflow train`)")
+    if p.is_dir():
+        raise ConfigError(f"{what}: model {path}: is a folder, expected a model file (.zip)")
+    try:
+        with p.open("rb") as f:
+            f.read(4)
+        with zipfile.ZipFile(p) as z:
+            z.namelist()
+    except zipfile.BadZipFile:
+        raise ConfigError(f"{what}: model {path}: not a model file (not a zip archive, "
+                          "which is what `autoflow train` writes)") from None
+    except OSError as e:
+        raise ConfigError(f"{what}: model {path}: cannot be read: {e.strerror or e}") from None
+    return p
+
+
+def check_policies(specs: list[str]) -> list[str]:
+    """The policy names of ``--policies``, each checked (``check_policy``) before any run;
+    fifo is added first if missing (ratios are to fifo)."""
+    names = [p.strip() for p in specs if p.strip()]
     if not names:
         raise ConfigError("--policies names no policy")
     for n in names:
-        parse_policy(n)  # fail fast on a typo, before any simulation
+        check_policy(n)
     if BASELINE not in names:
-        names.insert(0, BASELINE)  # ratios are always to fifo
+        names.insert(0, BASELINE)
+    return names
+
+
+def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "") -> dict:
+    """Runs every policy on every seed and writes results.json, manifest.json and
+    jct_cdf.png. Every policy, model file and setting is checked first. If a run fails
+    or is interrupted (Ctrl-C), the runs that finished are still written (results.json
+    with ``"partial": true``, the manifest's ``status`` ``failed`` or ``interrupted``) and
+    :class:`~autoflow.errors.AutoflowError` (or :class:`~autoflow.errors.Interrupted`)
+    says what was kept."""
+    console = console or Console(stderr=True)
+    if cfg.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {cfg.seeds}")
+    names = check_policies(cfg.policies)  # before any simulation
     out = check_output_dir(cfg.out)
 
     # the trace, the cluster and the load of the first seed are read before any output,
@@ -75,42 +137,42 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
     per_seed: dict[str, list[dict]] = {n: [] for n in names}
     jcts: dict[str, np.ndarray] = {}
     setups = []
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        task = progress.add_task("simulating", total=len(names) * cfg.seeds)
-        for seed in range(cfg.seeds):
-            fit = first if seed == 0 else prepare_fit(cfg.trace, cfg.cluster, cfg.load, seed,
-                                                      cfg.skip_bad_rows)
-            workload, spec = fit.workload, fit.spec
-            setups.append({"seed": seed, "jobs": len(workload), "cluster": spec.describe(),
-                           **fit.to_dict(), "import": workload.summary.to_dict()})
-            for name in names:
-                progress.update(task, description=f"{name} (seed {seed})")
-                ev = evaluate(name, workload, spec, cfg.sim, seed=seed)
-                per_seed[name].append(ev.metrics)
-                if seed == 0:
-                    jcts[name] = ev.jcts
-                progress.advance(task)
+    current = ("", 0)
+    stopped: BaseException | None = None
+    try:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            task = progress.add_task("simulating", total=len(names) * cfg.seeds)
+            for seed in range(cfg.seeds):
+                current = ("(the trace and cluster)", seed)
+                fit = first if seed == 0 else prepare_fit(cfg.trace, cfg.cluster, cfg.load,
+                                                          seed, cfg.skip_bad_rows)
+                workload, spec = fit.workload, fit.spec
+                setups.append({"seed": seed, "jobs": len(workload),
+                               "cluster": spec.describe(), **fit.to_dict(),
+                               "import": workload.summary.to_dict()})
+                for name in names:
+                    current = (name, seed)
+                    progress.update(task, description=f"{name} (seed {seed})")
+                    ev = evaluate(name, workload, spec, cfg.sim, seed=seed)
+                    per_seed[name].append(ev.metrics)
+                    if seed == 0:
+                        jcts[name] = ev.jcts
+                    progress.advance(task)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - saved, then raised again
+        stopped = e
 
-    policies = {}
-    for name in names:
-        runs = per_seed[name]
-        agg = {k: float(np.mean([r[k] for r in runs])) for k in AVERAGED}
-        agg.update(jobs=runs[0]["jobs"], inference_jobs=runs[0]["inference_jobs"],
-                   oracle=runs[0]["oracle"], seeds=len(runs))
-        if "guard" in runs[0]:  # learned policies: decisions and guard fallbacks
-            agg["guard"] = {k: sum(r["guard"][k] for r in runs) for k in runs[0]["guard"]}
-        if cfg.seeds > 1:
-            agg["per_seed"] = runs
-        policies[name] = agg
-    base = policies[BASELINE]
-    for agg in policies.values():
-        agg["avg_jct_vs_fifo"] = agg["avg_jct"] / base["avg_jct"] if base["avg_jct"] else None
-
+    policies = _aggregate(names, per_seed, cfg.seeds)
+    finished = sum(len(r) for r in per_seed.values())
+    status = (manifest_mod.COMPLETE if stopped is None else manifest_mod.INTERRUPTED
+              if isinstance(stopped, KeyboardInterrupt) else manifest_mod.FAILED)
     config = {"trace": cfg.trace, "cluster": cfg.cluster or DEFAULT_CLUSTER, "load": cfg.load,
               "policies": names, "seeds": cfg.seeds, "sim": asdict(cfg.sim),
               "setups": setups}
+    if stopped is not None:
+        _stop(stopped, out, status, finished, len(names) * cfg.seeds, current, policies,
+              per_seed, config, command)
     man = manifest_mod.build(command or "autoflow bench", config, seed=0)
     results = {"policies": policies, "manifest": man}
     jsonsafe.write(out / "results.json", results)
@@ -120,6 +182,62 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
              f"offered load {s0['offered_load']:.2f}{_time_note(s0)})")
     jct_cdf({_label(n, policies[n]): v for n, v in jcts.items()}, out / "jct_cdf.png", title)
     return results
+
+
+def _aggregate(names: list[str], per_seed: dict[str, list[dict]], seeds: int) -> dict:
+    """Each policy's metrics over the seeds it finished (all of them, unless the bench
+    stopped part-way); ``avg_jct_vs_fifo`` where fifo finished."""
+    policies = {}
+    for name in names:
+        runs = per_seed[name]
+        if not runs:
+            continue
+        agg = {k: float(np.mean([r[k] for r in runs])) for k in AVERAGED}
+        agg.update(jobs=runs[0]["jobs"], inference_jobs=runs[0]["inference_jobs"],
+                   oracle=runs[0]["oracle"], seeds=len(runs))
+        if "guard" in runs[0]:  # learned policies: decisions and guard fallbacks
+            agg["guard"] = {k: sum(r["guard"][k] for r in runs) for k in runs[0]["guard"]}
+        if seeds > 1:
+            agg["per_seed"] = runs
+        policies[name] = agg
+    base = policies.get(BASELINE)
+    for agg in policies.values():
+        agg["avg_jct_vs_fifo"] = (agg["avg_jct"] / base["avg_jct"]
+                                  if base and base["avg_jct"] else None)
+    return policies
+
+
+def _stop(stopped: BaseException, out: Path, status: str, finished: int, total: int,
+          current: tuple[str, int], policies: dict, per_seed: dict, config: dict,
+          command: str) -> None:
+    """Saves the runs that finished (if any) as partial results, then raises: the bench
+    failed (``AutoflowError``) or was interrupted (``Interrupted``), saying what was kept."""
+    name, seed = current
+    why = ("interrupted" if status == manifest_mod.INTERRUPTED
+           else f"{name} (seed {seed}) failed: {_reason(stopped)}")
+    if finished:
+        man = manifest_mod.build(command or "autoflow bench", config, seed=0, status=status)
+        results = {"policies": policies, "manifest": man, "partial": True, "status": status,
+                   "stopped": {"policy": name, "seed": seed, "reason": why},
+                   "finished_runs": [{"policy": n, "seeds": len(r)}
+                                     for n, r in per_seed.items() if r]}
+        jsonsafe.write(out / "results.json", results)
+        manifest_mod.write(out / "manifest.json", man)
+        kept = (f"wrote the {finished} of {total} runs that finished to "
+                f"{out / 'results.json'} (marked partial) and {out / 'manifest.json'}")
+    else:
+        kept = "no run had finished; nothing written"
+    if status == manifest_mod.INTERRUPTED:
+        raise Interrupted(f"during {name} (seed {seed}); {kept}") from None
+    raise AutoflowError(f"{why}; {kept}") from stopped
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, AutoflowError):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"{e.filename or ''}: {e.strerror or e}"
+    return f"{type(e).__name__}: {e}"
 
 
 def _time_note(setup: dict) -> str:

@@ -33,6 +33,14 @@ def fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+def interrupted(e: KeyboardInterrupt) -> None:
+    """Ctrl-C: one line saying what was kept (``Interrupted``'s message), exit code 130."""
+    msg = str(e) or "stopped before anything that finished was saved"
+    err.print(f"[yellow]interrupted:[/yellow] {escape(msg)}",
+              highlight=False, soft_wrap=True, emoji=False)
+    raise typer.Exit(130)
+
+
 def _mount_traces() -> None:
     try:
         from .traces.cli import app as traces_app
@@ -65,14 +73,15 @@ def bench(
     cluster: str = typer.Option(None, help="YAML file, built-in name or alibaba-openb:NODES.csv "
                                 "(default philly-64)."),
     load: float = typer.Option(None, help="Target offered load RHO (GPU-time asked for over "
-                               "capacity during the span: submit spread + mean duration), "
-                               "reached within 3%: the cluster is resized keeping its node mix "
+                               "capacity during the span: submit spread + mean duration; for a "
+                               "batch, the 99th-percentile duration), reached within 3%: the cluster is resized keeping its node mix "
                                "(a heterogeneous one no smaller than keeps its GPU-type mix "
                                "within 10 points) and every job shape that runs on it runnable; "
                                "where whole nodes or that floor miss RHO by over 1%, the "
                                "arrival times are scaled too. Method, time-scale factor and "
                                "achieved load go to the manifest; an error if RHO cannot be "
-                               "reached." + _range("--load")),
+                               "reached or would need over 100,000 GPUs."
+                               + _range("--load")),
     seeds: int = typer.Option(1, help="Runs per policy with seeds 0..N-1 (built-in workloads and "
                               "failures vary with the seed); metrics are averaged."
                               + _range("--seeds")),
@@ -95,17 +104,18 @@ def bench(
 ) -> None:
     """Replay a workload under each policy; print a table with ratios to fifo and write
     results.json, manifest.json and jct_cdf.png."""
+    from .bench import BenchConfig, check_policies, run_bench, table
     from .limits import check_flags, check_output_dir
 
-    try:
+    try:  # every flag and policy (model files included) before any folder or run
         check_flags(load=load, seeds=seeds, restart_overhead=restart_overhead,
                     checkpoint_interval=checkpoint_interval, failure_rate=failure_rate,
                     repair_time=repair_time, default_slo=default_slo,
                     duration_prior=duration_prior)
+        check_policies(policies.split(","))
         check_output_dir(out_dir)
     except AutoflowError as e:
         fail(e)
-    from .bench import BenchConfig, run_bench, table
     from .sim.simulator import SimConfig
 
     try:
@@ -117,6 +127,8 @@ def bench(
                                         repair_time_s=repair_time, default_slo_s=default_slo,
                                         duration_prior_s=duration_prior))
         results = run_bench(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
+    except KeyboardInterrupt as e:  # Interrupted: what finished was written
+        interrupted(e)
     except AutoflowError as e:
         fail(e)
     except OSError as e:  # e.g. a disk that filled up while writing the results
@@ -245,6 +257,8 @@ def train(
                           eval_every=eval_every, eval_episodes=eval_episodes,
                           jobs=(jobs_min, jobs_max))
         run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
+    except KeyboardInterrupt as e:  # Interrupted: the model, summary and manifest are saved
+        interrupted(e)
     except AutoflowError as e:
         fail(e)
     except OSError as e:  # e.g. a disk that filled up while writing the models

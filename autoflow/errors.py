@@ -31,6 +31,11 @@ class ConfigError(AutoflowError):
     """An unknown name or an invalid option (policy, placer, format, ...)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (``KeyboardInterrupt``) after it saved what had finished;
+    the message says what was kept. The CLI prints it as one line and exits with 130."""
+
+
 class InvariantError(RuntimeError):
     """An internal invariant broke (a bug in autoflow or in a policy, not bad input).
     Checked by explicit code, so that it holds under ``python -O`` too."""

@@ -37,4 +37,7 @@ def dumps(obj: Any, *, indent: int | None = 2, default=None, **kw) -> str:
 
 
 def write(path: str | Path, obj: Any, **kw) -> None:
-    Path(path).write_text(dumps(obj, **kw) + "\n", encoding="utf-8")
+    """Strict JSON, saved atomically (``autoflow.atomic``: a temporary file, then a rename)."""
+    from .atomic import write_text
+
+    write_text(path, dumps(obj, **kw) + "\n")

@@ -25,6 +25,7 @@ MAX_MEMORY_MIB = 10**12  # memory of one node (about an exabyte)
 MAX_DURATION_S = 1e9  # a job's duration: about 31.7 years
 MAX_TIME_S = 1e11  # a submit time (absolute epoch seconds fit: about 3,170 years)
 MAX_BUILTIN_JOBS = 1_000_000  # builtin:NAME:JOBS
+MAX_LOAD_GPUS = 100_000  # GPUs in a cluster that --load builds (and MAX_NODES nodes)
 
 
 @dataclass(frozen=True)

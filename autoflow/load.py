@@ -2,16 +2,32 @@
 
 **Offered load** is the GPU-time the jobs ask for (GPUs × share × duration) over the
 GPU-time the cluster has during the workload's *load span*:
-``offered_gpu_seconds / (GPUs × load_span)``. The load span is the spread of the
-submit times plus the mean job duration: from the first submission to about when the
-last job would end if nothing queued. (A workload submitted at one instant therefore
-still has a span, the mean duration, instead of an arbitrary 1 s.)
+``offered_gpu_seconds / (GPUs × load_span)``. The load span is
+
+- for a workload whose jobs arrive over time: the spread of the submit times plus the
+  mean duration, from the first submission to about when the last job would end if
+  nothing queued. The load is then set by the arrival rate, as in the Tiresias and
+  Gavel evaluations;
+- for a *batch*, every job submitted at the same instant (there is no arrival rate):
+  ``D99``, the 99th percentile of the durations (nearest rank: the longest job of a
+  batch of 100 jobs or fewer), about the time the batch takes if nothing queued. Its
+  load is the share of the cluster's GPU-time the jobs fill when packed into that time;
+  a one-job trace's load is its GPUs over the cluster's. (Over the mean duration, a batch
+  "at load 0.9" got a cluster that ran every job at once with a quarter of its GPUs busy;
+  over the spread alone, 0 s or an arbitrary 1 s, a cluster of about 10⁸ GPUs.)
+
+Both are at least 1 s. A workload with arrivals never has its span set by ``D99``:
+time-scaling (step 4) moves the spread continuously, and one long job in a short window
+would otherwise pin the span (Alibaba openb's longest pod runs 145 days; a window of a
+few hundred jobs often spans less than its longest one).
 
 **Reaching a target** (``fit_load``), in this order:
 
 1. *Resize.* Node groups (same GPU type, GPUs, CPU and memory) keep their proportions
    and are scaled to the GPUs that give ``RHO`` (largest-remainder rounding to whole
-   nodes).
+   nodes). A cluster of more than ``MAX_LOAD_GPUS`` GPUs or ``MAX_NODES`` nodes is not
+   built: ``ClusterError`` says what the target would need (a very low ``RHO`` on a large
+   trace).
 2. *Keep the mix.* A heterogeneous cluster is not shrunk below the size at which the
    rounding still keeps its GPU-type mix: the GPU shares by type may differ from the
    full cluster's by at most ``MIX_TOLERANCE`` (total variation distance). A homogeneous
@@ -25,11 +41,13 @@ still has a span, the mean duration, instead of an arbitrary 1 s.)
    ``RESIZE_TOLERANCE`` (whole nodes and the floors of steps 2-3 do that), every submit time is
    scaled by one factor around the first (the inter-arrival gaps stretched or
    compressed, durations kept), as the Tiresias and Gavel evaluations set the load by
-   the arrival rate, so that the load is ``RHO``.
+   the arrival rate, so that the load is ``RHO``. A batch has no gaps to scale: its
+   resized cluster is kept if it is within ``TOLERANCE``, and otherwise ``ClusterError``
+   says so and names a load that resizing alone reaches (or run it without ``--load``).
 5. If that cannot reach ``RHO`` with the mix kept (step 2), steps 1, 3 and 4 again
-   without it. If the load is still more than ``TOLERANCE`` off (a workload submitted at
-   one instant cannot be time-scaled; a cluster that must be large to run a wide gang
-   cannot be loaded even with every job submitted at once), ``ClusterError`` says why.
+   without it. If the load is still more than ``TOLERANCE`` off (a batch; a cluster that
+   must be large to run a wide gang, which even arrivals compressed toward one instant
+   cannot load), ``ClusterError`` says why.
 """
 
 from __future__ import annotations
@@ -38,8 +56,11 @@ import math
 from collections import Counter
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from .cluster import ClusterSpec, Node
 from .errors import ClusterError
+from .limits import MAX_LOAD_GPUS, MAX_NODES, MAX_TIME_S
 from .workload import Workload
 
 TOLERANCE = 0.03  # the achieved load is within ±3% of the target, or ClusterError
@@ -50,13 +71,28 @@ Group = tuple[str, int, int, int]  # GPU type, GPUs, CPU, memory
 
 
 def load_span(workload: Workload) -> float:
-    """Seconds over which the workload offers its GPU-time: the spread of the submit times
-    plus the mean duration of the jobs with a known one (at least 1 s)."""
+    """Seconds over which the workload offers its GPU-time (at least 1 s): the spread of
+    the submit times plus the mean duration of the jobs with a known one; for a batch (no
+    spread) the 99th percentile of those durations (nearest rank). See the module
+    docstring."""
     if not workload.jobs:
         return 0.0
+    spread, mean, d99 = _span_parts(workload)
+    return _span(spread, mean, d99)
+
+
+def _span_parts(workload: Workload) -> tuple[float, float, float]:
+    """(submit spread, mean duration, D99) of a non-empty workload."""
     spread = workload.jobs[-1].submit_time - workload.jobs[0].submit_time
     d = workload.durations()
-    return max(1.0, spread + (float(d.mean()) if len(d) else 0.0))
+    if not len(d):
+        return spread, 0.0, 0.0
+    d99 = float(np.partition(d, math.ceil(0.99 * len(d)) - 1)[math.ceil(0.99 * len(d)) - 1])
+    return spread, float(d.mean()), d99
+
+
+def _span(spread: float, mean: float, d99: float) -> float:
+    return max(1.0, spread + mean if spread > 0 else d99)
 
 
 def offered_load(workload: Workload, spec: ClusterSpec) -> float:
@@ -103,21 +139,28 @@ def _fit(spec: ClusterSpec, workload: Workload, rho: float,
         return LoadFit(resized, workload, rho, base, "resize", 1.0, base, mix_tolerance)
     where = (f"--load {rho:g} cannot be reached within ±{TOLERANCE:.0%} on {spec.name}: the "
              f"resized cluster ({resized.total_gpus} GPUs) gives {base:.3g}")
-    # the load span is affine in the factor (submit spread x factor + mean duration): two
-    # points give it; the check below would catch a span that is not
-    at1 = load_span(workload)
-    slope = 2 * (at1 - load_span(time_scaled(workload, 0.5, whole_seconds=False)))
-    at0 = at1 - slope  # the span with every job submitted at once
-    if slope <= 0:
+    # with arrivals, the load span is spread x factor + mean: scaling the submit times
+    # moves the first term; a batch has none to move
+    spread, mean, _ = _span_parts(workload)
+    offered = workload.offered_gpu_seconds()
+    if spread <= 0:
+        if abs(base / rho - 1) <= TOLERANCE:  # whole nodes, within the tolerance
+            return LoadFit(resized, workload, rho, base, "resize", 1.0, base, mix_tolerance)
         raise ClusterError(f"{where}, and every job is submitted at the same instant, so the "
-                           "arrivals cannot be time-scaled")
-    needed = workload.offered_gpu_seconds() / (rho * resized.total_gpus)  # span giving rho
-    factor = (needed - at0) / slope
-    if factor <= 0:
-        most = workload.offered_gpu_seconds() / (at0 * resized.total_gpus)
-        raise ClusterError(f"{where}, and even with every job submitted at once the load would "
-                           f"only be {most:.3g}; the cluster cannot be smaller, as every job "
-                           "that runs on the full cluster must still run on it")
+                           f"arrivals cannot be time-scaled; try --load {base:.3g} (resizing "
+                           "alone reaches it) or no --load")
+    needed = offered / (rho * resized.total_gpus)  # span giving rho
+    at0 = max(1.0, mean)  # the span as the arrivals are compressed toward one instant
+    if needed < at0 * (1 - TOLERANCE):
+        most = offered / (at0 * resized.total_gpus)
+        raise ClusterError(f"{where}, and even with the arrivals compressed toward one "
+                           f"instant the load would only approach {most:.3g}; the cluster "
+                           "cannot be smaller (whole nodes, and every job that runs on the "
+                           "full cluster must still run on it)")
+    factor = max(needed - mean, 1.0) / spread
+    if workload.jobs[0].submit_time + spread * factor > MAX_TIME_S:
+        raise ClusterError(f"{where}, and the arrivals would have to be stretched by "
+                           f"{factor:.3g}, past submit times of {MAX_TIME_S:g} s")
     scaled = time_scaled(workload, factor)
     got = offered_load(scaled, resized)
     if abs(got / rho - 1) > TOLERANCE:
@@ -160,6 +203,14 @@ def resize(spec: ClusterSpec, workload: Workload, rho: float,
     if not any(n.gpus for n in spec.nodes):
         raise ClusterError(f"cluster {spec.name} has no GPUs to scale")
     target = offered / (rho * (load_span(workload) if span is None else span))
+    per_node = spec.total_gpus / len(spec.nodes)
+    if target > MAX_LOAD_GPUS or target / per_node > MAX_NODES:
+        where = f" {workload.source}" if workload.source else ""
+        raise ClusterError(f"--load {rho:g}: the workload{where} would need a cluster of about "
+                           f"{target:,.0f} GPUs ({target / per_node:,.0f} nodes of "
+                           f"{spec.name}), more than the {MAX_LOAD_GPUS:,} GPUs and "
+                           f"{MAX_NODES:,} nodes that --load builds; use a higher --load or "
+                           "a smaller workload")
     groups: dict[Group, list[Node]] = {}
     for n in spec.nodes:
         groups.setdefault((n.gpu_type, n.gpus, n.cpu_milli, n.memory_mib), []).append(n)

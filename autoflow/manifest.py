@@ -51,13 +51,19 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()}
 
 
-def build(command: str, config: dict, seed: int) -> dict:
-    return {"command": command, "config": config, "seed": seed, "versions": versions(),
-            "git_commit": git_commit(), "machine": machine(),
+COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
+
+
+def build(command: str, config: dict, seed: int, status: str = COMPLETE) -> dict:
+    """``status``: ``complete``, or ``interrupted`` (Ctrl-C) / ``failed`` for a run that
+    stopped part-way and saved what had finished."""
+    return {"command": command, "config": config, "seed": seed, "status": status,
+            "versions": versions(), "git_commit": git_commit(), "machine": machine(),
             "created": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def write(path: str | Path, manifest: dict) -> None:
+    """Strict JSON, saved atomically (a temporary file in the same folder, then a rename)."""
     from . import jsonsafe
 
     jsonsafe.write(path, manifest, default=str)

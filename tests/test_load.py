@@ -150,6 +150,8 @@ def test_load_span_is_the_submit_spread_plus_the_mean_duration():
     assert load_span(w) == 40.0 + 200.0
     batch = Workload([Job(str(i), 0.0, 100.0) for i in range(16)])
     assert load_span(batch) == 100.0  # all at once: a span, not 1 s
+    # a batch spans its 99th-percentile duration (its longest job, for 100 jobs or fewer)
+    assert load_span(Workload([Job("a", 5.0, 100.0), Job("b", 5.0, 300.0)])) == 300.0
     assert offered_load(batch, load_cluster("philly-64")) == pytest.approx(16 / 64)
     assert fit_load(load_cluster("itp-8gpu"), batch, 1.0).spec.total_gpus == 16
 
@@ -174,8 +176,8 @@ def test_an_unreachable_load_is_a_clear_error():
         fit_load(load_cluster("itp-8gpu"), batch, 1.0)  # 8 or 16 GPUs: 1.25 or 0.63
     gang = Workload([Job("a", 0.0, 100.0), Job("b", 10.0, 100.0),
                      Job("wide", 20.0, 1.0, num_gpus=64)])
-    with pytest.raises(ClusterError, match="even with every job submitted at once the load "
-                                           "would only be 0.0616"):
+    with pytest.raises(ClusterError, match="even with the arrivals compressed toward one "
+                                           "instant the load would only approach 0.0616"):
         fit_load(load_cluster("itp-8gpu"), gang, 0.9)
     with pytest.raises(ClusterError, match="must be > 0"):
         fit_load(load_cluster("itp-8gpu"), gang, 0)
