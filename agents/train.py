@@ -9,11 +9,15 @@
    JCT as a ratio to fifo's) is saved as ``best_model.zip``.
 4. ``DIR`` receives ``model.zip`` (last), ``best_model.zip``, ``train_summary.json``
    (throughput, evaluations, the first step that beat fifo), ``eval_curve.png``,
-   TensorBoard logs under ``tb/`` and ``manifest.json``.
+   TensorBoard logs under ``tb/`` and ``manifest.json``. Beside each zip (SB3's format,
+   a pickle, to continue training) its safe export: ``model.npz`` + ``model.json``,
+   ``best_model.npz`` + ``best_model.json`` (weights as arrays, card as JSON with their
+   sha256 and the feature schema), which ``rl:PATH`` loads without unpickling.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from autoflow import jsonsafe
+from autoflow import jsonsafe, trust
 from autoflow import manifest as manifest_mod
 from autoflow.errors import ConfigError
 from autoflow.evaluate import evaluate
@@ -39,9 +43,10 @@ from autoflow.load import fit_load
 from autoflow.placers import make_placer
 from autoflow.policies import parse_policy
 
-from . import imitation
+from . import imitation, safe_model
 from .network import SlotPolicy
-from .rl_policy import RlPolicy
+from .numpy_actor import NumpyActor
+from .rl_policy import RlPolicy, obs_config_of
 
 BASELINES = ("fifo", "sjf", "las")
 
@@ -157,10 +162,21 @@ class EvalCallback(BaseCallback):
         return True
 
 
-def save(model, path: Path, cfg: TrainConfig) -> None:
+def save(model, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None:
+    """``NAME.zip`` (SB3, to continue training: a pickle, its sha256 recorded in the
+    user's trust registry) and its safe export ``NAME.npz`` + ``NAME.json``, which
+    ``rl:PATH`` loads without unpickling (``agents.safe_model``). Each file is written
+    whole or not at all."""
     model.autoflow_obs = {"head_slots": 4, "preemption": True, "dim": cfg.dim,
                           "schema": schema_hash()}  # rl:PATH refuses another schema
-    model.save(str(path), include=["autoflow_obs"])
+    buf = io.BytesIO()
+    model.save(buf, include=["autoflow_obs"])
+    data = buf.getvalue()
+    trust.atomic_write_bytes(path, data)
+    sha = trust.sha256_bytes(data)
+    trust.record(path, sha, "sb3-model")
+    safe_model.export(NumpyActor(model.policy), obs_config_of(model), path,
+                      sb3_zip=(path.name, sha), extra=extra)
 
 
 def _validation_episodes(cfg: TrainConfig) -> list:

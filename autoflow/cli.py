@@ -251,6 +251,70 @@ def train(
         fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
 
 
+models_app = typer.Typer(help="Export and trust learned models (see the README, \"Loading "
+                                "models and generators\").", no_args_is_help=True)
+app.add_typer(models_app, name="models", help="Export SB3 zips to the safe format; record "
+              "files as trusted.")
+
+TRUST_HELP = ("Unpickle this file even though autoflow did not record writing it (an SB3 "
+              "zip, an SDV generator): only for files whose author you trust; a pickle can "
+              "run code. Repeatable.")
+
+
+def _trust(paths: list[Path] | None) -> None:
+    from . import trust
+
+    trust.allow_all(paths)
+
+
+@models_app.command("export")
+def models_export(
+    model: Path = typer.Argument(..., help="SB3 zip written by `autoflow train`."),
+    out_stem: Path = typer.Option(None, "--out", help="Write OUT.npz and OUT.json (default: "
+                                  "beside the zip, same name)."),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", help=TRUST_HELP),
+) -> None:
+    """Write the safe export of an SB3 zip: the actor's weights (NAME.npz) and its card
+    (NAME.json: sha256, feature schema, observation, network), which rl:PATH loads without
+    unpickling. The zip itself loads only if trusted."""
+    try:
+        _trust(trust_file)
+        from .agents.rl_policy import export_sb3
+    except ImportError as e:
+        fail(AutoflowError(f"exporting needs the rl extra (pip install 'autoflow[rl]'): {e}"))
+    except AutoflowError as e:
+        fail(e)
+    try:
+        card = export_sb3(model, out_stem)
+    except AutoflowError as e:
+        fail(e)
+    except OSError as e:
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+    out.print(f"wrote {card.with_suffix('.npz')}, {card}")
+
+
+@models_app.command("trust")
+def models_trust(
+    path: Path = typer.Argument(..., help="A model or generator file you trust (e.g. one you "
+                                "trained on another machine)."),
+) -> None:
+    """Record a file's sha256 in your trust registry: later commands unpickle it without
+    --trust-file. Only for files whose author you trust: a pickle can run code."""
+    from . import trust
+
+    try:
+        if not path.is_file():
+            raise AutoflowError(f"{path}: no such file")
+        sha = trust.sha256_file(path)
+        if not trust.record(path, sha, "by-hand"):
+            raise AutoflowError(f"could not write {trust.registry_path()}")
+    except AutoflowError as e:
+        fail(e)
+    except OSError as e:
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+    out.print(f"trusted {path} (sha256 {sha}) in {trust.registry_path()}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
