@@ -105,8 +105,7 @@ def _load_sb3(path: str, data: bytes):
     try:  # the bytes that were hashed and trusted, not the file again
         model = MaskablePPO.load(io.BytesIO(data), device="cpu")
     except Exception as e:  # a zip that is not a model, a model of another version
-        raise ConfigError(f"model {path}: cannot be loaded ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())})") from e
+        raise ConfigError(f"model {path}: cannot be loaded ({trust.why(e)})") from e
     model.policy.set_training_mode(False)
     _check_features(path, model)
     return model

@@ -100,7 +100,7 @@ def read_card(card_path: Path) -> dict:
     try:
         card = json.loads(card_path.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what}: not a JSON model card ({e})") from e
+        raise ConfigError(f"{what}: not a JSON model card ({trust.why(e)})") from e
     if not isinstance(card, dict):
         raise ConfigError(f"{what}: not a model card (a JSON object)")
     return card
@@ -196,6 +196,5 @@ def _read_arrays(data: bytes, shapes: dict[str, tuple], what: str) -> dict[str, 
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
         # allow_pickle=False: an object array is a ValueError here, never unpickled
-        raise ConfigError(f"{what}: not a valid weights file ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())})") from e
+        raise ConfigError(f"{what}: not a valid weights file ({trust.why(e)})") from e
     return out

@@ -179,10 +179,13 @@ def save(model, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None
                       sb3_zip=(path.name, sha), extra=extra)
 
 
-def _validation_episodes(cfg: TrainConfig) -> list:
+def _validation_sampler(cfg: TrainConfig):
     sources = cfg.validation or cfg.workloads
     part = (0.0, 1.0) if cfg.validation else (1.0 - HOLDOUT, 1.0)
-    sampler = make_sampler(sources, EpisodeSpec((cfg.eval_jobs, cfg.eval_jobs), part=part))
+    return make_sampler(sources, EpisodeSpec((cfg.eval_jobs, cfg.eval_jobs), part=part))
+
+
+def _validation_episodes(cfg: TrainConfig, sampler) -> list:
     rng = np.random.default_rng(cfg.seed + 7919)
     episodes = []
     for i in range(cfg.eval_episodes):
@@ -212,6 +215,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     torch.manual_seed(cfg.seed)
     spec = EpisodeSpec(cfg.jobs, cfg.load, part=(0.0, 1.0 - HOLDOUT))
     sampler = make_sampler(cfg.workloads, spec)
+    val_sampler = _validation_sampler(cfg)  # every source read (and checked) before output
 
     def make_env(i: int):
         def f():
@@ -262,7 +266,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
 
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes "
                   f"vs {', '.join(BASELINES)}")
-    validator = Validator(_validation_episodes(cfg), cfg.seed)
+    validator = Validator(_validation_episodes(cfg, val_sampler), cfg.seed)
     evals = EvalCallback(cfg, validator, out, t0, console)
     evals.init_callback(model)
     evals.evaluate_now()

@@ -33,6 +33,35 @@ def fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+TRUST_HELP = ("Unpickle this file even though autoflow did not record writing it (an SB3 "
+              "zip, an SDV generator): only for files whose author you trust; a pickle can "
+              "run code. Repeatable.")
+
+
+def _trust(paths: list[Path] | None) -> None:
+    from . import trust
+
+    trust.allow_all(paths)
+
+
+def _preflight_models(policies: str) -> None:
+    """Loads every ``rl:PATH`` model before any simulation: a missing, untrusted or
+    malformed model fails alone, with its one-line error (loads are cached)."""
+    from .policies import parse_policy
+
+    for spec in policies.split(","):
+        if not spec.strip():
+            continue
+        name, arg, _ = parse_policy(spec)
+        if name != "rl":
+            continue
+        try:
+            from .agents.rl_policy import DEFAULT_MODEL, load_model
+        except ImportError:  # the run reports the missing extra
+            return
+        load_model(arg or str(DEFAULT_MODEL))
+
+
 def _mount_traces() -> None:
     try:
         from .traces.cli import app as traces_app
@@ -92,6 +121,8 @@ def bench(
                                          "jobs only." + _range("--duration-prior")),
     skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
                                        "reporting how many were skipped and why."),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", help="An SB3 zip given as "
+                                          "rl:PATH: " + TRUST_HELP),
 ) -> None:
     """Replay a workload under each policy; print a table with ratios to fifo and write
     results.json, manifest.json and jct_cdf.png."""
@@ -103,6 +134,8 @@ def bench(
                     repair_time=repair_time, default_slo=default_slo,
                     duration_prior=duration_prior)
         check_output_dir(out_dir)
+        _trust(trust_file)
+        _preflight_models(policies)
     except AutoflowError as e:
         fail(e)
     from .bench import BenchConfig, run_bench, table
@@ -215,6 +248,8 @@ def train(
                                            + _range("--jobs-min")),
     jobs_max: int = typer.Option(400, help="Most jobs in a training episode."
                                            + _range("--jobs-max")),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", help="A generator given as "
+                                          "gen:FILE: " + TRUST_HELP),
 ) -> None:
     """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
     that does best on validation workloads against fifo."""
@@ -229,6 +264,7 @@ def train(
         if jobs_min > jobs_max:
             raise AutoflowError(f"--jobs-min ({jobs_min}) must be <= --jobs-max ({jobs_max})")
         check_output_dir(out_dir)
+        _trust(trust_file)
     except AutoflowError as e:
         fail(e)
     try:
@@ -255,17 +291,6 @@ models_app = typer.Typer(help="Export and trust learned models (see the README, 
                                 "models and generators\").", no_args_is_help=True)
 app.add_typer(models_app, name="models", help="Export SB3 zips to the safe format; record "
               "files as trusted.")
-
-TRUST_HELP = ("Unpickle this file even though autoflow did not record writing it (an SB3 "
-              "zip, an SDV generator): only for files whose author you trust; a pickle can "
-              "run code. Repeatable.")
-
-
-def _trust(paths: list[Path] | None) -> None:
-    from . import trust
-
-    trust.allow_all(paths)
-
 
 @models_app.command("export")
 def models_export(

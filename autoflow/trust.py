@@ -165,6 +165,14 @@ def read_trusted(path: str | Path, what: str, alternative: str) -> bytes:
         f"its author pass --trust-file {path}, or {alternative}")
 
 
+def why(e: Exception) -> str:
+    """A loader's exception in words for a one-line error (no exception class names)."""
+    msg = " ".join(str(e).split())
+    if "allow_pickle" in msg:
+        return "it holds an object array (a pickle), which autoflow never loads"
+    return msg or type(e).__name__.removesuffix("Error").lower()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Writes ``path`` whole or not at all (a temporary file beside it, then a rename)."""
     path = Path(path)

@@ -151,7 +151,7 @@ def load_generator(path: str | Path) -> FittedGenerator:
     try:
         gen = pickle.loads(data)
     except Exception as e:  # not a pickle, or a model needing a missing package
-        raise ConfigError(f"{what}: cannot be loaded ({type(e).__name__}: {e})") from e
+        raise ConfigError(f"{what}: cannot be loaded ({trust.why(e)})") from e
     if not isinstance(gen, FittedGenerator) or getattr(gen, "format", None) != FORMAT:
         raise ConfigError(f"{what}: not an autoflow generator file ({FORMAT})")
     return gen
@@ -209,8 +209,7 @@ def _from_npz(data: bytes, what: str) -> FittedGenerator:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError,
             UnicodeDecodeError, AttributeError, IndexError) as e:
         # allow_pickle=False: an object array is a ValueError here, never unpickled
-        raise ConfigError(f"{what}: not a valid generator file ({type(e).__name__}: "
-                          f"{' '.join(str(e).split())})") from e
+        raise ConfigError(f"{what}: not a valid generator file ({trust.why(e)})") from e
 
 
 def _num(arrays: dict, key: str, what: str, ndim: int) -> np.ndarray:
