@@ -121,8 +121,8 @@ def bench(
                                          "jobs only." + _range("--duration-prior")),
     skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
                                        "reporting how many were skipped and why."),
-    trust_file: list[Path] = typer.Option(None, "--trust-file", help="An SB3 zip given as "
-                                          "rl:PATH: " + TRUST_HELP),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help="An SB3 zip given as rl:PATH: " + TRUST_HELP),
 ) -> None:
     """Replay a workload under each policy; print a table with ratios to fifo and write
     results.json, manifest.json and jct_cdf.png."""
@@ -248,8 +248,8 @@ def train(
                                            + _range("--jobs-min")),
     jobs_max: int = typer.Option(400, help="Most jobs in a training episode."
                                            + _range("--jobs-max")),
-    trust_file: list[Path] = typer.Option(None, "--trust-file", help="A generator given as "
-                                          "gen:FILE: " + TRUST_HELP),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help="A generator given as gen:FILE: " + TRUST_HELP),
 ) -> None:
     """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
     that does best on validation workloads against fifo."""
@@ -297,7 +297,8 @@ def models_export(
     model: Path = typer.Argument(..., help="SB3 zip written by `autoflow train`."),
     out_stem: Path = typer.Option(None, "--out", help="Write OUT.npz and OUT.json (default: "
                                   "beside the zip, same name)."),
-    trust_file: list[Path] = typer.Option(None, "--trust-file", help=TRUST_HELP),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help=TRUST_HELP),
 ) -> None:
     """Write the safe export of an SB3 zip: the actor's weights (NAME.npz) and its card
     (NAME.json: sha256, feature schema, observation, network), which rl:PATH loads without

@@ -70,9 +70,9 @@ def sample(
         "--condition", help="COL OP VALUE[@FRACTION], repeatable: kind=inference (only "
         "inference jobs), num_gpus>=2@0.3 (30% multi-GPU jobs).")] = None,
     trust_file: Annotated[list[Path] | None, typer.Option(
-        "--trust-file", help="Unpickle this generator even though autoflow did not record "
-        "writing it (an SDV model from elsewhere): only if you trust its author; a pickle "
-        "can run code.")] = None,
+        "--trust-file", metavar="PATH", help="Unpickle this generator even though autoflow "
+        "did not record writing it (an SDV model from elsewhere): only if you trust its "
+        "author; a pickle can run code.")] = None,
 ) -> None:
     """Sample a synthetic workload; `bench --trace csv:FILE` and `train` read it."""
     from .conditions import parse_condition
