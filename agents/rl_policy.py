@@ -62,9 +62,13 @@ def resolve(path: str) -> tuple[str, Path]:
     if suffix == ".zip":
         card = p.with_suffix(".json")
         if card.is_file():
-            c = safe_model.read_card(card)
-            if safe_model.is_safe_card(c) and \
-                    (c.get("sb3_zip") or {}).get("sha256") == trust.sha256_file(p):
+            try:
+                c = safe_model.read_card(card)
+            except ConfigError:  # not a card: the zip alone, then
+                c = {}
+            sb3 = c.get("sb3_zip")
+            if safe_model.is_safe_card(c) and isinstance(sb3, dict) and \
+                    sb3.get("sha256") == trust.sha256_file(p):
                 return "safe", card
         return "sb3", p
     raise ConfigError(f"model {path}: expected a model card (.json), its weights (.npz) or "

@@ -138,6 +138,8 @@ def bench(
         _preflight_models(policies)
     except AutoflowError as e:
         fail(e)
+    except OSError as e:  # a model file that cannot be read
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
     from .bench import BenchConfig, run_bench, table
     from .sim.simulator import SimConfig
 
