@@ -164,12 +164,14 @@ def test_load_generator_refuses_an_untrusted_pickle_in_process(tmp_path, marker)
 
 # rl: an SB3 zip (bench, models export) and the safe export (tampered card or weights)
 
-@pytest.mark.parametrize("card", [None, "forged-old-card", "forged-safe-card"])
+@pytest.mark.parametrize("card", [None, "forged-old-card", "forged-safe-card", "not-json"])
 def test_bench_rl_zip_runs_no_payload(tmp_path, marker, card):
     z = tmp_path / "evil.zip"
     z.write_bytes(evil_sb3_zip(marker))
     if card == "forged-old-card":  # a card beside it vouches for nothing
         (tmp_path / "evil.json").write_text(json.dumps({"sha256": trust.sha256_file(z)}))
+    elif card == "not-json":
+        (tmp_path / "evil.json").write_bytes(evil_pickle(marker))
     elif card == "forged-safe-card":  # a safe card claiming the zip, weights missing
         (tmp_path / "evil.json").write_text(json.dumps(
             {"format": "autoflow-model/1", "sb3_zip": {"sha256": trust.sha256_file(z)},
