@@ -38,6 +38,23 @@ def _mlp(x: np.ndarray, p) -> np.ndarray:
     return _relu(_relu(x @ w1 + b1) @ w2 + b2)
 
 
+MLPS = ("job_enc", "run_enc", "cluster_enc", "context", "job_out", "run_out")
+HEADS = ("start", "preempt", "wait")
+
+
+def array_shapes(f_job: int, f_run: int, f_cluster: int, dim: int) -> dict[str, tuple]:
+    """The arrays of an actor (``NumpyActor.arrays``) and their shapes, by name."""
+    d = dim
+    n_in = {"job_enc": f_job, "run_enc": f_run, "cluster_enc": f_cluster, "context": 3 * d,
+            "job_out": 2 * d, "run_out": 2 * d}
+    out: dict[str, tuple] = {}
+    for m in MLPS:
+        out |= {f"{m}.w1": (n_in[m], d), f"{m}.b1": (d,), f"{m}.w2": (d, d), f"{m}.b2": (d,)}
+    for h in HEADS:
+        out |= {f"{h}.w": (d,), f"{h}.b": (1,)}
+    return out
+
+
 class NumpyActor:
     """The masked-argmax-ready action scores of a ``SlotPolicy``, in numpy."""
 
@@ -47,15 +64,38 @@ class NumpyActor:
             raise TypeError("not a SlotPolicy network")
         if len(policy.mlp_extractor.policy_net) != 0:
             raise TypeError("the policy has hidden layers after the features extractor")
-        self.q, self.r, d = fe.q, fe.r, fe.dim
-        self.job_enc, self.run_enc = _layers(fe.job_enc), _layers(fe.run_enc)
-        self.cluster_enc, self.context = _layers(fe.cluster_enc), _layers(fe.context)
+        arrays = {}
+        for m in MLPS:
+            arrays |= dict(zip((f"{m}.w1", f"{m}.b1", f"{m}.w2", f"{m}.b2"),
+                               _layers(getattr(fe, m)), strict=True))
+        for h in HEADS:
+            lin = getattr(head, h)
+            arrays |= {f"{h}.w": _np(lin.weight)[0], f"{h}.b": _np(lin.bias)}
+        self._set(arrays, fe.q, fe.r, fe.dim)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], q: int, r: int, dim: int) -> NumpyActor:
+        """The actor of the arrays ``arrays`` returned (a safe model export's weights:
+        ``agents.safe_model``); shapes are checked by the caller."""
+        self = cls.__new__(cls)
+        self._set({k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}, q, r, dim)
+        return self
+
+    def _set(self, a: dict[str, np.ndarray], q: int, r: int, d: int) -> None:
+        self.arrays = a  # the weights as exported, by name (``array_shapes``)
+        self.q, self.r, self.dim = q, r, d
+
+        def layers(m):
+            return tuple(a[f"{m}.{k}"] for k in ("w1", "b1", "w2", "b2"))
+
+        self.job_enc, self.run_enc = layers("job_enc"), layers("run_enc")
+        self.cluster_enc, self.context = layers("cluster_enc"), layers("context")
         # [h, c] @ W = h @ W[:d] + c @ W[d:]: the context part is computed once, not per slot
-        self.job_out = self._split(_layers(fe.job_out), d)
-        self.run_out = self._split(_layers(fe.run_out), d)
-        self.start = (_np(head.start.weight)[0], float(_np(head.start.bias)[0]))
-        self.preempt = (_np(head.preempt.weight)[0], float(_np(head.preempt.bias)[0]))
-        self.wait = (_np(head.wait.weight)[0], float(_np(head.wait.bias)[0]))
+        self.job_out = self._split(layers("job_out"), d)
+        self.run_out = self._split(layers("run_out"), d)
+        self.start = (a["start.w"], float(a["start.b"][0]))
+        self.preempt = (a["preempt.w"], float(a["preempt.b"][0]))
+        self.wait = (a["wait.w"], float(a["wait.b"][0]))
 
     @staticmethod
     def _split(p, d: int):

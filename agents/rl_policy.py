@@ -1,15 +1,22 @@
 """``rl``: the learned scheduler as a policy of the registry.
 
-``rl`` loads the model shipped with the package (``autoflow/models/rl-default.zip``),
-``rl:PATH`` a model written by ``autoflow train``. Decisions are the masked argmax of the
-network's action scores (deterministic); see ``agents.decider`` for the guard. The scores
-are computed in numpy (``agents.numpy_actor``) for the networks ``autoflow train``
-builds, through torch for any other.
+``rl`` loads the model shipped with the package (``autoflow/models/rl-default.json`` and
+the weights it names, ``rl-default.npz``), ``rl:PATH`` a model written by ``autoflow
+train``. Decisions are the masked argmax of the network's action scores (deterministic);
+see ``agents.decider`` for the guard. The scores are computed in numpy
+(``agents.numpy_actor``).
+
+``PATH`` may be a model card ``NAME.json``, its weights ``NAME.npz`` (both: the safe
+export, ``agents.safe_model``; nothing is unpickled) or an SB3 ``NAME.zip``: when the safe
+export of that very zip lies beside it (``NAME.json`` records the zip's sha256) the export
+is loaded instead; otherwise the zip is a pickle and loads only if trusted
+(``autoflow.trust``: a hash autoflow recorded writing it, or ``--trust-file``), then runs
+in numpy too, or through torch for a network ``autoflow train`` does not build.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,34 +32,84 @@ from autoflow.envs.obs_config import ObsConfig
 from autoflow.envs.observation import Decision
 
 import autoflow
+from autoflow import trust
 from autoflow.errors import ConfigError
 
+from . import safe_model
 from .decider import DeciderPolicy
 from .numpy_actor import NumpyActor
 
-DEFAULT_MODEL = Path(autoflow.__file__).resolve().parent / "models" / "rl-default.zip"
+MODELS_DIR = Path(autoflow.__file__).resolve().parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "rl-default.json"  # the card of the shipped model
+DEFAULT_WEIGHTS = MODELS_DIR / "rl-default.npz"
+DEFAULT_SB3 = MODELS_DIR / "rl-default.zip"  # the SB3 zip it was exported from
 
 
-def load_model(path: str):
-    """The model in the file at ``path``, cached by the file's content (its SHA-256): a
-    model overwritten in place is read again."""
+def resolve(path: str) -> tuple[str, Path]:
+    """(kind, file) that ``rl:PATH`` loads: ("safe", card) or ("sb3", zip)."""
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"model {path}: file not found (train one with `autoflow train`)")
     if p.is_dir():
-        raise ConfigError(f"model {path}: is a folder, expected a model file (.zip)")
-    return _load_model(path, hashlib.sha256(p.read_bytes()).hexdigest())
+        raise ConfigError(f"model {path}: is a folder, expected a model file (.json, .npz or "
+                          ".zip)")
+    suffix = p.suffix.lower()
+    if suffix in (".json", ".npz"):
+        card = p.with_suffix(".json")
+        if not card.is_file():
+            raise ConfigError(f"model {path}: its card {card.name} is missing beside it")
+        return "safe", card
+    if suffix == ".zip":
+        card = p.with_suffix(".json")
+        if card.is_file():
+            try:
+                c = safe_model.read_card(card)
+            except ConfigError:  # not a card: the zip alone, then
+                c = {}
+            sb3 = c.get("sb3_zip")
+            if safe_model.is_safe_card(c) and isinstance(sb3, dict) and \
+                    sb3.get("sha256") == trust.sha256_file(p):
+                return "safe", card
+        return "sb3", p
+    raise ConfigError(f"model {path}: expected a model card (.json), its weights (.npz) or "
+                      f"an SB3 zip (.zip)")
+
+
+def load_model(path: str):
+    """The model ``rl:PATH`` names: a :class:`~agents.safe_model.SafeModel`, or a trusted
+    SB3 model. Cached by the files' content (their SHA-256): a model overwritten in place
+    is read again."""
+    kind, p = resolve(path)
+    if kind == "safe":
+        card = safe_model.read_card(p)
+        w = p.parent / str(card.get("weights", ""))
+        key = trust.sha256_file(p) + (trust.sha256_file(w) if w.is_file() else "")
+        return _load_safe(str(p), key)
+    data = trust.read_trusted(p, f"model {path}", "use the .json/.npz export autoflow "
+                              "train writes beside its zips")
+    key = (str(p), trust.sha256_bytes(data))
+    if key not in _SB3_CACHE:
+        while len(_SB3_CACHE) >= 8:
+            _SB3_CACHE.pop(next(iter(_SB3_CACHE)))
+        _SB3_CACHE[key] = _load_sb3(str(p), data)
+    return _SB3_CACHE[key]
 
 
 @lru_cache(maxsize=8)
-def _load_model(path: str, sha256: str):
+def _load_safe(card: str, key: str):
+    return safe_model.load(card)
+
+
+_SB3_CACHE: dict[tuple[str, str], object] = {}
+
+
+def _load_sb3(path: str, data: bytes):
     from sb3_contrib import MaskablePPO
 
-    p = Path(path)
-    try:
-        model = MaskablePPO.load(str(p), device="cpu")
+    try:  # the bytes that were hashed and trusted, not the file again
+        model = MaskablePPO.load(io.BytesIO(data), device="cpu")
     except Exception as e:  # a zip that is not a model, a model of another version
-        raise ConfigError(f"model {path}: cannot be loaded ({type(e).__name__}: {e})") from e
+        raise ConfigError(f"model {path}: cannot be loaded ({trust.why(e)})") from e
     model.policy.set_training_mode(False)
     _check_features(path, model)
     return model
@@ -93,15 +150,22 @@ class RlPolicy(DeciderPolicy):
 
     def __init__(self, placer, model_path: str | None = None, model=None):
         path = str(model_path or DEFAULT_MODEL)
-        self.model = model if model is not None else load_model(path)
+        loaded = model if model is not None else load_model(path)
         self.model_path = path if model is None else "<in training>"
-        try:  # a snapshot of the weights: a model in training is re-read per evaluation
-            self.actor: NumpyActor | None = NumpyActor(self.model.policy)
-        except TypeError:
-            self.actor = None
-        super().__init__(placer, obs_config_of(self.model))
+        if isinstance(loaded, safe_model.SafeModel):
+            self.model = None  # no torch module: the safe export holds the actor alone
+            self.actor: NumpyActor | None = loaded.actor
+            obs = loaded.obs
+        else:  # an SB3 model (in training, or a trusted zip)
+            self.model = loaded
+            try:  # a snapshot of the weights: a model in training is re-read per evaluation
+                self.actor = NumpyActor(self.model.policy)
+            except TypeError:
+                self.actor = None
+            obs = obs_config_of(self.model)
+        super().__init__(placer, obs)
         # read-only while deciding: shared, not copied, when the core is copied to plan
-        self.shared_in_copies = (self.model, self.actor)
+        self.shared_in_copies = tuple(x for x in (self.model, self.actor) if x is not None)
 
     @property
     def label(self) -> str:
@@ -117,6 +181,8 @@ class RlPolicy(DeciderPolicy):
         return int(np.argmax(logits))
 
     def torch_scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self.model is None:
+            raise ConfigError("torch_scores: a safe model export has no torch network")
         policy = self.model.policy
         with torch.no_grad():
             batch = {k: torch.as_tensor(v)[None] for k, v in obs.items()}
@@ -127,3 +193,34 @@ class RlPolicy(DeciderPolicy):
 def from_spec(arg: str, placer) -> RlPolicy:
     """The ``rl`` entry of the policy registry: ``rl`` (the shipped model) or ``rl:PATH``."""
     return RlPolicy(placer, arg or None)
+
+
+def export_sb3(zip_path: str | Path, stem: str | Path | None = None) -> Path:
+    """``autoflow models export``: writes the safe export (``STEM.npz`` + ``STEM.json``;
+    default: beside the zip, same name) of a trusted SB3 zip and returns the card's path.
+    Fields of a card already at ``STEM.json`` (training command, validation results) are
+    kept."""
+    zip_path = Path(zip_path)
+    if zip_path.suffix.lower() != ".zip":
+        raise ConfigError(f"model {zip_path}: expected an SB3 zip (.zip) to export")
+    if not zip_path.is_file():
+        raise ConfigError(f"model {zip_path}: file not found")
+    data = trust.read_trusted(zip_path, f"model {zip_path}", "export it where it was trained")
+    model = _load_sb3(str(zip_path), data)
+    try:
+        actor = NumpyActor(model.policy)
+    except TypeError as e:
+        raise ConfigError(f"model {zip_path}: cannot be exported ({e})") from e
+    card_path, _ = safe_model.paths_of(stem or zip_path)
+    extra = {}
+    if card_path.is_file():
+        try:
+            old = safe_model.read_card(card_path)
+        except ConfigError:
+            old = {}
+        extra = {k: v for k, v in old.items() if k not in ("sha256",)}
+    rel = zip_path.name if zip_path.parent.resolve() == card_path.parent.resolve() \
+        else str(zip_path)
+    safe_model.export(actor, obs_config_of(model), card_path,
+                      sb3_zip=(rel, trust.sha256_bytes(data)), extra=extra)
+    return card_path

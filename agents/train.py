@@ -9,11 +9,15 @@
    JCT as a ratio to fifo's) is saved as ``best_model.zip``.
 4. ``DIR`` receives ``model.zip`` (last), ``best_model.zip``, ``train_summary.json``
    (throughput, evaluations, the first step that beat fifo), ``eval_curve.png``,
-   TensorBoard logs under ``tb/`` and ``manifest.json``.
+   TensorBoard logs under ``tb/`` and ``manifest.json``. Beside each zip (SB3's format,
+   a pickle, to continue training) its safe export: ``model.npz`` + ``model.json``,
+   ``best_model.npz`` + ``best_model.json`` (weights as arrays, card as JSON with their
+   sha256 and the feature schema), which ``rl:PATH`` loads without unpickling.
 """
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from autoflow import jsonsafe
+from autoflow import jsonsafe, trust
 from autoflow import manifest as manifest_mod
 from autoflow.errors import ConfigError, Interrupted
 from autoflow.evaluate import evaluate
@@ -39,9 +43,10 @@ from autoflow.load import fit_load
 from autoflow.placers import make_placer
 from autoflow.policies import parse_policy
 
-from . import imitation
+from . import imitation, safe_model
 from .network import SlotPolicy
-from .rl_policy import RlPolicy
+from .numpy_actor import NumpyActor
+from .rl_policy import RlPolicy, obs_config_of
 
 BASELINES = ("fifo", "sjf", "las")
 
@@ -157,16 +162,30 @@ class EvalCallback(BaseCallback):
         return True
 
 
-def save(model, path: Path, cfg: TrainConfig) -> None:
+def save(model, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None:
+    """``NAME.zip`` (SB3, to continue training: a pickle, its sha256 recorded in the
+    user's trust registry) and its safe export ``NAME.npz`` + ``NAME.json``, which
+    ``rl:PATH`` loads without unpickling (``agents.safe_model``). Each file is written
+    whole or not at all."""
     model.autoflow_obs = {"head_slots": 4, "preemption": True, "dim": cfg.dim,
                           "schema": schema_hash()}  # rl:PATH refuses another schema
-    model.save(str(path), include=["autoflow_obs"])
+    buf = io.BytesIO()
+    model.save(buf, include=["autoflow_obs"])
+    data = buf.getvalue()
+    trust.atomic_write_bytes(path, data)
+    sha = trust.sha256_bytes(data)
+    trust.record(path, sha, "sb3-model")
+    safe_model.export(NumpyActor(model.policy), obs_config_of(model), path,
+                      sb3_zip=(path.name, sha), extra=extra)
 
 
-def _validation_episodes(cfg: TrainConfig) -> list:
+def _validation_sampler(cfg: TrainConfig):
     sources = cfg.validation or cfg.workloads
     part = (0.0, 1.0) if cfg.validation else (1.0 - HOLDOUT, 1.0)
-    sampler = make_sampler(sources, EpisodeSpec((cfg.eval_jobs, cfg.eval_jobs), part=part))
+    return make_sampler(sources, EpisodeSpec((cfg.eval_jobs, cfg.eval_jobs), part=part))
+
+
+def _validation_episodes(cfg: TrainConfig, sampler) -> list:
     rng = np.random.default_rng(cfg.seed + 7919)
     episodes = []
     for i in range(cfg.eval_episodes):
@@ -196,6 +215,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     torch.manual_seed(cfg.seed)
     spec = EpisodeSpec(cfg.jobs, cfg.load, part=(0.0, 1.0 - HOLDOUT))
     sampler = make_sampler(cfg.workloads, spec)
+    val_sampler = _validation_sampler(cfg)  # every source read (and checked) before output
 
     def make_env(i: int):
         def f():
@@ -246,7 +266,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
 
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes "
                   f"vs {', '.join(BASELINES)}")
-    validator = Validator(_validation_episodes(cfg), cfg.seed)
+    validator = Validator(_validation_episodes(cfg, val_sampler), cfg.seed)
     evals = EvalCallback(cfg, validator, out, t0, console)
     evals.init_callback(model)
     evals.evaluate_now()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,7 +62,8 @@ def check_policy(spec: str) -> None:
     """Everything about one ``--policies`` entry that can be checked before any run: the
     name, argument and placer (``parse_policy``); a heuristic is built once and dropped;
     a learned policy's module is imported (its extra is installed); ``rl:PATH`` must be a
-    readable model file (``check_model_file``; it is not loaded here). A plugin is
+    readable model file that loads (``check_model_file``, then ``load_model``: the safe
+    format, or a pickle only if trusted; loads are cached). A plugin is
     checked by name only."""
     from .policies import LAZY_POLICIES, POLICIES, POLICY_FACTORIES, make_policy
 
@@ -77,29 +77,29 @@ def check_policy(spec: str) -> None:
             need = f" (pip install 'autoflow[{lazy.extra}]')" if lazy.extra else ""
             raise ConfigError(f"policy {name} needs the {lazy.extra or 'missing'} extra"
                               f"{need}: {e}") from e
-        if name == "rl" and arg:
-            check_model_file(arg, f"policy {spec.strip()}")
+        if name == "rl":
+            from .agents.rl_policy import DEFAULT_MODEL, load_model
+
+            if arg:
+                check_model_file(arg, f"policy {spec.strip()}")
+            load_model(arg or str(DEFAULT_MODEL))  # its format, hash and trust (cached)
     elif name in POLICIES or name in POLICY_FACTORIES:
         make_policy(spec)  # cheap: catches an argument given to a policy that takes none
 
 
 def check_model_file(path: str, what: str = "model") -> Path:
-    """A model file exists, is a file, can be read and is a zip archive whose directory
-    reads (the format ``autoflow train`` writes). Nothing in it is unpickled or run."""
+    """A model file exists, is a file and can be read. (Loading it, which checks its
+    format and unpickles nothing untrusted, is ``rl_policy.load_model``'s.)"""
     p = Path(path).expanduser()
     if not p.exists():
         raise ConfigError(f"{what}: model {path}: file not found (train one with "
                           "`autoflow train`)")
     if p.is_dir():
-        raise ConfigError(f"{what}: model {path}: is a folder, expected a model file (.zip)")
+        raise ConfigError(f"{what}: model {path}: is a folder, expected a model file "
+                          "(.json, .npz or .zip)")
     try:
         with p.open("rb") as f:
             f.read(4)
-        with zipfile.ZipFile(p) as z:
-            z.namelist()
-    except zipfile.BadZipFile:
-        raise ConfigError(f"{what}: model {path}: not a model file (not a zip archive, "
-                          "which is what `autoflow train` writes)") from None
     except OSError as e:
         raise ConfigError(f"{what}: model {path}: cannot be read: {e.strerror or e}") from None
     return p

@@ -41,6 +41,17 @@ def interrupted(e: KeyboardInterrupt) -> None:
     raise typer.Exit(130)
 
 
+TRUST_HELP = ("Unpickle this file even though autoflow did not record writing it (an SB3 "
+              "zip, an SDV generator): only for files whose author you trust; a pickle can "
+              "run code. Repeatable.")
+
+
+def _trust(paths: list[Path] | None) -> None:
+    from . import trust
+
+    trust.allow_all(paths)
+
+
 def _mount_traces() -> None:
     try:
         from .traces.cli import app as traces_app
@@ -101,6 +112,8 @@ def bench(
                                          "jobs only." + _range("--duration-prior")),
     skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
                                        "reporting how many were skipped and why."),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help="An SB3 zip given as rl:PATH: " + TRUST_HELP),
 ) -> None:
     """Replay a workload under each policy; print a table with ratios to fifo and write
     results.json, manifest.json and jct_cdf.png."""
@@ -112,10 +125,13 @@ def bench(
                     checkpoint_interval=checkpoint_interval, failure_rate=failure_rate,
                     repair_time=repair_time, default_slo=default_slo,
                     duration_prior=duration_prior)
+        _trust(trust_file)  # before the models are checked: they load through it
         check_policies(policies.split(","))
         check_output_dir(out_dir)
     except AutoflowError as e:
         fail(e)
+    except OSError as e:  # a model file that cannot be read
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
     from .sim.simulator import SimConfig
 
     try:
@@ -227,6 +243,8 @@ def train(
                                            + _range("--jobs-min")),
     jobs_max: int = typer.Option(400, help="Most jobs in a training episode."
                                            + _range("--jobs-max")),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help="A generator given as gen:FILE: " + TRUST_HELP),
 ) -> None:
     """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
     that does best on validation workloads against fifo."""
@@ -241,6 +259,7 @@ def train(
         if jobs_min > jobs_max:
             raise AutoflowError(f"--jobs-min ({jobs_min}) must be <= --jobs-max ({jobs_max})")
         check_output_dir(out_dir)
+        _trust(trust_file)
     except AutoflowError as e:
         fail(e)
     try:
@@ -263,6 +282,60 @@ def train(
         fail(e)
     except OSError as e:  # e.g. a disk that filled up while writing the models
         fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+
+
+models_app = typer.Typer(help="Export and trust learned models (see the README, \"Loading "
+                                "models and generators\").", no_args_is_help=True)
+app.add_typer(models_app, name="models", help="Export SB3 zips to the safe format; record "
+              "files as trusted.")
+
+@models_app.command("export")
+def models_export(
+    model: Path = typer.Argument(..., help="SB3 zip written by `autoflow train`."),
+    out_stem: Path = typer.Option(None, "--out", help="Write OUT.npz and OUT.json (default: "
+                                  "beside the zip, same name)."),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help=TRUST_HELP),
+) -> None:
+    """Write the safe export of an SB3 zip: the actor's weights (NAME.npz) and its card
+    (NAME.json: sha256, feature schema, observation, network), which rl:PATH loads without
+    unpickling. The zip itself loads only if trusted."""
+    try:
+        _trust(trust_file)
+        from .agents.rl_policy import export_sb3
+    except ImportError as e:
+        fail(AutoflowError(f"exporting needs the rl extra (pip install 'autoflow[rl]'): {e}"))
+    except AutoflowError as e:
+        fail(e)
+    try:
+        card = export_sb3(model, out_stem)
+    except AutoflowError as e:
+        fail(e)
+    except OSError as e:
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+    out.print(f"wrote {card.with_suffix('.npz')}, {card}")
+
+
+@models_app.command("trust")
+def models_trust(
+    path: Path = typer.Argument(..., help="A model or generator file you trust (e.g. one you "
+                                "trained on another machine)."),
+) -> None:
+    """Record a file's sha256 in your trust registry: later commands unpickle it without
+    --trust-file. Only for files whose author you trust: a pickle can run code."""
+    from . import trust
+
+    try:
+        if not path.is_file():
+            raise AutoflowError(f"{path}: no such file")
+        sha = trust.sha256_file(path)
+        if not trust.record(path, sha, "by-hand"):
+            raise AutoflowError(f"could not write {trust.registry_path()}")
+    except AutoflowError as e:
+        fail(e)
+    except OSError as e:
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+    out.print(f"trusted {path} (sha256 {sha}) in {trust.registry_path()}")
 
 
 def main() -> None:  # pragma: no cover

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from autoflow import jsonsafe
+from autoflow import jsonsafe, trust
 from autoflow.errors import AutoflowError, ConfigError
 from autoflow.limits import check_flags, check_output_dir, check_output_file
 from autoflow.traces import normalized
@@ -69,6 +69,10 @@ def sample(
     condition: Annotated[list[str] | None, typer.Option(
         "--condition", help="COL OP VALUE[@FRACTION], repeatable: kind=inference (only "
         "inference jobs), num_gpus>=2@0.3 (30% multi-GPU jobs).")] = None,
+    trust_file: Annotated[list[Path] | None, typer.Option(
+        "--trust-file", metavar="PATH", help="Unpickle this generator even though autoflow "
+        "did not record writing it (an SDV model from elsewhere): only if you trust its "
+        "author; a pickle can run code.")] = None,
 ) -> None:
     """Sample a synthetic workload; `bench --trace csv:FILE` and `train` read it."""
     from .conditions import parse_condition
@@ -80,6 +84,7 @@ def sample(
         check_flags(n=n, load_scale=load_scale, seed=seed)
         check_output_file(out)
         conds = [parse_condition(c) for c in condition or []]
+        trust.allow_all(trust_file)
         gen = load_generator(model)
         w = gen.sample(n, seed=seed, load_scale=load_scale, conditions=conds)
         normalized.write(w, out)

@@ -2,28 +2,43 @@
 
 ``fit_generator(workload, model)`` fits both; ``FittedGenerator.sample`` draws a
 workload of ``n`` jobs (optionally at a scaled load, or under conditions); ``save`` and
-``load_generator`` keep it in a file (a pickle: load only files you trust).
+``load_generator`` keep it in a file. The ``empirical`` model (and the arrivals) is
+saved as arrays and JSON in one ``.npz`` (``SAFE_FORMAT``; read with
+``allow_pickle=False``: loading it runs no code, whatever the file). SDV models can only
+be pickled: autoflow records the sha256 of each pickle it writes in the user's trust
+registry and unpickles only those, or a file named with ``--trust-file``
+(``autoflow.trust``). The file's content, not its name, says which kind it is.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import pickle
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from autoflow import trust
 from autoflow.errors import ConfigError
 from autoflow.manifest import versions
 from autoflow.workload import Workload
 
-from .arrivals import ArrivalModel
+from .arrivals import DAY, HOUR, WEEK, ArrivalModel
 from .conditions import Condition
+from .empirical import EmpiricalCopula
 from .models import make_model
 from .table import from_table, to_table
+from .transforms import NormalScores
 
 FORMAT = "autoflow-generator/1"
+SAFE_FORMAT = "autoflow-generator-npz/1"  # the .npz of a generator that needs no pickle
+META = "__meta__"  # the npz member holding the JSON description (as UTF-8 bytes)
+MAX_META_BYTES = 1 << 20
+MAX_NPZ_BYTES = 1 << 29  # all members together, uncompressed
 MAX_BATCHES = 64  # rejection sampling under conditions gives up after this many batches
 
 
@@ -87,10 +102,16 @@ class FittedGenerator:
         return [jobs[i] for i in order]
 
     def save(self, path: str | Path) -> None:
+        """Writes the generator whole or not at all: the safe ``.npz`` when its model
+        allows (``empirical``), else a pickle whose sha256 goes to the trust registry."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            pickle.dump(self, f, protocol=pickle.HIGHEST_PROTOCOL)
+        if isinstance(self.attributes, EmpiricalCopula):
+            trust.atomic_write_bytes(path, _to_npz(self))
+            return
+        data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        trust.atomic_write_bytes(path, data)
+        trust.record(path, trust.sha256_bytes(data), "generator")
 
     def describe(self) -> dict:
         return {"format": self.format, "model": self.model_name, "source": self.source,
@@ -114,14 +135,136 @@ def fit_generator(workload: Workload, model: str = "copula", seed: int = 0,
 
 def load_generator(path: str | Path) -> FittedGenerator:
     p = Path(path)
+    what = f"generator {path}"
     if not p.exists():
-        raise ConfigError(f"generator {path}: file not found (fit one with "
-                          "`autoflow generate fit`)")
+        raise ConfigError(f"{what}: file not found (fit one with `autoflow generate fit`)")
+    if not p.is_file():
+        raise ConfigError(f"{what}: not a file")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head == b"PK\x03\x04":  # a zip: the safe format, never unpickled
+        if p.stat().st_size > MAX_NPZ_BYTES:
+            raise ConfigError(f"{what}: larger than {MAX_NPZ_BYTES:,} bytes")
+        return _from_npz(p.read_bytes(), what)
+    data = trust.read_trusted(p, what, "refit it with `autoflow generate fit` (--model "
+                              "empirical writes a file that needs no trust)")
     try:
-        with open(p, "rb") as f:
-            gen = pickle.load(f)
+        gen = pickle.loads(data)
     except Exception as e:  # not a pickle, or a model needing a missing package
-        raise ConfigError(f"generator {path}: cannot be loaded ({type(e).__name__}: {e})") from e
+        raise ConfigError(f"{what}: cannot be loaded ({trust.why(e)})") from e
     if not isinstance(gen, FittedGenerator) or getattr(gen, "format", None) != FORMAT:
-        raise ConfigError(f"generator {path}: not an autoflow generator file ({FORMAT})")
+        raise ConfigError(f"{what}: not an autoflow generator file ({FORMAT})")
     return gen
+
+
+def _to_npz(gen: FittedGenerator) -> bytes:
+    a, arr = gen.attributes, gen.arrivals
+    arrays = {"arrivals.rate": arr.rate, "arrivals.cum": arr.cum, "arrivals.gaps": arr.gaps,
+              "chol": a.chol}
+    kinds = []
+    for k, col in enumerate(a.columns):
+        m = a.marginals[col]
+        if isinstance(m, NormalScores):
+            kinds.append("scores")
+            arrays |= {f"m{k}.grid": m.grid, f"m{k}.xs": m.xs}
+        else:
+            kinds.append("categories")
+            cats, hi = m
+            arrays |= {f"m{k}.cats": np.asarray([str(c) for c in cats], dtype=str),
+                       f"m{k}.hi": hi}
+    meta = {"format": SAFE_FORMAT, "generator_format": gen.format,
+            "model_name": gen.model_name, "source": gen.source, "table": gen.table,
+            "fit_seconds": gen.fit_seconds, "seed": gen.seed, "info": gen.info,
+            "columns": list(a.columns), "marginals": kinds,
+            "arrivals": {"origin": arr.origin, "period": arr.period, "bins": arr.bins,
+                         "n_fitted": arr.n_fitted}}
+    arrays[META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def _from_npz(data: bytes, what: str) -> FittedGenerator:
+    """A generator from its safe file: every member's size is checked before it is read,
+    every array's dtype, shape and values before use; nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = {i.filename: i for i in z.infolist()}
+            if f"{META}.npy" not in infos:
+                raise ConfigError(f"{what}: not an autoflow generator file (a zip without "
+                                  f"{META})")
+            if sum(i.file_size for i in infos.values()) > MAX_NPZ_BYTES or \
+                    infos[f"{META}.npy"].file_size > MAX_META_BYTES:
+                raise ConfigError(f"{what}: its arrays are larger than autoflow loads")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            raw = npz[META]
+            if raw.dtype != np.uint8 or raw.ndim != 1:
+                raise ConfigError(f"{what}: {META} must be UTF-8 bytes")
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != SAFE_FORMAT:
+                raise ConfigError(f"{what}: not an autoflow generator file ({SAFE_FORMAT})")
+            return _build(meta, {k: npz[k] for k in npz.files if k != META}, what)
+    except ConfigError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, TypeError,
+            UnicodeDecodeError, AttributeError, IndexError) as e:
+        # allow_pickle=False: an object array is a ValueError here, never unpickled
+        raise ConfigError(f"{what}: not a valid generator file ({trust.why(e)})") from e
+
+
+def _num(arrays: dict, key: str, what: str, ndim: int) -> np.ndarray:
+    a = arrays[key]
+    if a.dtype.kind not in "fiu" or a.ndim != ndim or not np.isfinite(a).all():
+        raise ConfigError(f"{what}: {key} must be a finite {ndim}-d numeric array")
+    return a.astype(np.float64)
+
+
+def _build(meta: dict, arrays: dict, what: str) -> FittedGenerator:
+    cols, kinds = meta["columns"], meta["marginals"]
+    if not (isinstance(cols, list) and isinstance(kinds, list) and len(cols) == len(kinds)
+            and cols and all(isinstance(c, str) for c in cols)):
+        raise ConfigError(f"{what}: columns and marginals must be lists of the same length")
+    attrs = EmpiricalCopula.__new__(EmpiricalCopula)
+    attrs.columns, attrs.marginals = cols, {}
+    attrs.chol = _num(arrays, "chol", what, 2)
+    if attrs.chol.shape != (len(cols), len(cols)):
+        raise ConfigError(f"{what}: chol must be {len(cols)} x {len(cols)}")
+    for k, (col, kind) in enumerate(zip(cols, kinds, strict=True)):
+        if kind == "scores":
+            ns = NormalScores()
+            ns.grid, ns.xs = _num(arrays, f"m{k}.grid", what, 1), _num(arrays, f"m{k}.xs",
+                                                                        what, 1)
+            if ns.grid.size < 1 or ns.grid.shape != ns.xs.shape or \
+                    (np.diff(ns.grid) < 0).any() or (np.diff(ns.xs) < 0).any():
+                raise ConfigError(f"{what}: column {col}: quantiles must be sorted, of one size")
+            attrs.marginals[col] = ns
+        elif kind == "categories":
+            cats, hi = arrays[f"m{k}.cats"], _num(arrays, f"m{k}.hi", what, 1)
+            if cats.dtype.kind != "U" or cats.ndim != 1 or cats.size < 1 or \
+                    hi.shape != cats.shape or (np.diff(hi) < 0).any():
+                raise ConfigError(f"{what}: column {col}: categories must be strings with "
+                                  "one bound each")
+            attrs.marginals[col] = (cats.astype(object), hi)
+        else:
+            raise ConfigError(f"{what}: column {col}: unknown marginal {kind!r}")
+    a = meta["arrivals"]
+    arr = ArrivalModel()
+    arr.origin, arr.period = float(a["origin"]), float(a["period"])
+    arr.bins, arr.n_fitted = int(a["bins"]), int(a["n_fitted"])
+    if arr.period not in (DAY, WEEK) or arr.bins != int(arr.period // HOUR) or \
+            not np.isfinite(arr.origin):
+        raise ConfigError(f"{what}: arrivals: period must be a day or a week of hour bins")
+    arr.rate, arr.cum = _num(arrays, "arrivals.rate", what, 1), _num(arrays, "arrivals.cum",
+                                                                      what, 1)
+    arr.gaps = _num(arrays, "arrivals.gaps", what, 1)
+    if arr.rate.shape != (arr.bins,) or arr.cum.shape != (arr.bins + 1,) or \
+            not (arr.rate > 0).all() or (np.diff(arr.cum) <= 0).any() or \
+            arr.gaps.size < 1 or (arr.gaps < 0).any():
+        raise ConfigError(f"{what}: arrivals: rate, cumulative rate or gaps malformed")
+    if meta.get("generator_format") != FORMAT:
+        raise ConfigError(f"{what}: not an autoflow generator file ({FORMAT})")
+    table, info = meta["table"], meta["info"]
+    if not isinstance(table, dict) or not isinstance(info, dict):
+        raise ConfigError(f"{what}: table and info must be objects")
+    return FittedGenerator(str(meta["model_name"]), attrs, arr, str(meta["source"]), table,
+                           float(meta["fit_seconds"]), int(meta["seed"]), info)

@@ -10,11 +10,12 @@ import torch
 from autoflow.agents.decider import DeciderPolicy
 from autoflow.agents.network import SlotScorer, SlotSetExtractor
 from autoflow.agents.numpy_actor import NumpyActor
-from autoflow.agents.rl_policy import DEFAULT_MODEL, RlPolicy
+from autoflow.agents.rl_policy import DEFAULT_MODEL, DEFAULT_SB3, DEFAULT_WEIGHTS, RlPolicy
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
 from simdata import mixed_workload, small_cluster
 from typer.testing import CliRunner
 
+from autoflow import trust
 from autoflow.cli import app
 from autoflow.errors import ConfigError
 from autoflow.metrics import summarize
@@ -43,11 +44,22 @@ def test_a_jobs_score_does_not_depend_on_its_slot():
     assert torch.allclose(a[:, fe.q:], b[:, fe.q:], atol=1e-5)  # preempt and wait unchanged
 
 
+def _sb3_policy() -> RlPolicy:
+    """The shipped model from its SB3 zip (rl:rl-default.zip would load the safe export
+    beside it), with its torch network."""
+    from sb3_contrib import MaskablePPO
+
+    return RlPolicy(make_placer("best-fit"), model=MaskablePPO.load(str(DEFAULT_SB3),
+                                                                    device="cpu"))
+
+
 def test_numpy_scores_are_torch_scores_on_real_decisions():
     """The shipped model scored in numpy and in torch, on decisions of a real episode
-    with padding, blocked jobs and preemption candidates: same scores, same choice."""
-    pol = RlPolicy(make_placer("best-fit"))
-    assert isinstance(pol.actor, NumpyActor)
+    with padding, blocked jobs and preemption candidates: same scores, same choice. The
+    safe export (``rl``) scores exactly as the SB3 zip it was exported from."""
+    pol = _sb3_policy()
+    safe = RlPolicy(make_placer("best-fit"))
+    assert isinstance(pol.actor, NumpyActor) and safe.model is None
     env = ClusterSchedulingEnv(workloads="builtin:philly-mix", jobs=(100, 150), load=(1.3, 1.3))
     env.reset(seed=3)
     rng = np.random.default_rng(3)
@@ -55,6 +67,7 @@ def test_numpy_scores_are_torch_scores_on_real_decisions():
     for _ in range(400):
         d = env.decision
         fast, slow = pol.actor.scores(d.obs), pol.torch_scores(d.obs)
+        np.testing.assert_array_equal(safe.actor.scores(d.obs), fast)
         np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-4)
         assert np.argmax(np.where(d.mask, fast, -np.inf)) == np.argmax(
             np.where(d.mask, slow, -np.inf))
@@ -67,14 +80,14 @@ def test_numpy_scores_are_torch_scores_on_real_decisions():
 
 
 def test_a_network_of_another_shape_is_scored_through_torch():
-    pol = RlPolicy(make_placer("best-fit"))
+    pol = _sb3_policy()
     pol.model.policy.mlp_extractor.policy_net.append(torch.nn.Identity())
     try:
         with pytest.raises(TypeError):
             NumpyActor(pol.model.policy)
     finally:
         del pol.model.policy.mlp_extractor.policy_net[0]
-    assert isinstance(RlPolicy(make_placer("best-fit")).actor, NumpyActor)
+    assert isinstance(_sb3_policy().actor, NumpyActor)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.15])
@@ -144,8 +157,13 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
                             "--imitation-smoothing", "0.1", "--reward-baseline", "las"])
     assert r.exit_code == 0, r.output
     for f in ("model.zip", "best_model.zip", "train_summary.json", "manifest.json",
-              "eval_curve.png"):
+              "eval_curve.png", "model.npz", "model.json", "best_model.npz",
+              "best_model.json"):
         assert (out / f).exists(), f
+    card = json.loads((out / "best_model.json").read_text())  # the safe export's card
+    assert card["sha256"] == trust.sha256_file(out / "best_model.npz")
+    assert card["sb3_zip"]["sha256"] == trust.sha256_file(out / "best_model.zip")
+    assert card["sb3_zip"]["sha256"] in trust.recorded_hashes()  # the zip: registered
     assert any((out / "tb").iterdir())
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["imitation"]["samples"] > 0 and len(summary["imitation"]["rounds"]) == 2
@@ -191,7 +209,8 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 def test_a_model_overwritten_in_place_is_read_again(tmp_path):
     """rl:PATH caches models by their file's content, not by the path."""
     path = tmp_path / "model.zip"
-    path.write_bytes(DEFAULT_MODEL.read_bytes())
+    path.write_bytes(DEFAULT_SB3.read_bytes())
+    trust.allow(path)  # its content changes below
     first = RlPolicy(make_placer("best-fit"), str(path)).model
     weights = {k: v.clone() for k, v in first.policy.state_dict().items()}
     with torch.no_grad():  # a different model: every weight moved
@@ -213,7 +232,7 @@ def test_a_model_of_another_feature_schema_is_refused(tmp_path, schema):
     with the reason instead of running it on inputs it was not trained on."""
     from sb3_contrib import MaskablePPO
 
-    model = MaskablePPO.load(str(DEFAULT_MODEL), device="cpu")
+    model = MaskablePPO.load(str(DEFAULT_SB3), device="cpu")
     obs = dict(model.autoflow_obs)
     if schema is None:
         obs.pop("schema")
@@ -221,6 +240,7 @@ def test_a_model_of_another_feature_schema_is_refused(tmp_path, schema):
         obs["schema"] = schema
     model.autoflow_obs = obs
     model.save(tmp_path / "m.zip", include=["autoflow_obs"])
+    trust.allow(tmp_path / "m.zip")
     with pytest.raises(ConfigError, match="schema" if schema else "no feature schema"):
         RlPolicy(make_placer("best-fit"), str(tmp_path / "m.zip"))
 
@@ -232,4 +252,6 @@ def test_the_shipped_model_and_its_card_record_this_schema():
 
     card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     assert card["feature_schema"] == schema_hash()
-    assert card["sha256"] == hashlib.sha256(DEFAULT_MODEL.read_bytes()).hexdigest()
+    assert card["format"] == "autoflow-model/1" and card["weights"] == DEFAULT_WEIGHTS.name
+    assert card["sha256"] == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    assert card["sb3_zip"]["sha256"] == hashlib.sha256(DEFAULT_SB3.read_bytes()).hexdigest()

@@ -182,6 +182,11 @@ def test_bad_input(tmp_path, trace_csv):
     assert r.exit_code == 2 and "-n must be at least 1" in r.output
     notgen = tmp_path / "not.gen"
     notgen.write_text("hello")
+    with pytest.raises(ConfigError, match="refusing to unpickle"):
+        load_generator(notgen)  # not the safe format: a pickle, and not one autoflow wrote
+    from autoflow import trust
+
+    trust.allow(notgen)  # --trust-file
     with pytest.raises(ConfigError, match="cannot be loaded"):
         load_generator(notgen)
 

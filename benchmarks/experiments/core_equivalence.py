@@ -12,6 +12,10 @@ placer on them with checkout T and records every job's starts (time, placement) 
 stops; ``env`` runs seeded random masked steps of the Gymnasium environment and hashes
 observations, masks, rewards and infos. Two checkouts are equivalent when their files
 are identical.
+
+The input pickles are unpickled only when their sha256 is one that ``inputs`` recorded
+in the user's trust registry (``$AUTOFLOW_HOME/trusted.json``, as ``autoflow.trust``
+keeps it; done here by hand, since the checkouts compared may predate that module).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import os
 import pickle
 import sys
 import time
@@ -29,6 +34,40 @@ MAPPED = ("envs", "agents", "generators")
 POLICIES = ("fifo", "sjf", "sjf-oracle", "srtf-oracle", "las", "las-fcfs", "easy-backfill", "rl")
 PLACERS = ("first-fit", "best-fit", "spread", "fgd")
 TRACES = "/work/shared/traces"
+
+
+def _registry() -> Path:
+    if os.environ.get("AUTOFLOW_HOME"):
+        return Path(os.environ["AUTOFLOW_HOME"]).expanduser() / "trusted.json"
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "autoflow" / "trusted.json"
+
+
+def _write_recorded(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    reg = _registry()
+    reg.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        files = json.loads(reg.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = {}
+    files[hashlib.sha256(data).hexdigest()] = {"kind": "core-equivalence-input",
+                                               "path": str(path.resolve())}
+    tmp = reg.with_name(reg.name + ".tmp")
+    tmp.write_text(json.dumps({"format": "autoflow-trusted/1", "files": files}, indent=1))
+    os.replace(tmp, reg)
+
+
+def _load_recorded(path: Path):
+    data = path.read_bytes()
+    try:
+        files = json.loads(_registry().read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = {}
+    if hashlib.sha256(data).hexdigest() not in files:
+        raise SystemExit(f"{path}: not an input this script wrote (its sha256 is not in "
+                         f"{_registry()}); refusing to unpickle it")
+    return pickle.loads(data)
 
 
 def use_tree(tree: str) -> None:
@@ -58,7 +97,7 @@ def inputs(out: Path, traces: str) -> None:
     }
     for name, (trace, cluster, load) in cases.items():
         w, c = prepare(trace, cluster, load, 0)
-        (out / f"{name}.pkl").write_bytes(pickle.dumps((w, c)))
+        _write_recorded(out / f"{name}.pkl", pickle.dumps((w, c)))
         print(name, len(w), "jobs", c.total_gpus, "GPUs", flush=True)
 
 
@@ -90,7 +129,7 @@ def schedules(inp: Path, out: Path, policies, placers) -> None:
     for f in sorted(inp.glob("*.pkl")):
         for pol in policies:
             for pl in placers:
-                w, c = pickle.loads(f.read_bytes())
+                w, c = _load_recorded(f)
                 policy = make_policy(f"{pol}+{pl}")
                 rec = Recorder(policy)
                 t0 = time.perf_counter()
@@ -148,7 +187,7 @@ def timing(inp: Path, out: Path, policies, placers) -> None:
     for f in sorted(inp.glob("*.pkl")):
         for pol in policies:
             for pl in placers:
-                w, c = pickle.loads(f.read_bytes())
+                w, c = _load_recorded(f)
                 res = Simulator(w, c, make_policy(f"{pol}+{pl}"), SimConfig(seed=0)).run()
                 result[f"{f.stem} {pol}+{pl}"] = res.wall_s
     out.write_text(json.dumps(result, indent=1) + "\n")
