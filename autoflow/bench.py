@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,7 +83,10 @@ def check_policy(spec: str) -> None:
 
             if arg:
                 check_model_file(arg, f"policy {spec.strip()}")
-            load_model(arg or str(DEFAULT_MODEL))  # its format, hash and trust (cached)
+            try:
+                load_model(arg or str(DEFAULT_MODEL))  # its format, hash and trust (cached)
+            except AutoflowError as e:
+                raise ConfigError(f"policy {spec.strip()}: {e}") from e
     elif name in POLICIES or name in POLICY_FACTORIES:
         make_policy(spec)  # cheap: catches an argument given to a policy that takes none
 
@@ -100,6 +104,12 @@ def check_model_file(path: str, what: str = "model") -> Path:
     try:
         with p.open("rb") as f:
             f.read(4)
+        if p.suffix == ".zip":
+            with zipfile.ZipFile(p) as z:
+                z.namelist()
+    except zipfile.BadZipFile:
+        raise ConfigError(f"{what}: model {path}: not a model file (not a zip archive, "
+                          "which is what `autoflow train` writes as .zip)") from None
     except OSError as e:
         raise ConfigError(f"{what}: model {path}: cannot be read: {e.strerror or e}") from None
     return p
