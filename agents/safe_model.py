@@ -30,7 +30,7 @@ import numpy as np
 from autoflow.envs.features import CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES, schema_hash
 from autoflow.envs.obs_config import ObsConfig
 
-from autoflow import trust
+from autoflow import atomic, trust
 from autoflow.errors import ConfigError
 
 from .numpy_actor import NumpyActor, array_shapes
@@ -71,7 +71,7 @@ def export(actor: NumpyActor, obs: ObsConfig, stem: str | Path, sb3_zip: tuple[s
     np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.float32)
                      for k, v in actor.arrays.items()})
     data = buf.getvalue()
-    trust.atomic_write_bytes(npz_path, data)
+    atomic.write_bytes(npz_path, data)
     card = dict(extra or {})
     for stale in ("model",):  # a pre-export card's name of the zip
         card.pop(stale, None)
@@ -86,7 +86,7 @@ def export(actor: NumpyActor, obs: ObsConfig, stem: str | Path, sb3_zip: tuple[s
     }
     if sb3_zip:
         card["sb3_zip"] = {"file": sb3_zip[0], "sha256": sb3_zip[1]}
-    trust.atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    atomic.write_text(card_path, json.dumps(card, indent=2) + "\n")
     return card
 
 

@@ -34,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from autoflow import jsonsafe, trust
+from autoflow import atomic, jsonsafe, trust
 from autoflow import manifest as manifest_mod
 from autoflow.errors import ConfigError, Interrupted
 from autoflow.evaluate import evaluate
@@ -172,7 +172,7 @@ def save(model, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None
     buf = io.BytesIO()
     model.save(buf, include=["autoflow_obs"])
     data = buf.getvalue()
-    trust.atomic_write_bytes(path, data)
+    atomic.write_bytes(path, data)
     sha = trust.sha256_bytes(data)
     trust.record(path, sha, "sb3-model")
     safe_model.export(NumpyActor(model.policy), obs_config_of(model), path,

@@ -23,11 +23,11 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import atomic
 from .errors import ConfigError
 
 REGISTRY_FORMAT = "autoflow-trusted/1"
@@ -102,7 +102,7 @@ def record(path: str | Path, sha256: str, kind: str) -> bool:
             files = _read_registry()
             files[sha256] = {"kind": kind, "path": str(Path(path).resolve()),
                              "written": datetime.now(UTC).isoformat(timespec="seconds")}
-            atomic_write_text(reg, json.dumps({"format": REGISTRY_FORMAT, "files": files},
+            atomic.write_text(reg, json.dumps({"format": REGISTRY_FORMAT, "files": files},
                                               indent=1, sort_keys=True))
     except OSError as e:
         warnings.warn(f"could not record {path} in {reg} ({e.strerror or e}): load it "
@@ -171,22 +171,3 @@ def why(e: Exception) -> str:
     if "allow_pickle" in msg:
         return "it holds an object array (a pickle), which autoflow never loads"
     return msg or type(e).__name__.removesuffix("Error").lower()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Writes ``path`` whole or not at all (a temporary file beside it, then a rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoflow import trust
+from autoflow import atomic, trust
 from autoflow.errors import ConfigError
 from autoflow.manifest import versions
 from autoflow.workload import Workload
@@ -107,10 +107,10 @@ class FittedGenerator:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(self.attributes, EmpiricalCopula):
-            trust.atomic_write_bytes(path, _to_npz(self))
+            atomic.write_bytes(path, _to_npz(self))
             return
         data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
-        trust.atomic_write_bytes(path, data)
+        atomic.write_bytes(path, data)
         trust.record(path, trust.sha256_bytes(data), "generator")
 
     def describe(self) -> dict:
