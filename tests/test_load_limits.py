@@ -43,14 +43,19 @@ def test_a_batch_trace_spans_its_longest_jobs_not_an_instant():
     assert offered_load(one, load_cluster("philly-64")) == pytest.approx(4 / 64)
 
 
-def test_a_batch_trace_at_0_9_builds_a_bounded_cluster_that_queues():
-    w = batch()
+def _fit_measuring_memory(w: Workload):
+    """``fit_load`` at 0.9 on philly-64, and the peak bytes Python allocated meanwhile."""
     tracemalloc.start()
     try:
         fit = fit_load(load_cluster("philly-64"), w, 0.9)
-        peak = tracemalloc.get_traced_memory()[1]
+        return fit, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_a_batch_trace_at_0_9_builds_a_bounded_cluster_that_queues():
+    w = batch()
+    fit, peak = _fit_measuring_memory(w)
     assert peak < 100 * 2**20  # bytes: about 10^8 GPUs were built before
     gpus_at_once = sum(j.num_gpus for j in w)
     # smaller than running every job at once (the load over the mean duration gave that)
@@ -112,12 +117,7 @@ def test_a_duration_of_1e9_s_builds_a_bounded_cluster_or_is_refused(tmp_path):
     # bounded cluster, in bounded memory and time, whose reported load is the achieved one
     w = Workload([Job("long", 0.0, MAX_DURATION_S)]
                  + [Job(f"x{i}", 100.0 * i, 600.0) for i in range(1, 1000)])
-    tracemalloc.start()
-    try:
-        fit = fit_load(load_cluster("philly-64"), w, 0.9)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    fit, peak = _fit_measuring_memory(w)
     assert peak < 100 * 2**20 and fit.spec.total_gpus < 2000  # 1,008
     assert fit.achieved == pytest.approx(offered_load(fit.workload, fit.spec))
     assert abs(fit.achieved / 0.9 - 1) <= TOLERANCE

@@ -216,7 +216,7 @@ class SchedContext:
         if free + sum(gain) < req.demand_milli:
             return False  # even all of them would not free enough GPU share
         released: list[JobState] = []
-        placement, bounded = None, False
+        placement = None
         first = 0
         if not needs_multi_node(state, req) and fit_node(state, req) < 0:
             # the prefix is found on per-node lists first, and only that one is released
@@ -240,10 +240,6 @@ class SchedContext:
                 placement = self.policy.placer.place(state, req)
                 if placement is not None:
                     break
-                if not bounded:  # the share is there but no place: is there ever one?
-                    bounded = True
-                    if not self._may_fit_on_a_node(req, victims, allowed):
-                        break
         needed = released
         if placement is not None and len(released) > 1 and self.policy.hand_back_victims:
             needed, placement = self._hand_back(req, released, placement)
@@ -288,24 +284,6 @@ class SchedContext:
                                 else row[:-2].count(WHOLE_GPU) >= num)):
                     return k
         return None
-
-    def _may_fit_on_a_node(self, req: Req, victims: list[JobState], allowed) -> bool:
-        """False when a job of whole GPUs that must fit on one node finds no node with
-        enough GPUs idle once every victim there were gone: then no prefix of victims
-        can make room, and nothing is touched. (A bound: a GPU a victim shares with
-        another job counts as freed.) ``allowed``: the nodes of the job's types that are
-        up, None for all."""
-        st = self.state
-        if req.milli != WHOLE_GPU or needs_multi_node(st, req):
-            return True
-        need = req.num_gpus
-        whole = st.node_lists()[1]
-        gain: dict[int, int] = {}
-        for v in victims:
-            for node, gpus, _m, _c, _mem in v.placement:
-                gain[node] = gain.get(node, 0) + len(gpus)
-        return any((allowed is None or allowed[node]) and whole[node] + g >= need
-                   for node, g in gain.items())
 
     def _hand_back(self, req: Req, released: list[JobState], placement):
         """Of the victims released (worst first) to make room, gives back, the best-ranked

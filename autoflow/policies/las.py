@@ -143,8 +143,13 @@ class Las(Policy):
         self.wkey.pop(js.idx, None)
         if js.job.preemptible:
             self._starts += 1
-            self._rank(js, (ctx.clock(), 0, self._starts, 0))
+            self._rank(js, self._start_stamp(ctx))
             self._arm(ctx, js)
+
+    def _start_stamp(self, ctx) -> tuple:
+        """A started job's rank among the running jobs of its queue: by when it started,
+        after the jobs demoted into the queue at an earlier instant."""
+        return (ctx.clock(), 0, self._starts, 0)
 
     def _arm(self, ctx, js) -> None:
         """Wakes up when the job crosses into the next queue (it may then be preempted)."""

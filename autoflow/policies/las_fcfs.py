@@ -51,11 +51,9 @@ class LasFcfs(Las):
         head = ctx.waiting.head()
         return head is not None and head.priority < js.priority
 
-    def on_start(self, ctx, js) -> None:
-        if js.job.preemptible:
-            self._starts += 1
-            self._rank(js, (0.0, 0, self._starts, 0))
-            self._arm(ctx, js)
+    def _start_stamp(self, ctx) -> tuple:
+        """Running jobs of a queue rank by when they entered it (started or demoted)."""
+        return (0.0, 0, self._starts, 0)
 
     def on_stop(self, ctx, js) -> None:
         self._unrank(js)
