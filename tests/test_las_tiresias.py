@@ -123,3 +123,14 @@ def test_las_gives_the_reference_schedule_on_itp_cluster08():
     ref, _crowded = reference_las(rows, 96, (3250.0, 7200.0))
     assert _ours(rows, 96, (3250.0, 7200.0)) == pytest.approx([r["finish"] for r in ref],
                                                               abs=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["las", "las-fcfs"])
+def test_bad_thresholds_name_the_policy_they_were_given_to(policy):
+    from autoflow.errors import ConfigError
+    from autoflow.policies import parse_policy
+
+    for arg, why in (("abc", "must be numbers"), ("100/50", "must increase"),
+                     ("-3", "positive")):
+        with pytest.raises(ConfigError, match=f"^{policy}:{arg}: .*{why}"):
+            parse_policy(f"{policy}:{arg}")

@@ -77,7 +77,7 @@ def _las(arg: str, placer) -> Policy:
 
 def _las_fcfs(arg: str, placer) -> Policy:
     """``las-fcfs`` or ``las-fcfs:T1/T2/...``: LAS under autoflow's earlier rules."""
-    return LasFcfs(placer, parse_thresholds(arg)) if arg else LasFcfs(placer)
+    return LasFcfs(placer, parse_thresholds(arg, "las-fcfs")) if arg else LasFcfs(placer)
 
 
 # Heuristics that take an argument after a colon register a factory here ...
@@ -85,7 +85,8 @@ POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"las": _las,
                                                                "las-fcfs": _las_fcfs}
 # ... and, where the argument can be checked without building the policy, a check
 ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {"las": parse_thresholds,
-                                                       "las-fcfs": parse_thresholds}
+                                                       "las-fcfs": lambda arg: parse_thresholds(
+                                                           arg, "las-fcfs")}
 
 
 def known_policies() -> list[str]:

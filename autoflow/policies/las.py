@@ -47,18 +47,18 @@ def crosses_at(js, level: int, thresholds: tuple[float, ...] = THRESHOLDS) -> fl
     return js.seg_start + (thresholds[level] - js.attained) / js.job.gpu_demand
 
 
-def parse_thresholds(arg: str) -> tuple[float, ...]:
+def parse_thresholds(arg: str, policy: str = "las") -> tuple[float, ...]:
     """``"1800/18000"`` -> ``(1800.0, 18000.0)``: GPU-seconds, positive and increasing."""
     try:
         values = tuple(float(x) for x in arg.split("/"))
     except ValueError:
-        raise ConfigError(f"las:{arg}: thresholds must be numbers of GPU-seconds separated "
-                          f"by '/', e.g. las:3600/36000") from None
+        raise ConfigError(f"{policy}:{arg}: thresholds must be numbers of GPU-seconds separated "
+                          f"by '/', e.g. {policy}:3600/36000") from None
     if any(not math.isfinite(v) or v <= 0 for v in values):
-        raise ConfigError(f"las:{arg}: every threshold must be a positive number of "
+        raise ConfigError(f"{policy}:{arg}: every threshold must be a positive number of "
                           f"GPU-seconds")
     if any(b <= a for a, b in itertools.pairwise(values)):
-        raise ConfigError(f"las:{arg}: thresholds must increase (each queue starts where "
+        raise ConfigError(f"{policy}:{arg}: thresholds must increase (each queue starts where "
                           f"the one before ends)")
     return values
 
