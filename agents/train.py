@@ -238,71 +238,81 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
     t0 = time.perf_counter()
     summary: dict = {"config": asdict(cfg)}
 
-    if cfg.imitation_episodes:
-        console.print(f"[bold]warm start[/]: {cfg.imitation_episodes} LAS episodes, "
-                      f"{cfg.dagger_rounds} DAgger rounds")
-        demo_env = ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline)
-        tb = time.perf_counter()
-        demos = imitation.collect(demo_env, cfg.imitation_episodes, cfg.seed + 104729,
-                                  cfg.gamma)
-        rounds = []
-        for rnd in range(cfg.dagger_rounds + 1):
-            if rnd:
-                more = imitation.collect(demo_env, max(1, cfg.imitation_episodes // 2),
-                                         cfg.seed + 104729 + 1000 * rnd, cfg.gamma,
-                                         actor=imitation.greedy_actor(model.policy))
-                demos = imitation.merge(demos, more)
-            data = dict(demos)
-            if cfg.normalize_reward:  # the value head learns returns on PPO's scaled reward
-                data["return"] = demos["return"] / (float(demos["return"].std()) + 1e-8)
-            bc = imitation.clone(model.policy, data, cfg.imitation_epochs, cfg.batch_size,
-                                 cfg.imitation_lr, cfg.seed + rnd, cfg.imitation_smoothing)
-            rounds.append(bc)
-            console.print(f"  round {rnd}: {bc['samples']:,} labelled decisions, agreement "
-                          f"with the expert {bc['agreement']:.1%}, its mean probability "
-                          f"where there was a choice {bc['expert_prob'] or 0:.3f}")
-        summary["imitation"] = rounds[-1] | {"rounds": rounds,
-                                             "wall_s": time.perf_counter() - tb}
-
-    console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes "
-                  f"vs {', '.join(BASELINES)}")
-    validator = Validator(_validation_episodes(cfg, val_sampler), cfg.seed)
-    evals = EvalCallback(cfg, validator, out, t0, console)
-    evals.init_callback(model)
-    evals.evaluate_now()
-    evals._next = cfg.eval_every
-    model.logger.dump(0)
+    interrupted = None  # the phase Ctrl-C stopped, if it did
+    phase = "warm start"
+    evals = None
     tl = time.perf_counter()
-    interrupted = False
-    if cfg.timesteps:
-        try:
+    try:
+        if cfg.imitation_episodes:
+            console.print(f"[bold]warm start[/]: {cfg.imitation_episodes} LAS episodes, "
+                          f"{cfg.dagger_rounds} DAgger rounds")
+            demo_env = ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline)
+            tb = time.perf_counter()
+            demos = imitation.collect(demo_env, cfg.imitation_episodes, cfg.seed + 104729,
+                                      cfg.gamma)
+            rounds = []
+            for rnd in range(cfg.dagger_rounds + 1):
+                if rnd:
+                    more = imitation.collect(demo_env, max(1, cfg.imitation_episodes // 2),
+                                             cfg.seed + 104729 + 1000 * rnd, cfg.gamma,
+                                             actor=imitation.greedy_actor(model.policy))
+                    demos = imitation.merge(demos, more)
+                data = dict(demos)
+                if cfg.normalize_reward:  # the value head learns returns on PPO's scaled reward
+                    data["return"] = demos["return"] / (float(demos["return"].std()) + 1e-8)
+                bc = imitation.clone(model.policy, data, cfg.imitation_epochs, cfg.batch_size,
+                                     cfg.imitation_lr, cfg.seed + rnd, cfg.imitation_smoothing)
+                rounds.append(bc)
+                console.print(f"  round {rnd}: {bc['samples']:,} labelled decisions, agreement "
+                              f"with the expert {bc['agreement']:.1%}, its mean probability "
+                              f"where there was a choice {bc['expert_prob'] or 0:.3f}")
+            summary["imitation"] = rounds[-1] | {"rounds": rounds,
+                                                 "wall_s": time.perf_counter() - tb}
+
+        phase = "validation"
+        console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes "
+                      f"vs {', '.join(BASELINES)}")
+        validator = Validator(_validation_episodes(cfg, val_sampler), cfg.seed)
+        evals = EvalCallback(cfg, validator, out, t0, console)
+        evals.init_callback(model)
+        evals.evaluate_now()
+        evals._next = cfg.eval_every
+        model.logger.dump(0)
+        phase = "learning"
+        tl = time.perf_counter()
+        if cfg.timesteps:
             model.learn(total_timesteps=cfg.timesteps,
                         callback=[RichProgress(cfg.timesteps, console), evals])
             evals.evaluate_now()
-        except KeyboardInterrupt:  # Ctrl-C: keep what was learned (the best model is saved)
-            interrupted = True
-        model.logger.dump(model.num_timesteps)
+    except KeyboardInterrupt:  # Ctrl-C: keep what was learned and say where it stopped
+        interrupted = phase
+    model.logger.dump(model.num_timesteps)
     learn_s = time.perf_counter() - tl
     save(model, out / "model.zip", cfg)
     summary |= {
         "learn_wall_s": learn_s,
-        "train_steps_per_s": cfg.timesteps / learn_s if cfg.timesteps and learn_s else None,
+        "train_steps_per_s": (model.num_timesteps / learn_s
+                              if model.num_timesteps and learn_s else None),
         "total_wall_s": time.perf_counter() - t0,
-        "evaluations": evals.history,
-        "best_vs_fifo": evals.best,
-        "first_beat_fifo": evals.first_beat_fifo,
+        "evaluations": evals.history if evals else [],
+        "best_vs_fifo": evals.best if evals else None,
+        "first_beat_fifo": evals.first_beat_fifo if evals else None,
     }
     if interrupted:
-        summary |= {"interrupted": True, "timesteps_done": int(model.num_timesteps)}
+        summary |= {"interrupted": True, "interrupted_during": interrupted,
+                    "timesteps_done": int(model.num_timesteps)}
     jsonsafe.write(out / "train_summary.json", summary)
-    _plot(evals.history, out / "eval_curve.png")
+    if evals and evals.history:
+        _plot(evals.history, out / "eval_curve.png")
     man = manifest_mod.build(command or "autoflow train", asdict(cfg), seed=cfg.seed,
                              status=manifest_mod.INTERRUPTED if interrupted
                              else manifest_mod.COMPLETE)
     manifest_mod.write(out / "manifest.json", man)
     if interrupted:
-        raise Interrupted(f"at step {model.num_timesteps:,} of {cfg.timesteps:,}; wrote "
-                          f"{out / 'best_model.zip'}, {out / 'model.zip'} (the last), "
+        best = out / "best_model.zip"
+        kept = [str(p) for p in (best,) if p.exists()] + [f"{out / 'model.zip'} (the last)"]
+        raise Interrupted(f"during the {interrupted}, at step {model.num_timesteps:,} of "
+                          f"{cfg.timesteps:,}; wrote {', '.join(kept)}, "
                           f"{out / 'train_summary.json'} and {out / 'manifest.json'}")
     console.print(f"wrote {out / 'best_model.zip'}, {out / 'model.zip'}, "
                   f"{out / 'train_summary.json'}, {out / 'eval_curve.png'}")
@@ -324,5 +334,7 @@ def _plot(history: list[dict], path: Path) -> None:
     ax.set_ylabel("ratio (validation, lower is better)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from autoflow import atomic
+
+    atomic.save_figure(fig, path, dpi=120)
     plt.close(fig)

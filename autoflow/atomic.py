@@ -5,7 +5,7 @@ rename stays on one file system), flush and ``fsync`` it, then ``os.replace`` it
 target, which is atomic on POSIX and Windows. An error or an interrupt part-way leaves the
 target as it was and removes the temporary file. Used for ``results.json``,
 ``manifest.json``, ``train_summary.json`` and every other JSON file written through
-``autoflow.jsonsafe.write``.
+``autoflow.jsonsafe.write``, and every PNG (``save_figure``).
 """
 
 from __future__ import annotations
@@ -50,3 +50,12 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     write_bytes(path, text.encode(encoding))
+
+
+def save_figure(fig, path: str | Path, **kwargs) -> None:
+    """Render a matplotlib figure to PNG bytes, then write them atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kwargs)
+    write_bytes(path, buf.getvalue())

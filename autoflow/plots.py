@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from autoflow import atomic
+
 
 def jct_cdf(jcts: dict[str, np.ndarray], path: str | Path, title: str = "") -> None:
     """One CDF curve of job completion time per policy, log-scaled time axis."""
@@ -27,5 +29,5 @@ def jct_cdf(jcts: dict[str, np.ndarray], path: str | Path, title: str = "") -> N
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic.save_figure(fig, path)
     plt.close(fig)

@@ -7,7 +7,9 @@ saved as arrays and JSON in one ``.npz`` (``SAFE_FORMAT``; read with
 ``allow_pickle=False``: loading it runs no code, whatever the file). SDV models can only
 be pickled: autoflow records the sha256 of each pickle it writes in the user's trust
 registry and unpickles only those, or a file named with ``--trust-file``
-(``autoflow.trust``). The file's content, not its name, says which kind it is.
+(``autoflow.trust``). The file's content, not its name, says which kind it is. Each
+file gets a card beside it (``NAME.card.json``: content and table-schema hashes,
+``generators.card``), checked when it is loaded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from autoflow.errors import ConfigError
 from autoflow.manifest import versions
 from autoflow.workload import Workload
 
+from . import card
 from .arrivals import DAY, HOUR, WEEK, ArrivalModel
 from .conditions import Condition
 from .empirical import EmpiricalCopula
@@ -107,11 +110,14 @@ class FittedGenerator:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(self.attributes, EmpiricalCopula):
-            atomic.write_bytes(path, _to_npz(self))
+            data = _to_npz(self)
+            atomic.write_bytes(path, data)
+            card.write(path, data, SAFE_FORMAT, self.describe())
             return
         data = pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
         atomic.write_bytes(path, data)
         trust.record(path, trust.sha256_bytes(data), "generator")
+        card.write(path, data, "pickle", self.describe())
 
     def describe(self) -> dict:
         return {"format": self.format, "model": self.model_name, "source": self.source,
@@ -145,9 +151,12 @@ def load_generator(path: str | Path) -> FittedGenerator:
     if head == b"PK\x03\x04":  # a zip: the safe format, never unpickled
         if p.stat().st_size > MAX_NPZ_BYTES:
             raise ConfigError(f"{what}: larger than {MAX_NPZ_BYTES:,} bytes")
-        return _from_npz(p.read_bytes(), what)
+        data = p.read_bytes()
+        card.check(p, data, what)
+        return _from_npz(data, what)
     data = trust.read_trusted(p, what, "refit it with `autoflow generate fit` (--model "
                               "empirical writes a file that needs no trust)")
+    card.check(p, data, what)
     try:
         gen = pickle.loads(data)
     except Exception as e:  # not a pickle, or a model needing a missing package

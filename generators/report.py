@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autoflow import jsonsafe
+from autoflow import atomic, jsonsafe
 from autoflow.workload import Workload
 
 from .normal import ks_statistic
@@ -129,7 +129,7 @@ def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path
     def _save(fig, ax, path: Path) -> Path:
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        atomic.save_figure(fig, path, dpi=110)
         plt.close(fig)
         return path
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 from hardening import assert_one_line_error, invoke
 
@@ -187,9 +188,49 @@ def test_an_interrupted_train_keeps_its_model_summary_and_manifest(tmp_path, mon
                "--jobs-min", "20", "--jobs-max", "30")
     assert r.exit_code == 130, r.output
     last = r.stderr.strip().splitlines()[-1]
-    assert re.match(r"interrupted: at step [\d,]+ of 100,000; wrote .*best_model.zip", last), last
-    for f in ("best_model.zip", "model.zip", "train_summary.json", "manifest.json"):
+    assert re.match(r"interrupted: during the learning, at step [\d,]+ of 100,000; wrote "
+                    r".*best_model.zip", last), last
+    for f in ("best_model.zip", "model.zip", "train_summary.json", "manifest.json",
+              "eval_curve.png"):
         assert (out / f).exists(), f
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["interrupted"] is True and 128 <= summary["timesteps_done"] < 100_000
+    assert summary["interrupted_during"] == "learning"
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_train_interrupted_during_the_warm_start_keeps_its_summary_and_manifest(
+        tmp_path, monkeypatch):
+    pytest.importorskip("sb3_contrib")
+    from autoflow.agents import imitation
+
+    def clone(*a, **kw):  # Ctrl-C while behaviour cloning
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imitation, "clone", clone)
+    out = tmp_path / "agent"
+    r = invoke("train", "--workloads", "builtin:philly-mix-small", "--timesteps", "1000",
+               "--out", out, "--imitation-episodes", "1", "--dagger-rounds", "0",
+               "--eval-episodes", "1", "--n-envs", "1", "--jobs-min", "20", "--jobs-max", "30")
+    assert r.exit_code == 130, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted: during the warm start, at step 0 of 1,000; wrote "), last
+    assert "best_model.zip" not in last  # no validation ran, so there is no best model
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["interrupted_during"] == "warm start" and summary["timesteps_done"] == 0
+    assert summary["evaluations"] == [] and summary["best_vs_fifo"] is None
+    assert (out / "model.zip").exists() and not (out / "eval_curve.png").exists()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_png_is_saved_atomically(tmp_path, monkeypatch):
+    from autoflow import plots
+
+    target = tmp_path / "jct_cdf.png"
+    plots.jct_cdf({"fifo": np.array([1.0, 2.0, 3.0])}, target)
+    old = target.read_bytes()
+    assert old[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        plots.jct_cdf({"las": np.array([5.0, 9.0])}, target)
+    assert target.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == [target.name]

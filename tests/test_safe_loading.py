@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from autoflow.generators import card as gen_card
 from hardening import assert_one_line_error, invoke
 
 from autoflow import trust
@@ -396,6 +397,10 @@ def test_generators_autoflow_writes_load(tmp_path):
     gen.save(p)
     assert p.read_bytes()[:4] == b"PK\x03\x04"
     assert trust.recorded_hashes() == trust.shipped_hashes()  # nothing to record
+    card = json.loads((tmp_path / "g.pkl.card.json").read_text())
+    assert card["sha256"] == trust.sha256_file(p) and card["file_format"] == "autoflow-generator-npz/1"
+    assert card["schema_sha256"] == gen_card.schema_hash()
+    assert card["generator"]["model"] == "empirical" and card["generator"]["seed"] == 1
     back = load_generator(p)
     a, b = gen.sample(200, seed=5), back.sample(200, seed=5)
     assert [dataclasses.asdict(j) for j in a.jobs] == [dataclasses.asdict(j) for j in b.jobs]
@@ -403,6 +408,35 @@ def test_generators_autoflow_writes_load(tmp_path):
                "--timesteps", "0", "--imitation-episodes", "0", "--eval-episodes", "1",
                "--jobs-min", "20", "--jobs-max", "30", "--n-envs", "1")
     assert r.exit_code == 0, r.output
+
+
+def test_a_generator_that_does_not_match_its_card_is_refused(tmp_path):
+    """The card beside a generator holds its content and table-schema hashes: a file
+    changed after it was written, or fitted on another table schema, does not load."""
+    from autoflow.generators import fit_generator, load_generator
+
+    from autoflow.traces.registry import load_workload
+
+    p = tmp_path / "g.gen"
+    fit_generator(load_workload(SMALL), "empirical").save(p)
+    cp = tmp_path / "g.gen.card.json"
+    good = cp.read_text()
+    card = json.loads(good)
+    card["schema_sha256"] = "0" * 16
+    cp.write_text(json.dumps(card))
+    r = invoke("generate", "sample", "--model", p, "-n", "20", "--out", tmp_path / "s.csv")
+    assert_one_line_error(r, "g.gen", "table schema 0000000000000000", "fit it again")
+    cp.write_text(good)
+    other = tmp_path / "h.gen"  # another generator's file under this card
+    fit_generator(load_workload(SMALL), "empirical", seed=9).save(other)
+    p.write_bytes(other.read_bytes())
+    with pytest.raises(ConfigError, match="does not match the sha256 in its card"):
+        load_generator(p)
+    cp.write_text("{not json")
+    with pytest.raises(ConfigError, match="card g.gen.card.json is not JSON"):
+        load_generator(p)
+    cp.unlink()  # no card: the safe file still loads (it runs no code)
+    assert load_generator(p).seed == 9
 
 
 def test_an_sdv_generator_is_recorded_when_written(tmp_path):
@@ -414,6 +448,8 @@ def test_an_sdv_generator_is_recorded_when_written(tmp_path):
     assert r.exit_code == 0, r.output
     assert p.read_bytes()[:1] == b"\x80"  # a pickle
     assert trust.sha256_file(p) in trust.recorded_hashes()
+    assert json.loads((tmp_path / "copula.pkl.card.json").read_text())["sha256"] == \
+        trust.sha256_file(p)
     assert load_generator(p).model_name == "copula"
     p.write_bytes(p.read_bytes() + b"\n")  # changed after it was written: not recorded
     with pytest.raises(ConfigError, match="refusing to unpickle"):
