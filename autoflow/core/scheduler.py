@@ -232,14 +232,59 @@ class SchedulerCore:
                    if any(p[0] == node for p in js.placement)]
         for js in victims:
             self.evict(js, keep)
-        self.state.set_up(node, False)
-        self.live_milli -= int(self.state.node_gpus[node]) * 1000
+        if self.state.up[node]:  # (a cordoned node is down already)
+            self.state.set_up(node, False)
+            self.live_milli -= int(self.state.node_gpus[node]) * 1000
         self.request_pass()
         return victims
 
     def node_up(self, node: int) -> None:
-        self.state.set_up(node, True)
-        self.live_milli += int(self.state.node_gpus[node]) * 1000
+        if not self.state.up[node]:
+            self.state.set_up(node, True)
+            self.live_milli += int(self.state.node_gpus[node]) * 1000
+        self.request_pass()
+
+    def adopt(self, js: JobState, placement: Placement, seg_start: float) -> None:
+        """The job is already running on ``placement`` since ``seg_start``: a decision
+        issued before this core was built (the service restarted, or switched policy).
+        Its placement is reserved and the policy told; nothing is launched."""
+        if js.status != WAITING or js in self.waiting:
+            raise SchedulingError(f"{js} adopted while queued or running")
+        self.state.allocate(placement)
+        js.status = RUNNING
+        js.placement = placement
+        js.version += 1
+        js.seg_start = seg_start
+        js.seg_overhead = 0.0
+        self._starts += 1
+        js.start_seq = self._starts
+        self.running[js.idx] = js
+        self.policy.on_start(self.ctx, js)
+
+    def remove(self, js: JobState) -> None:
+        """The job leaves without completing (cancelled, or failed as its executor
+        reported): out of the queue, or stopped (halted on the backend) with its
+        allocation released. The estimator learns nothing from it."""
+        if js.status == WAITING:
+            self.waiting.remove(js)
+            if js.req.num_gpus == 0:
+                self.cpu_only_waiting -= 1
+        elif js.status == RUNNING:
+            self.backend.halt(js)
+            self._stop_segment(js, _all)
+        else:
+            raise SchedulingError(f"{js} removed after it ended")
+        js.status = DONE
+        js.finish = self.backend.now()
+        self.done += 1
+        self.request_pass()
+
+    def cordon(self, node: int, cordoned: bool) -> None:
+        """The node takes no new jobs (``cordoned``) or takes them again; the jobs on it
+        keep running (``node_down`` evicts them)."""
+        if bool(self.state.up[node]) == cordoned:
+            self.state.set_up(node, not cordoned)
+            self.live_milli += (-1 if cordoned else 1) * int(self.state.node_gpus[node]) * 1000
         self.request_pass()
 
     def all_done(self) -> bool:
