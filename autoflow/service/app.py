@@ -1,0 +1,330 @@
+"""The placement service: a FastAPI app over the engine (``create_app``).
+
+Routes (the names are interfaces): health, readiness and metrics; clusters and nodes;
+jobs (submit, list, get, cancel, why); the decision feed executors long-poll and the
+events they report; what-if simulation; the serving policy. ``autoflow serve`` runs it
+under uvicorn; tests run the same app on a real server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..errors import AutoflowError
+from ..job import INFERENCE
+from .auth import require
+from .engine import Engine, Invalid, NotFound, job_from_row
+from .limit_body import LimitBody
+from .schemas import ClusterIn, EventIn, JobAccepted, JobIn, PolicyIn
+from .store import STATES, Conflict, Store
+
+MAX_BODY_BYTES = 1 << 20  # 1 MiB: a cluster of a few thousand nodes, or one job
+MAX_WAIT_S = 60.0
+TOKEN_CACHE_S = 5.0
+NODE_ACTIONS = ("heartbeat", "cordon", "uncordon", "drain", "failure")
+
+
+@dataclass
+class ServeConfig:
+    db: str = "sqlite:///autoflow-data/autoflow.db"
+    policy: str = "las"
+    executor: str = "none"  # none | sim
+    time_scale: float = 1.0
+    restart_overhead_s: float = 0.0
+    default_slo_s: float = 60.0
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+class Notifier:
+    """Wakes long-polls (on the event loop) when the engine commits new decisions."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+        self.engine.listeners.append(self._from_engine)
+
+    def _from_engine(self, seq: int) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        ev, self.event = self.event, asyncio.Event()
+        ev.set()
+
+    async def wait_past(self, cursor: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.engine.seq <= cursor:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self.event.wait(), left)
+            except TimeoutError:
+                return
+
+
+class Service:
+    """What the routes share: the store, the engine, the executor and the token cache."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.store = Store(config.db)
+        self.engine = Engine(self.store, config.policy, config.time_scale,
+                             config.restart_overhead_s, config.default_slo_s)
+        self.notifier = Notifier(self.engine)
+        self.executor = None
+        if config.executor == "sim":
+            from .sim_executor import SimExecutor
+
+            self.executor = SimExecutor(self.engine)
+        self._tokens: dict[str, tuple[dict, float]] = {}
+        self.started = time.time()
+
+    def who(self, token: str) -> dict | None:
+        hit = self._tokens.get(token)
+        now = time.monotonic()
+        if hit and hit[1] > now:
+            return hit[0]
+        who = self.store.token(token)
+        if who is not None:
+            if len(self._tokens) > 10_000:
+                self._tokens.clear()
+            self._tokens[token] = (who, now + TOKEN_CACHE_S)
+        return who
+
+    def start(self) -> None:
+        self.engine.start()
+        if self.executor is not None:
+            self.executor.start()
+
+    def stop(self) -> None:
+        if self.executor is not None:
+            self.executor.stop()
+        self.engine.stop()
+        self.store.close()
+
+
+def job_view(row: dict, engine: Engine) -> dict:
+    spec = row["spec"]
+    placement = None
+    if row["placement"]:
+        placement = {"nodes": [{"node": n, "gpus": len(g) * m / 1000 if m else 0,
+                                "gpu_indices": g, "gpu_milli": m}
+                               for n, g, m, _c, _mem in row["placement"]]}
+    return {"job_id": row["job_id"], "state": row["state"], "placement": placement,
+            **{k: spec.get(k) for k in ("num_gpus", "gpu_milli", "gpu_types", "kind", "qos",
+                                         "cpu_milli", "memory_mib", "user", "slo_s",
+                                         "duration_estimate_s")},
+            "submit_time": row["submit_time"], "first_start": row["first_start"],
+            "start_time": row["start_time"], "finish_time": row["finish_time"],
+            "attained_gpu_s": row["attained"], "run_seconds": row["run_seconds"],
+            "starts": row["starts"], "preemptions": row["preemptions"],
+            "failures": row["failures"], "reason": row["reason"]}
+
+
+def decision_view(d: dict) -> dict:
+    return {"seq": d["seq"], "action": d["action"], "job_id": d["job_id"],
+            "placement": d["placement"], "explanation": d["explanation"],
+            "policy": d["policy"], "time": d["time"]}
+
+
+def _error(status: int, msg: str, field: str | None = None, kind: str = "value_error"):
+    loc = ["body", field] if field else ["body"]
+    return JSONResponse({"detail": [{"loc": loc, "msg": msg, "type": kind}]}, status_code=status)
+
+
+def create_app(config: ServeConfig | None = None, service: Service | None = None) -> FastAPI:
+    config = config or ServeConfig()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        svc = app.state.service
+        svc.notifier.bind(asyncio.get_running_loop())
+        svc.start()
+        try:
+            yield
+        finally:
+            svc.stop()
+
+    app = FastAPI(title="autoflow", version="0.1.0", lifespan=lifespan,
+                  description="Placement service: the scheduler core and its policies behind "
+                              "an HTTP API. Every route but /healthz and /readyz needs a "
+                              "bearer token.")
+    app.state.service = service or Service(config)
+    app.add_middleware(LimitBody, max_bytes=config.max_body_bytes)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_req, e: NotFound):
+        return JSONResponse({"detail": str(e)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_req, e: Conflict):
+        return JSONResponse({"detail": str(e)}, status_code=409)
+
+    @app.exception_handler(Invalid)
+    async def invalid(_req, e: Invalid):
+        if e.status == 422:
+            return _error(422, str(e), e.field, "infeasible")
+        return JSONResponse({"detail": str(e)}, status_code=e.status)
+
+    def svc(request: Request) -> Service:
+        return request.app.state.service
+
+    reader, executor = Depends(require("reader")), Depends(require("executor"))
+    submitter, admin = Depends(require("submitter")), Depends(require("admin"))
+
+    # -- health ------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz(request: Request):
+        s = svc(request)
+        try:
+            s.store.last_decision()
+        except Exception as e:  # noqa: BLE001 (any database error: not ready)
+            return JSONResponse({"status": "unavailable", "reason": type(e).__name__},
+                                status_code=503)
+        return {"status": "ready", "nodes": len(s.engine.node_names),
+                "policy": s.engine.policy_spec}
+
+    # -- clusters and nodes ---------------------------------------------------------------
+    @app.post("/v1/clusters", status_code=201, tags=["nodes"], dependencies=[admin])
+    def add_cluster(body: ClusterIn, request: Request) -> dict:
+        s = svc(request)
+        s.engine.add_cluster(body.name, [n.model_dump() for n in body.nodes])
+        return {"name": body.name, "nodes": len(body.nodes)}
+
+    @app.get("/v1/nodes", tags=["nodes"], dependencies=[reader])
+    def list_nodes(request: Request) -> dict:
+        return {"nodes": svc(request).engine.nodes()}
+
+    def node_route(action: str, scope):
+        def route(name: str, request: Request) -> dict:
+            return svc(request).engine.node_action(name, action)
+        route.__name__ = f"node_{action}"
+        app.post(f"/v1/nodes/{{name}}/{action}", tags=["nodes"], dependencies=[scope],
+                 name=f"node_{action}")(route)
+
+    for action in NODE_ACTIONS:
+        node_route(action, executor if action in ("heartbeat", "failure") else admin)
+
+    # -- jobs -------------------------------------------------------------------------------
+    @app.post("/v1/jobs", status_code=201, response_model=JobAccepted, tags=["jobs"],
+              dependencies=[submitter])
+    def submit(body: JobIn, request: Request) -> dict:
+        s = svc(request)
+        spec = body.model_dump()
+        job_id = spec.pop("job_id") or f"job-{uuid.uuid4().hex[:16]}"
+        if body.kind == INFERENCE and body.slo_s is None:
+            spec["slo_s"] = None  # the service's default SLO applies
+        row = {"job_id": job_id, "state": "pending", "submit_time": s.engine.clock.now(),
+               "spec": spec, "user": body.user, "num_gpus": body.num_gpus, "kind": body.kind}
+        try:
+            s.engine.check_job(job_from_row(row))
+        except ValueError as e:
+            raise Invalid(str(e)) from e
+        s.store.insert_job(row)  # durable before the 201
+        s.engine.admit(row)
+        return {"job_id": job_id, "state": "pending"}
+
+    @app.get("/v1/jobs", tags=["jobs"], dependencies=[reader])
+    def list_jobs(request: Request, state: list[str] = Query(default=[]),
+                  user: str | None = Query(None, max_length=200),
+                  kind: str | None = Query(None, max_length=20),
+                  after: int = Query(0, ge=0, le=2**62, description="cursor: 'next' of the "
+                                                                     "previous page"),
+                  limit: int = Query(100, ge=1, le=1000)) -> dict:
+        bad = [x for x in state if x not in STATES]
+        if bad:
+            raise HTTPException(422, [{"loc": ["query", "state"], "type": "value_error",
+                                       "msg": f"state must be one of {', '.join(STATES)}, got "
+                                              f"{bad[0]!r}"}])
+        s = svc(request)
+        rows = s.store.jobs(state, user, kind, after, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"jobs": [job_view(r, s.engine) for r in rows],
+                "next": rows[-1]["seq"] if more else None}
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"], dependencies=[reader])
+    def get_job(job_id: str, request: Request) -> dict:
+        s = svc(request)
+        row = s.store.job(job_id)
+        if row is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return job_view(row, s.engine)
+
+    @app.delete("/v1/jobs/{job_id}", tags=["jobs"], dependencies=[submitter])
+    def cancel(job_id: str, request: Request) -> dict:
+        return {"job_id": job_id, "state": svc(request).engine.cancel(job_id)}
+
+    @app.post("/v1/jobs/{job_id}/events", tags=["executors"], dependencies=[executor])
+    def job_event(job_id: str, body: EventIn, request: Request) -> dict:
+        detail = {"message": body.message} if body.message else {}
+        return svc(request).engine.report(job_id, body.event, body.time, detail)
+
+    @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], dependencies=[reader])
+    def job_events(job_id: str, request: Request) -> dict:
+        s = svc(request)
+        if s.store.job(job_id) is None:
+            raise NotFound(f"job {job_id!r} not found")
+        return {"job_id": job_id, "events": [
+            {k: e[k] for k in ("event", "time", "received_at", "detail")}
+            for e in s.store.events(job_id)]}
+
+    # -- decisions ---------------------------------------------------------------------------
+    @app.get("/v1/decisions", tags=["executors"], dependencies=[reader])
+    async def decisions(request: Request,
+                        after: int = Query(0, ge=0, le=2**62, description="cursor"),
+                        wait: float = Query(0.0, ge=0.0, le=MAX_WAIT_S,
+                                            description="long-poll up to this many seconds"),
+                        limit: int = Query(500, ge=1, le=5000)) -> dict:
+        s = svc(request)
+        if wait and s.engine.seq <= after:
+            await s.notifier.wait_past(after, wait)
+        rows = await run_in_threadpool(s.store.decisions_after, after, limit)
+        return {"decisions": [decision_view(d) for d in rows],
+                "cursor": rows[-1]["seq"] if rows else after}
+
+    # -- policy -------------------------------------------------------------------------------
+    @app.get("/v1/policy", tags=["policy"], dependencies=[reader])
+    def get_policy(request: Request) -> dict:
+        s = svc(request)
+        return {"policy": s.engine.policy_spec, "label": s.engine.policy.label,
+                "history": s.store.policy_history(20)}
+
+    @app.put("/v1/policy", tags=["policy"])
+    def put_policy(body: PolicyIn, request: Request, who: dict = admin) -> dict:
+        s = svc(request)
+        sha = None
+        name, _, arg = body.policy.partition("+")[0].partition(":")
+        if name == "rl" and arg:
+            from .. import trust
+
+            try:
+                sha = trust.sha256_file(arg)
+            except OSError:
+                sha = None
+        try:
+            return s.engine.set_policy(body.policy, who["name"], sha)
+        except AutoflowError as e:
+            if isinstance(e, Invalid):
+                raise
+            raise Invalid(str(e), "policy") from e
+
+    return app
