@@ -73,6 +73,15 @@ def _mount_generate() -> None:
 _mount_generate()
 
 
+def _mount_service() -> None:
+    from .service.cli import register
+
+    register(app, out, err, fail)
+
+
+_mount_service()
+
+
 @app.command()
 def bench(
     trace: str = typer.Option(..., help="Workload source FORMAT:PATH, e.g. itp:cluster08.csv, "

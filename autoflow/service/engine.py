@@ -289,21 +289,21 @@ class Engine:
             nodes = self.spec.nodes
             allowed = [n for n in nodes if not job.gpu_types or n.gpu_type in job.gpu_types]
             if job.num_gpus and not allowed:
-                raise Invalid(f"gpu_types: no registered node has GPU type "
+                raise Invalid(f"no registered node has GPU type "
                               f"{' or '.join(job.gpu_types)} (types: "
                               f"{', '.join(self.spec.gpu_types)})", "gpu_types")
             gpus = [n.gpus for n in allowed]
             if job.num_gpus and job.num_gpus > sum(gpus):
-                raise Invalid(f"num_gpus: needs {job.num_gpus} GPUs, the registered nodes"
+                raise Invalid(f"needs {job.num_gpus} GPUs, the registered nodes"
                               f"{' of the allowed types' if job.gpu_types else ''} have "
                               f"{sum(gpus)} in all", "num_gpus")
             for fld, need, cap in (("cpu_milli", job.cpu_milli, [n.cpu_milli for n in allowed]),
                                    ("memory_mib", job.memory_mib,
                                     [n.memory_mib for n in allowed])):
                 if need and all(c and c < need for c in cap):
-                    raise Invalid(f"{fld}: needs {need:,}, the largest registered node "
+                    raise Invalid(f"needs {need:,}, the largest registered node "
                                   f"has {max(cap):,}", fld)
-            raise Invalid(f"num_gpus: needs {job.num_gpus} GPU(s)"
+            raise Invalid(f"needs {job.num_gpus} GPU(s)"
                           f"{'' if job.gpu_milli == WHOLE_GPU else f' at share {job.gpu_milli}'}"
                           f" with cpu_milli {job.cpu_milli} and memory_mib {job.memory_mib} on "
                           f"one node, and no registered node has all of it", "num_gpus")
@@ -353,7 +353,7 @@ class Engine:
         ``preempted`` (it stopped: confirms a preempt decision, or, unasked, the job was
         lost, e.g. with its node, and waits again with its checkpointed work)."""
         if event not in EVENTS:
-            raise Invalid(f"event must be one of {', '.join(EVENTS)}, got {event!r}", "event")
+            raise Invalid(f"must be one of {', '.join(EVENTS)}, got {event!r}", "event")
         with self.lock:
             js = self.by_id.get(job_id)
             if js is None:

@@ -1,0 +1,210 @@
+"""CLI verbs of the service: ``serve``, ``tokens``, and the client verbs ``submit``,
+``jobs``, ``why`` that talk to a running server (``--url``, ``--token`` or the
+``AUTOFLOW_URL`` / ``AUTOFLOW_TOKEN`` environment variables)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import typer
+
+from ..errors import AutoflowError, ConfigError
+from .db import DEFAULT_DB
+
+EXECUTORS = ("none", "sim")
+
+
+def register(app: typer.Typer, out, err, fail) -> None:
+    tokens_app = typer.Typer(help="Create, list and revoke API tokens (stored hashed).",
+                             no_args_is_help=True)
+    app.add_typer(tokens_app, name="tokens", help="API tokens for `autoflow serve`.")
+
+    @app.command()
+    def serve(
+        db: str = typer.Option(DEFAULT_DB, help="Database URL: sqlite:///PATH (created) or "
+                               "postgresql://USER@HOST/DB."),
+        host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+        port: int = typer.Option(8080, min=0, max=65535, help="Port to listen on."),
+        policy: str = typer.Option("las", help="Serving policy: any of `autoflow policies`, "
+                                   "rl:PATH included. A store that served before keeps its "
+                                   "last policy (switch with PUT /v1/policy)."),
+        executor: str = typer.Option("none", help="none: an external executor reports "
+                                     "outcomes; sim: a built-in executor runs each started "
+                                     "job for the duration it declared on the scaled clock."),
+        time_scale: float = typer.Option(1.0, help="Cluster seconds per wall second "
+                                         "(> 0, <= 1e6): 600 runs ten cluster minutes a "
+                                         "second."),
+        restart_overhead: float = typer.Option(0.0, help="Seconds a restarted job loses "
+                                               "(>= 0, <= 86,400)."),
+        default_slo: float = typer.Option(60.0, help="Start-delay SLO of inference jobs "
+                                          "that declare none (> 0)."),
+        log_level: str = typer.Option("info", help="uvicorn's log level."),
+    ) -> None:
+        """Run the placement service (FastAPI under uvicorn)."""
+        try:
+            import uvicorn
+
+            from .app import ServeConfig, create_app
+
+            if executor not in EXECUTORS:
+                raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got "
+                                  f"{executor!r}")
+            if not (math.isfinite(time_scale) and 0 < time_scale <= 1e6):
+                raise ConfigError(f"--time-scale must be > 0 and <= 1e6, got {time_scale}")
+            if not (math.isfinite(restart_overhead) and 0 <= restart_overhead <= 86_400):
+                raise ConfigError(f"--restart-overhead must be >= 0 and <= 86,400, got "
+                                  f"{restart_overhead}")
+            if not (math.isfinite(default_slo) and 0 < default_slo <= 31_536_000):
+                raise ConfigError(f"--default-slo must be > 0 and <= 31,536,000, got "
+                                  f"{default_slo}")
+            cfg = ServeConfig(db=db, policy=policy, executor=executor, time_scale=time_scale,
+                              restart_overhead_s=restart_overhead, default_slo_s=default_slo)
+            application = create_app(cfg)  # the store, the policy: checked before listening
+        except ImportError as e:
+            fail(ConfigError(f"the service needs the serve extra: pip install "
+                             f"'autoflow[serve]' ({e})"))
+        except AutoflowError as e:
+            fail(e)
+        svc = application.state.service
+        err.print(f"autoflow serve: {svc.store.url.split('@')[-1]} · policy "
+                  f"{svc.engine.policy_spec} · executor {executor} · http://{host}:{port}",
+                  highlight=False)
+        uvicorn.run(application, host=host, port=port, log_level=log_level)
+
+    @tokens_app.command("create")
+    def tokens_create(
+        scope: str = typer.Option(..., help="admin, executor, submitter or reader."),
+        name: str = typer.Option(..., help="Who or what holds it (shown in logs and "
+                                 "policy changes)."),
+        db: str = typer.Option(DEFAULT_DB, help="The service's database URL."),
+    ) -> None:
+        """Create a token; it is printed once (the last line of stdout), stored hashed."""
+        from .store import Store
+
+        try:
+            store = Store(db)
+            token = store.create_token(name, scope)
+            store.close()
+        except AutoflowError as e:
+            fail(e)
+        err.print(f"token {name!r} with scope {scope!r} created; it is shown once:")
+        print(token)
+
+    @tokens_app.command("list")
+    def tokens_list(db: str = typer.Option(DEFAULT_DB, help="The service's database URL.")):
+        """List tokens (names and scopes; the tokens themselves are not stored)."""
+        from .store import Store
+
+        try:
+            store = Store(db)
+            rows = store.tokens()
+            store.close()
+        except AutoflowError as e:
+            fail(e)
+        for r in rows:
+            out.print(f"{r['name']}\t{r['scope']}\t{'revoked' if r['revoked'] else 'live'}",
+                      highlight=False)
+
+    @tokens_app.command("revoke")
+    def tokens_revoke(name: str = typer.Argument(..., help="The token's name."),
+                      db: str = typer.Option(DEFAULT_DB, help="The service's database URL.")):
+        """Revoke every token with this name (a running server stops accepting it within
+        seconds)."""
+        from .store import Store
+
+        try:
+            store = Store(db)
+            n = store.revoke_token(name)
+            store.close()
+            if not n:
+                raise ConfigError(f"no token named {name!r}")
+        except AutoflowError as e:
+            fail(e)
+        err.print(f"revoked {n} token(s) named {name!r}")
+
+    url_opt = typer.Option(None, "--url", help="Server URL (default $AUTOFLOW_URL or "
+                           "http://127.0.0.1:8080).")
+    token_opt = typer.Option(None, "--token", help="Bearer token (default $AUTOFLOW_TOKEN).")
+
+    def _client(url, token):
+        from ..client import Client
+
+        return Client(url, token)
+
+    def _call(fn):
+        from ..client import ClientError
+
+        try:
+            return fn()
+        except ClientError as e:
+            fail(e)
+
+    @app.command()
+    def submit(
+        num_gpus: int = typer.Option(1, "--gpus", help="GPUs (0 for a CPU job)."),
+        gpu_milli: int = typer.Option(1000, help="Share of the GPU in thousandths "
+                                      "(single-GPU jobs)."),
+        gpu_type: list[str] = typer.Option(None, "--gpu-type", help="Allowed GPU type "
+                                           "(repeatable; default any)."),
+        kind: str = typer.Option("training", help="training or inference."),
+        duration_estimate: float = typer.Option(None, "--duration-estimate",
+                                                help="Expected run time, seconds."),
+        user: str = typer.Option("", help="Owner."),
+        job_id: str = typer.Option(None, "--job-id", help="Job id (default: generated)."),
+        slo: float = typer.Option(None, "--slo", help="Start-delay SLO, seconds (inference)."),
+        qos: str = typer.Option("", help="QoS class."),
+        cpu_milli: int = typer.Option(0, help="CPU, thousandths of a core."),
+        memory_mib: int = typer.Option(0, help="Memory, MiB."),
+        url: str = url_opt, token: str = token_opt,
+    ) -> None:
+        """Submit a job to a running server; prints its id (the last line of stdout)."""
+        body = {"num_gpus": num_gpus, "gpu_milli": gpu_milli, "gpu_types": gpu_type or [],
+                "kind": kind, "user": user, "qos": qos, "cpu_milli": cpu_milli,
+                "memory_mib": memory_mib}
+        for k, v in (("job_id", job_id), ("duration_estimate_s", duration_estimate),
+                     ("slo_s", slo)):
+            if v is not None:
+                body[k] = v
+        with _client(url, token) as c:
+            r = _call(lambda: c.submit(**body))
+        err.print(f"submitted, {r['state']}")
+        print(r["job_id"])
+
+    @app.command()
+    def jobs(
+        state: list[str] = typer.Option(None, "--state", help="Only jobs in this state "
+                                        "(repeatable)."),
+        user: str = typer.Option(None, help="Only this user's jobs."),
+        limit: int = typer.Option(50, min=1, max=1000, help="At most this many."),
+        as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+        url: str = url_opt, token: str = token_opt,
+    ) -> None:
+        """List jobs on a running server."""
+        with _client(url, token) as c:
+            page = _call(lambda: c.jobs(state=state, user=user, limit=limit))
+        if as_json:
+            print(json.dumps(page["jobs"], indent=2))
+            return
+        for j in page["jobs"]:
+            where = ",".join(n["node"] for n in (j["placement"] or {}).get("nodes", []))
+            out.print(f"{j['job_id']}\t{j['state']}\t{j['num_gpus']} GPU(s)\t{where or '-'}",
+                      highlight=False)
+
+    @app.command()
+    def why(job_id: str = typer.Argument(..., help="The job."),
+            as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
+            url: str = url_opt, token: str = token_opt) -> None:
+        """Why a job is where it is: its pending reasons, queue position and ETA."""
+        with _client(url, token) as c:
+            r = _call(lambda: c.why(job_id))
+        if as_json:
+            print(json.dumps(r, indent=2))
+            return
+        eta = r.get("eta_s")
+        out.print(f"{r['job_id']}: {r['state']}"
+                  + (f", position {r['queue_position']}" if r.get("queue_position") else "")
+                  + (f", starts in about {eta:,.0f} s" if eta is not None else ""),
+                  highlight=False)
+        for reason in r.get("reasons", []):
+            out.print(f"  {reason['code']}: {reason['message']}", highlight=False)
