@@ -17,9 +17,11 @@ import typer.main
 
 from autoflow.cli import app
 
-# rl: torch, gymnasium, stable-baselines3, sb3-contrib; synth: sdv and what it brings
+# rl: torch, gymnasium, stable-baselines3, sb3-contrib; synth: sdv and what it brings;
+# serve: fastapi, uvicorn, sqlalchemy, alembic, psycopg, httpx, prometheus-client
 BLOCKED = ("scipy", "sdv", "torch", "gymnasium", "stable_baselines3", "sb3_contrib",
-           "copulas", "ctgan", "rdt")
+           "copulas", "ctgan", "rdt", "fastapi", "starlette", "uvicorn", "sqlalchemy",
+           "alembic", "psycopg", "httpx", "prometheus_client")
 
 HOOK = f"""
 import sys

@@ -10,7 +10,7 @@ import math
 import typer
 
 from ..errors import AutoflowError, ConfigError
-from .db import DEFAULT_DB
+from . import DEFAULT_DB
 
 EXECUTORS = ("none", "sim")
 

@@ -18,7 +18,6 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from ..errors import ConfigError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-DEFAULT_DB = "sqlite:///autoflow-data/autoflow.db"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
