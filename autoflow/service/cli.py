@@ -13,6 +13,16 @@ from ..errors import AutoflowError, ConfigError
 from . import DEFAULT_DB
 
 EXECUTORS = ("none", "sim")
+NEEDS_SERVE = "the service needs the serve extra: pip install 'autoflow[serve]'"
+
+
+def open_store(db: str):
+    """The service's store at ``db`` (ConfigError without the serve extra)."""
+    try:
+        from .store import Store
+    except ImportError as e:
+        raise ConfigError(f"{NEEDS_SERVE} ({e})") from e
+    return Store(db)
 
 
 def register(app: typer.Typer, out, err, fail) -> None:
@@ -62,8 +72,7 @@ def register(app: typer.Typer, out, err, fail) -> None:
                               restart_overhead_s=restart_overhead, default_slo_s=default_slo)
             application = create_app(cfg)  # the store, the policy: checked before listening
         except ImportError as e:
-            fail(ConfigError(f"the service needs the serve extra: pip install "
-                             f"'autoflow[serve]' ({e})"))
+            fail(ConfigError(f"{NEEDS_SERVE} ({e})"))
         except AutoflowError as e:
             fail(e)
         svc = application.state.service
@@ -80,10 +89,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
         db: str = typer.Option(DEFAULT_DB, help="The service's database URL."),
     ) -> None:
         """Create a token; it is printed once (the last line of stdout), stored hashed."""
-        from .store import Store
-
         try:
-            store = Store(db)
+            store = open_store(db)
             token = store.create_token(name, scope)
             store.close()
         except AutoflowError as e:
@@ -94,10 +101,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
     @tokens_app.command("list")
     def tokens_list(db: str = typer.Option(DEFAULT_DB, help="The service's database URL.")):
         """List tokens (names and scopes; the tokens themselves are not stored)."""
-        from .store import Store
-
         try:
-            store = Store(db)
+            store = open_store(db)
             rows = store.tokens()
             store.close()
         except AutoflowError as e:
@@ -111,10 +116,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
                       db: str = typer.Option(DEFAULT_DB, help="The service's database URL.")):
         """Revoke every token with this name (a running server stops accepting it within
         seconds)."""
-        from .store import Store
-
         try:
-            store = Store(db)
+            store = open_store(db)
             n = store.revoke_token(name)
             store.close()
             if not n:
@@ -128,8 +131,10 @@ def register(app: typer.Typer, out, err, fail) -> None:
     token_opt = typer.Option(None, "--token", help="Bearer token (default $AUTOFLOW_TOKEN).")
 
     def _client(url, token):
-        from ..client import Client
-
+        try:
+            from ..client import Client
+        except ImportError as e:
+            fail(ConfigError(f"{NEEDS_SERVE} ({e})"))
         return Client(url, token)
 
     def _call(fn):
