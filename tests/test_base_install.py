@@ -123,3 +123,13 @@ def test_generators_without_sdv_or_scipy(tmp_path):
     ctgan = _cli("generate", "fit", "--trace", "builtin:philly-mix-small:300", "--model",
                  "ctgan", "--out", str(tmp_path / "c.gen"), cwd=tmp_path)
     _one_line_error(ctgan, "pip install 'autoflow[synth]'")
+
+
+def test_the_service_verbs_name_the_serve_extra(tmp_path):
+    """Without fastapi, sqlalchemy, httpx, ...: every service verb says which extra."""
+    for args in (["serve", "--db", f"sqlite:///{tmp_path}/a.db"],
+                 ["tokens", "create", "--scope", "admin", "--name", "ops", "--db",
+                  f"sqlite:///{tmp_path}/a.db"],
+                 ["submit", "--gpus", "1"], ["jobs"], ["why", "j1"]):
+        _one_line_error(_cli(*args, cwd=tmp_path), "pip install 'autoflow[serve]'")
+    assert not (tmp_path / "a.db").exists()
