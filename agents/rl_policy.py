@@ -206,11 +206,14 @@ class RlPolicy(DeciderPolicy):
         p /= p.sum()
         top = [int(a) for a in np.argsort(-p, kind="stable")[:TOP_ACTIONS] if p[a] > 0]
         las = las_action(d, cfg)
+        def said(a: int) -> dict:  # probabilities rounded down: the listed ones sum to <= 1
+            return {**self._describe(d, a), "probability": math.floor(p[a] * 1e6) / 1e6,
+                    "score": round(float(logits[a]), 4)}
+
         return {
             "name": self.label.split("+")[0],
-            "top": [{**self._describe(d, a), "probability": math.floor(p[a] * 1e4) / 1e4}
-                    for a in top],
-            "chosen": {**self._describe(d, slot), "probability": math.floor(p[slot] * 1e4) / 1e4},
+            "top": [said(a) for a in top],
+            "chosen": said(slot),
             "model_choice": self._describe(d, chosen),
             "guard": chosen != slot,  # the guard overrode the network's choice
             "las_choice": self._describe(d, las),

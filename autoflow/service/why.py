@@ -255,7 +255,7 @@ def pending_reasons(engine: Engine, js: JobState, now: float) -> tuple[list[dict
 def _running_reason(engine: Engine, js: JobState, now: float) -> dict:
     nodes = [{"node": engine.node_names[n], "gpus": len(g) * m / WHOLE_GPU if m else 0}
              for n, g, m, _c, _mem in js.placement]
-    where = ", ".join(f"{x['node']} ({x['gpus']:g} GPUs)" for x in nodes) or "no GPU node"
+    where = ", ".join(f"{x['node']} ({x['gpus']:g} GPU(s))" for x in nodes) or "no GPU node"
     left = predicted_remaining(js, now)
     return _reason("running", f"running on {where} since t={js.seg_start:,.0f} s; predicted "
                               f"to finish in {left:,.0f} s",
@@ -263,32 +263,37 @@ def _running_reason(engine: Engine, js: JobState, now: float) -> dict:
                    predicted_finish_s=round(now + left, 3))
 
 
+def _ended(engine: Engine, job_id: str) -> dict:
+    row = engine.store.job(job_id)
+    if row is None:
+        raise NotFound(f"job {job_id!r} not found")
+    state = row["state"]
+    msg = {"succeeded": "it completed", "failed": "it failed",
+           "cancelled": "it was cancelled"}.get(state, f"it is {state}")
+    if row.get("reason") and state != "succeeded":
+        msg += f": {row['reason']}"
+    return {"job_id": job_id, "state": state,
+            "reasons": [_reason(state, msg, finish_time=row["finish_time"])],
+            "queue_position": None, "eta_s": None, "now": engine.clock.now(),
+            "policy": engine.policy.label}
+
+
 def why(engine: Engine, job_id: str) -> dict:
+    """The answer of ``GET /v1/jobs/{id}/why`` (the lock is held to read the live state
+    and to copy it, not while the what-if replay runs)."""
     with engine.lock:
         js = engine.by_id.get(job_id)
         status = js.status if js is not None else None
+        now = engine.clock.now()
         if status == RUNNING:
-            now = engine.clock.now()
             return {"job_id": job_id, "state": "running",
                     "reasons": [_running_reason(engine, js, now)], "queue_position": None,
                     "eta_s": 0.0, "now": now, "policy": engine.policy.label}
         if status == WAITING:
-            now = engine.clock.now()
             reasons, position = pending_reasons(engine, js, now)
             idx = js.idx
     if status != WAITING:
-        row = engine.store.job(job_id)
-        if row is None:
-            raise NotFound(f"job {job_id!r} not found")
-        state = row["state"]
-        msg = {"succeeded": "it completed", "failed": "it failed",
-               "cancelled": "it was cancelled"}.get(state, f"it is {state}")
-        if row.get("reason") and state != "succeeded":
-            msg += f": {row['reason']}"
-        return {"job_id": job_id, "state": state,
-                "reasons": [_reason(state, msg, finish_time=row["finish_time"])],
-                "queue_position": None, "eta_s": None, "now": engine.clock.now(),
-                "policy": engine.policy.label}
+        return _ended(engine, job_id)
     replay = fork(engine)
     started = replay.run(lambda: idx in replay.backend.starts)
     eta = None
