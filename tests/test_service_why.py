@@ -167,6 +167,9 @@ def test_eta_agrees_with_a_direct_simulation_fifo(make):
     assert "need 8, free 0" in cap["message"]
     assert "queued_behind" not in codes(w)
 
+    quick = s.get("/v1/jobs/w/why?eta=false").json()  # the reasons alone, no replay
+    assert quick["eta_s"] is None and quick["reasons"] == w["reasons"]
+
     x = s.why("x")
     assert x["queue_position"] == 2
     assert x["eta_s"] == pytest.approx(starts["x"] - 250.0)

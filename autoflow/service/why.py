@@ -45,7 +45,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import Field
 
 from ..core.jobstate import RUNNING, WAITING, JobState
@@ -278,9 +278,10 @@ def _ended(engine: Engine, job_id: str) -> dict:
             "policy": engine.policy.label}
 
 
-def why(engine: Engine, job_id: str) -> dict:
+def why(engine: Engine, job_id: str, eta: bool = True) -> dict:
     """The answer of ``GET /v1/jobs/{id}/why`` (the lock is held to read the live state
-    and to copy it, not while the what-if replay runs)."""
+    and to copy it, not while the what-if replay runs). Without ``eta`` no replay runs
+    (``eta_s`` is null): the reasons alone, cheap enough for every job of a queue."""
     with engine.lock:
         js = engine.by_id.get(job_id)
         status = js.status if js is not None else None
@@ -294,6 +295,10 @@ def why(engine: Engine, job_id: str) -> dict:
             idx = js.idx
     if status != WAITING:
         return _ended(engine, job_id)
+    if not eta:
+        return {"job_id": job_id, "state": "pending", "reasons": reasons,
+                "queue_position": position, "eta_s": None, "now": now,
+                "policy": engine.policy.label}
     replay = fork(engine)
     started = replay.run(lambda: idx in replay.backend.starts)
     eta = None
@@ -357,10 +362,12 @@ def mount(app: FastAPI) -> None:
     reader, submitter = Depends(require("reader")), Depends(require("submitter"))
 
     @app.get("/v1/jobs/{job_id}/why", tags=["jobs"], dependencies=[reader])
-    def job_why(job_id: str, request: Request) -> dict:
+    def job_why(job_id: str, request: Request,
+                eta: bool = Query(True, description="run the what-if replay for eta_s "
+                                                    "(false: the reasons alone)")) -> dict:
         """Why the job is where it is: its reasons (a small vocabulary, with the numbers),
         its place in the queue and when the what-if replay starts it (``eta_s``)."""
-        return why(request.app.state.service.engine, job_id)
+        return why(request.app.state.service.engine, job_id, eta)
 
     @app.post("/v1/simulate", tags=["jobs"], dependencies=[submitter])
     def simulate_route(body: SimulateIn, request: Request) -> dict:
