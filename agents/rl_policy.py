@@ -206,6 +206,7 @@ class RlPolicy(DeciderPolicy):
         p /= p.sum()
         top = [int(a) for a in np.argsort(-p, kind="stable")[:TOP_ACTIONS] if p[a] > 0]
         las = las_action(d, cfg)
+
         def said(a: int) -> dict:  # probabilities rounded down: the listed ones sum to <= 1
             return {**self._describe(d, a), "probability": math.floor(p[a] * 1e6) / 1e6,
                     "score": round(float(logits[a]), 4)}
