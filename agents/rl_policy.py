@@ -17,6 +17,7 @@ in numpy too, or through torch for a network ``autoflow train`` does not build.
 from __future__ import annotations
 
 import io
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from autoflow.envs.features import (
     RUNNING_FEATURES,
     schema_hash,
 )
+from autoflow.envs.las_choice import las_action
 from autoflow.envs.obs_config import ObsConfig
 from autoflow.envs.observation import Decision
 
@@ -43,6 +45,7 @@ MODELS_DIR = Path(autoflow.__file__).resolve().parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "rl-default.json"  # the card of the shipped model
 DEFAULT_WEIGHTS = MODELS_DIR / "rl-default.npz"
 DEFAULT_SB3 = MODELS_DIR / "rl-default.zip"  # the SB3 zip it was exported from
+TOP_ACTIONS = 5  # choices listed in an explanation
 
 
 def resolve(path: str) -> tuple[str, Path]:
@@ -166,6 +169,7 @@ class RlPolicy(DeciderPolicy):
         super().__init__(placer, obs)
         # read-only while deciding: shared, not copied, when the core is copied to plan
         self.shared_in_copies = tuple(x for x in (self.model, self.actor) if x is not None)
+        self._last: tuple | None = None  # (decision, masked scores, action) of ``decide``
 
     @property
     def label(self) -> str:
@@ -178,7 +182,54 @@ class RlPolicy(DeciderPolicy):
         else:
             logits = self.torch_scores(d.obs)
         logits = np.where(d.mask, logits, -np.inf)
-        return int(np.argmax(logits))
+        action = int(np.argmax(logits))
+        self._last = (d, logits, action)  # for ``explain``: what this decision computed
+        return action
+
+    def explain(self, ctx, js) -> dict | None:
+        """What the network said at the decision that started ``js`` (the service attaches
+        it to the start's explanation): the action probabilities of its top choices (the
+        softmax of the masked scores, as the trained policy's distribution), the action
+        taken, and whether LAS (``envs.las_choice``, in the same state) would have done
+        the same. Read from the last decision: the network is not run again."""
+        last = self._last
+        if last is None:
+            return None
+        d, logits, chosen = last
+        slot = next((i for i, q in enumerate(d.queue) if q is js), None)
+        if slot is None or d.now != ctx.now:
+            return None  # not started by the last decision (e.g. another pass since)
+        cfg = self.observer.config
+        finite = np.isfinite(logits)
+        z = np.where(finite, logits - logits[finite].max(), -np.inf)
+        p = np.exp(z)
+        p /= p.sum()
+        top = [int(a) for a in np.argsort(-p, kind="stable")[:TOP_ACTIONS] if p[a] > 0]
+        las = las_action(d, cfg)
+
+        def said(a: int) -> dict:  # probabilities rounded down: the listed ones sum to <= 1
+            return {**self._describe(d, a), "probability": math.floor(p[a] * 1e6) / 1e6,
+                    "score": round(float(logits[a]), 4)}
+
+        return {
+            "name": self.label.split("+")[0],
+            "top": [said(a) for a in top],
+            "chosen": said(slot),
+            "model_choice": self._describe(d, chosen),
+            "guard": chosen != slot,  # the guard overrode the network's choice
+            "las_choice": self._describe(d, las),
+            "agrees_with_las": las == slot,
+        }
+
+    def _describe(self, d: Decision, a: int) -> dict:
+        q, cfg = len(d.queue), self.observer.config
+        if a < q:
+            js = d.queue[a]
+            return {"action": "start", "job_id": js.job.job_id if js is not None else None}
+        if a < cfg.wait_action:
+            js = d.running[a - q]
+            return {"action": "preempt", "job_id": js.job.job_id if js is not None else None}
+        return {"action": "wait", "job_id": None}
 
     def torch_scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.model is None:

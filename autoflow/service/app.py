@@ -327,4 +327,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
                 raise
             raise Invalid(str(e), "policy") from e
 
+    from . import why
+
+    why.mount(app)
     return app
