@@ -327,4 +327,8 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
                 raise
             raise Invalid(str(e), "policy") from e
 
+    from . import dashboard, metrics
+
+    metrics.mount(app)
+    dashboard.mount(app)
     return app
