@@ -7,7 +7,8 @@ API with it, every few seconds:
   and model, the summary, the nodes with their GPU occupancy, the head of the queue in
   policy order, and the latest decisions with their explanation's message;
 - ``GET /v1/jobs/{id}/why`` for each job at the head of the queue: its pending reason
-  (where that route is missing or fails the page shows the job's state instead).
+  (where that route is missing or fails, the page shows the one-line reason the
+  dashboard read carries: the capacity test the pass makes).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..job import WHOLE_GPU
 from .auth import require
+from .explain import why_not_now
 
 STATIC = Path(__file__).parent / "static"
 
@@ -45,7 +47,8 @@ def dashboard_view(service, queue_limit: int = 50, decision_limit: int = 30) -> 
                   "gpu_milli": js.job.gpu_milli, "gpu_types": list(js.job.gpu_types),
                   "kind": js.job.kind, "user": js.job.user,
                   "waited_s": round(now - js.submit, 3), "starts": js.starts,
-                  "preemptions": js.preemptions, "predicted_s": round(js.predicted, 3)}
+                  "preemptions": js.preemptions, "predicted_s": round(js.predicted, 3),
+                  "reason": why_not_now(engine, js)}
                  for i, js in enumerate(head)]
         recent = [_decision(d) for d in reversed(engine.recent[-decision_limit:])]
         fragmentation = engine.core.state.fragmentation()

@@ -119,8 +119,9 @@ function reasonText(job, why) {
     if (why.eta_s !== null && why.eta_s !== undefined) t += " (ETA " + fmtSeconds(why.eta_s) + ")";
     return t;
   }
-  if (why && why.state) return why.state;
-  return job.preemptions ? "pending (preempted " + job.preemptions + "×)" : "pending";
+  let t = job.reason || (why && why.state) || "pending";
+  if (job.preemptions) t += " (preempted " + job.preemptions + "×)";
+  return t;
 }
 
 async function renderQueue(queue, total) {
@@ -155,7 +156,7 @@ function renderDecisions(decisions) {
     el("td", {}, d.seq),
     el("td", { class: "action-" + d.action }, d.action),
     el("td", { class: "job" }, d.job_id),
-    el("td", {}, d.nodes.map((n) => n.node + "×" + fmtGpus(n.gpus)).join(", ")),
+    el("td", { class: "where" }, d.nodes.map((n) => n.node + "×" + fmtGpus(n.gpus)).join(", ")),
     el("td", { class: "why" }, d.message || d.reason || ""))));
   if (!decisions.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No decisions yet.")));
 }
