@@ -220,3 +220,22 @@ def test_each_app_has_its_own_registry(served):
     assert value(a, "autoflow_schedule_attempts_total", result="scheduled") == 1
     assert value(b, "autoflow_schedule_attempts_total", result="scheduled") == 0
     assert value(b, "autoflow_gpus_total") == 0
+
+
+def test_a_failing_pass_counts_error_attempts(served):
+    app, client, admin, reader = served()
+    client.post("/v1/clusters", headers=admin, json=CLUSTER)
+    engine = app.state.service.engine
+
+    def broken(ctx):
+        raise RuntimeError("a policy bug")
+
+    with engine.lock:
+        engine.core.policy.schedule = broken
+    submit(client, admin, 2)
+    # the pass counts its attempts as errors; the timer thread then reports the error
+    text = scrape_until(client, reader, lambda t: value(
+        t, "autoflow_schedule_attempts_total", result="error") >= 1 and value(
+        t, "autoflow_scheduler_errors_total") >= 1, "an error attempt, reported")
+    assert value(text, "autoflow_schedule_attempts_total", result="scheduled") == 0
+    assert value(text, "autoflow_pending_jobs", queue="active") == 2
