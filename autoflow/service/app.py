@@ -327,7 +327,9 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
                 raise
             raise Invalid(str(e), "policy") from e
 
-    from . import why
+    from . import dashboard, metrics, why
 
     why.mount(app)
+    metrics.mount(app)
+    dashboard.mount(app)
     return app

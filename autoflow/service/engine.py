@@ -116,6 +116,36 @@ class _LiveBackend:
         return None
 
 
+class _ObservedCore(SchedulerCore):
+    """The core with each scheduling pass reported to the engine's ``pass_observers``
+    (metrics): ``f(wall_s, waiting_before, started, preempted, waiting_after, ok)``.
+    With no observer a pass costs what it did."""
+
+    def __init__(self, *args, observers: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.observers = observers
+        self.preempted = 0
+
+    def preempt(self, js: JobState) -> None:
+        super().preempt(js)
+        self.preempted += 1
+
+    def _pass(self) -> None:
+        if not self.observers:
+            return super()._pass()
+        waiting, starts, preempted = len(self.waiting), self._starts, self.preempted
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            super()._pass()
+            ok = True
+        finally:
+            wall = time.perf_counter() - t0
+            for f in self.observers:
+                f(wall, waiting, self._starts - starts, self.preempted - preempted,
+                  len(self.waiting), ok)
+
+
 class Engine:
     def __init__(self, store: Store, policy: str = "las", time_scale: float = 1.0,
                  restart_overhead_s: float = 0.0, default_slo_s: float = 60.0):
@@ -129,6 +159,7 @@ class Engine:
         self.seq = store.last_decision()
         self.listeners: list[Callable[[int], None]] = []  # told the newest seq after commits
         self.on_decision: list[Callable[[Decision], None]] = []  # metrics
+        self.pass_observers: list[Callable] = []  # metrics: see _ObservedCore
         self.errors = 0
         self._decisions: list[Decision] = []
         self._dirty: dict[str, JobState] = {}
@@ -175,9 +206,10 @@ class Engine:
             job.duration = float(done["duration"])
             estimator.observe(job)
         self.estimator = estimator
-        self.core = core = SchedulerCore(spec, self.policy, _LiveBackend(self, self.generation),
+        self.core = core = _ObservedCore(spec, self.policy, _LiveBackend(self, self.generation),
                                          estimator, restart_overhead_s=self.restart_overhead_s,
-                                         default_slo_s=self.default_slo_s)
+                                         default_slo_s=self.default_slo_s,
+                                         observers=self.pass_observers)
         self.empty = ClusterState(spec)  # every registered node, idle: "could it ever run?"
         self.by_id: dict[str, JobState] = {}
         rows = self.store.jobs(states=("pending", "running"), limit=10**9)

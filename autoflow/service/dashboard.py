@@ -1,0 +1,83 @@
+"""The dashboard: ``GET /`` serves one static page (``static/index.html``, vanilla JS and
+CSS, no build step) and ``/static/…`` its script and style. They hold no data, so they
+need no token: the page asks for one (kept in the browser's sessionStorage) and reads the
+API with it, every few seconds:
+
+- ``GET /v1/dashboard`` (``reader``): one read of what the page shows: the serving policy
+  and model, the summary, the nodes with their GPU occupancy, the head of the queue in
+  policy order, and the latest decisions with their explanation's message;
+- ``GET /v1/jobs/{id}/why`` for each job at the head of the queue: its pending reason
+  (where that route is missing or fails, the page shows the one-line reason the
+  dashboard read carries: the capacity test the pass makes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..job import WHOLE_GPU
+from .auth import require
+from .explain import why_not_now
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _decision(d) -> dict:
+    nodes = [{"node": n["node"], "gpus": n["gpus"]} for n in (d.placement or {}).get("nodes", ())]
+    expl = d.explanation or {}
+    return {"seq": d.seq, "action": d.action, "job_id": d.job_id, "policy": d.policy,
+            "time": d.time, "nodes": nodes, "message": expl.get("message", ""),
+            "reason": expl.get("reason")}
+
+
+def dashboard_view(service, queue_limit: int = 50, decision_limit: int = 30) -> dict:
+    engine, store = service.engine, service.store
+    history = store.policy_history(1)
+    with engine.lock:
+        now = engine.clock.now()
+        summary = engine.summary()
+        nodes = engine.nodes()
+        waiting = engine.core.waiting
+        head = waiting.first(min(queue_limit, len(waiting)))
+        queue = [{"position": i + 1, "job_id": js.job.job_id, "num_gpus": js.job.num_gpus,
+                  "gpu_milli": js.job.gpu_milli, "gpu_types": list(js.job.gpu_types),
+                  "kind": js.job.kind, "user": js.job.user,
+                  "waited_s": round(now - js.submit, 3), "starts": js.starts,
+                  "preemptions": js.preemptions, "predicted_s": round(js.predicted, 3),
+                  "reason": why_not_now(engine, js)}
+                 for i, js in enumerate(head)]
+        recent = [_decision(d) for d in reversed(engine.recent[-decision_limit:])]
+        fragmentation = engine.core.state.fragmentation()
+        label = engine.policy.label
+        policy = engine.policy_spec
+    model = None
+    if history and history[0]["policy"] == policy:
+        model = history[0].get("model_sha256")
+    for n in nodes:
+        n["gpus_used"] = round(n["gpus"] - n["gpus_free"], 3)
+    return {"time": now, "policy": {"policy": policy, "label": label, "model_sha256": model},
+            "summary": {**summary, "fragmentation": fragmentation,
+                        "gpus_allocated": round(summary["gpus_allocated"], 3)},
+            "nodes": nodes, "queue": queue, "decisions": recent,
+            "whole_gpu_milli": WHOLE_GPU}
+
+
+def mount(app: FastAPI) -> None:
+    """Adds ``GET /``, ``/static/…`` and ``GET /v1/dashboard`` to the app."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.get("/v1/dashboard", tags=["dashboard"], dependencies=[Depends(require("reader"))])
+    def dashboard(request: Request, queue: int = Query(50, ge=0, le=500),
+                  decisions: int = Query(30, ge=0, le=200)) -> dict:
+        """What the dashboard shows, in one read: policy and model, summary, nodes with
+        their GPU occupancy, the head of the queue in policy order, recent decisions."""
+        return dashboard_view(request.app.state.service, queue, decisions)

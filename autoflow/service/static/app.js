@@ -1,0 +1,202 @@
+// autoflow dashboard: reads the API with a bearer token kept in sessionStorage.
+// No build step, no dependencies. Every value from the API goes through textContent.
+"use strict";
+
+const KEY = "autoflow-token";
+const REFRESH_MS = Number(new URLSearchParams(location.search).get("refresh") || 3) * 1000;
+const WHY_LIMIT = 20; // pending reasons asked for the head of the queue
+let timer = null;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "style") e.style.cssText = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+class Unauthorized extends Error {}
+
+async function api(path) {
+  const r = await fetch(path, {
+    headers: { Authorization: "Bearer " + sessionStorage.getItem(KEY) },
+  });
+  if (r.status === 401 || r.status === 403) {
+    let detail = "HTTP " + r.status;
+    try { detail = (await r.json()).detail; } catch (e) { /* not JSON */ }
+    throw new Unauthorized(detail);
+  }
+  if (!r.ok) {
+    const err = new Error(path + ": HTTP " + r.status);
+    err.status = r.status;
+    throw err;
+  }
+  return r.json();
+}
+
+function fmtSeconds(s) {
+  if (s === null || s === undefined) return "—";
+  if (s < 120) return s.toFixed(0) + " s";
+  if (s < 7200) return (s / 60).toFixed(0) + " min";
+  if (s < 172800) return (s / 3600).toFixed(1) + " h";
+  return (s / 86400).toFixed(1) + " d";
+}
+
+function fmtGpus(x) {
+  return Number.isInteger(x) ? String(x) : x.toFixed(2);
+}
+
+function showLogin(message) {
+  clearTimeout(timer);
+  $("main").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("token").focus();
+}
+
+function renderPolicy(p) {
+  const box = $("policy");
+  box.replaceChildren("policy ", el("b", { id: "policy-name" }, p.policy));
+  if (p.label && p.label !== p.policy) box.append(" (" + p.label + ")");
+  if (p.model_sha256) box.append(el("span", { class: "model", title: p.model_sha256 },
+    " model " + p.model_sha256.slice(0, 12)));
+}
+
+function renderSummary(s) {
+  const item = (k, v) => el("div", {}, el("div", { class: "k" }, k), el("div", { class: "v" }, v));
+  $("summary").replaceChildren(
+    item("nodes", s.nodes),
+    item("GPUs allocated", fmtGpus(s.gpus_allocated) + " / " + s.gpus),
+    item("fragmentation", (100 * s.fragmentation).toFixed(0) + " %"),
+    item("pending", s.pending),
+    item("running", s.running),
+    item("decisions", s.last_decision),
+    item("cluster time", fmtSeconds(s.time)),
+  );
+}
+
+function gpuCells(n) {
+  // one cell per GPU: idle GPUs empty; the used capacity spread evenly over the busy ones
+  const busy = n.gpus - n.gpus_idle;
+  const fill = busy > 0 ? Math.min(1, Math.max(0, n.gpus_used / busy)) : 0;
+  const cells = [];
+  for (let i = 0; i < n.gpus; i++) {
+    const f = i < busy ? fill : 0;
+    cells.push(el("div", { class: "gpu", title: "GPU " + i },
+      el("span", { style: "width:" + (100 * f).toFixed(1) + "%" })));
+  }
+  return cells;
+}
+
+function renderNodes(nodes) {
+  const box = $("nodes");
+  if (!nodes.length) {
+    box.replaceChildren(el("p", { class: "muted" }, "No cluster registered (POST /v1/clusters)."));
+    return;
+  }
+  box.replaceChildren(...nodes.map((n) => {
+    const name = el("div", { class: "name", title: n.gpu_type }, n.name);
+    if (n.state !== "up") name.append(el("span", { class: "state " + n.state }, n.state));
+    return el("div", { class: "node", "data-node": n.name },
+      name,
+      el("div", { class: "bar" }, ...gpuCells(n)),
+      el("div", { class: "num" }, fmtGpus(n.gpus_used) + "/" + n.gpus + " " + n.gpu_type));
+  }));
+}
+
+function reasonText(job, why) {
+  if (why && Array.isArray(why.reasons) && why.reasons.length) {
+    let t = why.reasons.map((r) => r.message || r.code).join("; ");
+    if (why.eta_s !== null && why.eta_s !== undefined) t += " (ETA " + fmtSeconds(why.eta_s) + ")";
+    return t;
+  }
+  let t = job.reason || (why && why.state) || "pending";
+  if (job.preemptions) t += " (preempted " + job.preemptions + "×)";
+  return t;
+}
+
+async function renderQueue(queue, total) {
+  $("queue-count").textContent = "(" + total + " pending)";
+  const rows = queue.map((j) => {
+    const reason = el("td", { class: "reason" }, reasonText(j, null));
+    const tr = el("tr", { "data-job": j.job_id },
+      el("td", {}, j.position),
+      el("td", { class: "job" }, j.job_id),
+      el("td", {}, fmtGpus(j.num_gpus * j.gpu_milli / 1000) + (j.gpu_types.length ? " " + j.gpu_types.join("|") : "")),
+      el("td", {}, fmtSeconds(j.waited_s)),
+      reason);
+    return { j, tr, reason };
+  });
+  const body = $("queue").tBodies[0];
+  body.replaceChildren(...rows.map((r) => r.tr));
+  if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "The queue is empty.")));
+  await Promise.all(rows.slice(0, WHY_LIMIT).map(async (r) => {
+    try {
+      const why = await api("/v1/jobs/" + encodeURIComponent(r.j.job_id) + "/why");
+      r.reason.textContent = reasonText(r.j, why);
+    } catch (e) {
+      if (e instanceof Unauthorized) throw e;
+      // no explanation available (route missing, job ended meanwhile): keep its state
+    }
+  }));
+}
+
+function renderDecisions(decisions) {
+  const body = $("decisions").tBodies[0];
+  body.replaceChildren(...decisions.map((d) => el("tr", { "data-seq": d.seq },
+    el("td", {}, d.seq),
+    el("td", { class: "action-" + d.action }, d.action),
+    el("td", { class: "job" }, d.job_id),
+    el("td", { class: "where" }, d.nodes.map((n) => n.node + "×" + fmtGpus(n.gpus)).join(", ")),
+    el("td", { class: "why" }, d.message || d.reason || ""))));
+  if (!decisions.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No decisions yet.")));
+}
+
+async function refresh() {
+  clearTimeout(timer);
+  try {
+    const d = await api("/v1/dashboard");
+    $("login").hidden = true;
+    $("main").hidden = false;
+    $("logout").hidden = false;
+    renderPolicy(d.policy);
+    renderSummary(d.summary);
+    renderNodes(d.nodes);
+    renderDecisions(d.decisions);
+    await renderQueue(d.queue, d.summary.pending);
+    $("status").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.loaded = "1";
+  } catch (e) {
+    if (e instanceof Unauthorized) {
+      sessionStorage.removeItem(KEY);
+      showLogin(e.message || "The token was refused.");
+      return;
+    }
+    $("status").textContent = "error: " + e.message;
+  }
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+$("login-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(KEY, $("token").value.trim());
+  $("token").value = "";
+  refresh();
+});
+
+$("logout").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY);
+  showLogin("");
+});
+
+if (sessionStorage.getItem(KEY)) refresh();
+else showLogin("");
