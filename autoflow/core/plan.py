@@ -62,21 +62,33 @@ class _RecordingBackend:
         return None
 
 
-def plan(core: SchedulerCore) -> list[Start | Preempt]:
-    """The decisions one scheduling pass would take now, without taking them."""
+def detached_copy(core: SchedulerCore, shared=()) -> SchedulerCore:
+    """A deep copy of the core without its backend, meter and pass observers (the
+    caller binds its own). Shared, not copied: what a copy only reads (jobs as submitted,
+    the cluster spec, whatever the policy declares read-only, e.g. a learned model's
+    weights, and ``shared``)."""
     backend, meter = core.backend, core.meter
-    recorder = _RecordingBackend(backend.now(), [n.name for n in core.cluster.nodes])
-    # shared, not copied: what the pass only reads (jobs as submitted, the cluster spec,
-    # whatever the policy declares read-only, e.g. a learned model's weights)
+    observers = getattr(core, "observers", None)
     memo = {id(js.job): js.job for js in core.jobs}
     memo[id(core.cluster)] = core.cluster
-    for obj in getattr(core.policy, "shared_in_copies", ()):
+    for obj in (*getattr(core.policy, "shared_in_copies", ()), *shared):
         memo[id(obj)] = obj
     core.backend, core.meter = None, None
+    if observers is not None:
+        core.observers = []
     try:
         twin = copy.deepcopy(core, memo)
     finally:
         core.backend, core.meter = backend, meter
+        if observers is not None:
+            core.observers = observers
+    return twin
+
+
+def plan(core: SchedulerCore) -> list[Start | Preempt]:
+    """The decisions one scheduling pass would take now, without taking them."""
+    recorder = _RecordingBackend(core.backend.now(), [n.name for n in core.cluster.nodes])
+    twin = detached_copy(core)
     twin.backend, twin.meter = recorder, NullMeter()
     twin.check = False
     twin._pass()

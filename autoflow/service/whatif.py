@@ -24,7 +24,6 @@ Used by ``GET /v1/jobs/{id}/why`` (``eta_s``: when the replay starts the job) an
 
 from __future__ import annotations
 
-import copy
 import heapq
 import itertools
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from ..core.backend import NullMeter
 from ..core.jobstate import DONE, RUNNING, JobState
+from ..core.plan import detached_copy
 from ..job import WHOLE_GPU, Job
 
 if TYPE_CHECKING:
@@ -158,20 +158,9 @@ class Replay:
 
 
 def _copy(core: SchedulerCore) -> SchedulerCore:
-    """A deep copy of the core without its backend and meter (``plan.plan``'s way)."""
-    backend, meter = core.backend, core.meter
-    # shared, not copied: what the replay only reads (jobs as submitted, the cluster
-    # spec, ended jobs, whatever the policy declares read-only such as model weights)
-    memo: dict[int, object] = {id(js.job): js.job for js in core.jobs}
-    memo.update((id(js), js) for js in core.jobs if js.status == DONE)
-    memo[id(core.cluster)] = core.cluster
-    for obj in getattr(core.policy, "shared_in_copies", ()):
-        memo[id(obj)] = obj
-    core.backend, core.meter = None, None
-    try:
-        return copy.deepcopy(core, memo)
-    finally:
-        core.backend, core.meter = backend, meter
+    """A deep copy of the core without its backend, meter and observers; ended jobs
+    are shared too (the replay only reads them)."""
+    return detached_copy(core, [js for js in core.jobs if js.status == DONE])
 
 
 def _rearm(twin: SchedulerCore) -> None:

@@ -4,6 +4,7 @@
 
 const KEY = "autoflow-token";
 const REFRESH_MS = Number(new URLSearchParams(location.search).get("refresh") || 3) * 1000;
+const ETA_LIMIT = 3;
 const WHY_LIMIT = 20; // pending reasons asked for the head of the queue
 let timer = null;
 
@@ -139,9 +140,11 @@ async function renderQueue(queue, total) {
   const body = $("queue").tBodies[0];
   body.replaceChildren(...rows.map((r) => r.tr));
   if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "The queue is empty.")));
-  await Promise.all(rows.slice(0, WHY_LIMIT).map(async (r) => {
+  await Promise.all(rows.slice(0, WHY_LIMIT).map(async (r, i) => {
     try {
-      const why = await api("/v1/jobs/" + encodeURIComponent(r.j.job_id) + "/why");
+      // an ETA is a what-if replay: only for the head of the queue; reasons for the rest
+      const eta = i < ETA_LIMIT ? "" : "?eta=false";
+      const why = await api("/v1/jobs/" + encodeURIComponent(r.j.job_id) + "/why" + eta);
       r.reason.textContent = reasonText(r.j, why);
     } catch (e) {
       if (e instanceof Unauthorized) throw e;
