@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import AutoflowError
 from ..job import INFERENCE
+from . import k8s
 from .auth import require
 from .engine import Engine, Invalid, NotFound, job_from_row
 from .limit_body import LimitBody
@@ -41,6 +42,9 @@ class ServeConfig:
     restart_overhead_s: float = 0.0
     default_slo_s: float = 60.0
     max_body_bytes: int = MAX_BODY_BYTES
+    k8s_api: str | None = None  # the Kubernetes API server the extender binds pods through
+    k8s_token_file: str | None = None  # its bearer token (a service-account token file)
+    k8s_ca_file: str | None = None  # the CA that signed its certificate
 
 
 class Notifier:
@@ -332,4 +336,5 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
     why.mount(app)
     metrics.mount(app)
     dashboard.mount(app)
+    k8s.mount(app)  # the kube-scheduler extender (served on its own TLS listener)
     return app

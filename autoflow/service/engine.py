@@ -352,6 +352,28 @@ class Engine:
     def job(self, job_id: str) -> JobState | None:
         return self.by_id.get(job_id)
 
+    def bind_external(self, row: dict, placement, detail: dict) -> JobState:
+        """A job placed outside the scheduling passes (a Kubernetes pod that kube-scheduler
+        bound through the extender, ``autoflow.service.k8s``): stored already running on
+        ``placement`` (node indices), in one transaction, and adopted by the core. No start
+        decision is issued: it runs already. The caller checked, under ``lock``, that the
+        placement fits now (``autoflow.feasibility``)."""
+        with self.lock:
+            now = self.clock.now()
+            stored = [[self.node_names[n], list(g), m, c, mem] for n, g, m, c, mem in placement]
+            row = {**row, "state": "running", "submit_time": now, "placement": stored,
+                   "start_time": now, "first_start": now, "starts": 1}
+            self.store.insert_job(row)
+            js = self.core.register(job_from_row(row))
+            js.predicted = self.estimator.predict(js.job)
+            js.first_start = now
+            js.starts = 1
+            self.by_id[row["job_id"]] = js
+            self.core.adopt(js, placement, now)
+            self._event(row["job_id"], "bound", now, detail)
+            self._flush()
+            return js
+
     def cancel(self, job_id: str) -> str:
         with self.lock:
             js = self.by_id.get(job_id)
