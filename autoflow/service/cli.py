@@ -50,6 +50,24 @@ def register(app: typer.Typer, out, err, fail) -> None:
         default_slo: float = typer.Option(60.0, help="Start-delay SLO of inference jobs "
                                           "that declare none (> 0)."),
         log_level: str = typer.Option("info", help="uvicorn's log level."),
+        extender_port: int = typer.Option(None, min=0, max=65535, help="Serve the Kubernetes "
+                                          "scheduler extender (/k8s/filter, prioritize, bind, "
+                                          "preempt) on this port, over mutual TLS "
+                                          "(--tls-cert, --tls-key, --tls-client-ca); it is "
+                                          "never served on --port."),
+        extender_host: str = typer.Option(None, help="Address of the extender's listener "
+                                          "(default: --host)."),
+        tls_cert: str = typer.Option(None, help="The extender's server certificate (PEM)."),
+        tls_key: str = typer.Option(None, help="Its private key (PEM)."),
+        tls_client_ca: str = typer.Option(None, help="CA certificate (PEM) that signed the "
+                                          "client certificates kube-scheduler presents; "
+                                          "clients without one are refused."),
+        k8s_api: str = typer.Option(None, help="Kubernetes API server URL: the extender's "
+                                    "bind POSTs the pod's Binding there (without it, bind "
+                                    "only records the placement)."),
+        k8s_token_file: str = typer.Option(None, help="Bearer token file for --k8s-api "
+                                           "(e.g. a service-account token)."),
+        k8s_ca_file: str = typer.Option(None, help="CA certificate of --k8s-api's server."),
     ) -> None:
         """Run the placement service (FastAPI under uvicorn)."""
         try:
@@ -68,8 +86,14 @@ def register(app: typer.Typer, out, err, fail) -> None:
             if not (math.isfinite(default_slo) and 0 < default_slo <= 31_536_000):
                 raise ConfigError(f"--default-slo must be > 0 and <= 31,536,000, got "
                                   f"{default_slo}")
+            from . import k8s
+
+            tls = k8s.check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca,
+                                        k8s_api, k8s_token_file, k8s_ca_file)
             cfg = ServeConfig(db=db, policy=policy, executor=executor, time_scale=time_scale,
-                              restart_overhead_s=restart_overhead, default_slo_s=default_slo)
+                              restart_overhead_s=restart_overhead, default_slo_s=default_slo,
+                              k8s_api=k8s_api, k8s_token_file=k8s_token_file,
+                              k8s_ca_file=k8s_ca_file)
             application = create_app(cfg)  # the store, the policy: checked before listening
         except ImportError as e:
             fail(ConfigError(f"{NEEDS_SERVE} ({e})"))
@@ -79,6 +103,13 @@ def register(app: typer.Typer, out, err, fail) -> None:
         err.print(f"autoflow serve: {svc.store.url.split('@')[-1]} · policy "
                   f"{svc.engine.policy_spec} · executor {executor} · http://{host}:{port}",
                   highlight=False)
+        if extender_port is not None:
+            try:
+                k8s.serve_with_extender(application, host, port, extender_host or host,
+                                        extender_port, tls, log_level, err)
+            except AutoflowError as e:
+                fail(e)
+            return
         uvicorn.run(application, host=host, port=port, log_level=log_level)
 
     @tokens_app.command("create")

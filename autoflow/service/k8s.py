@@ -898,3 +898,117 @@ def extender_app(api_app: FastAPI) -> FastAPI:
 
     return app
 
+
+
+# -- serving ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: str
+    key: str
+    client_ca: str
+
+
+def check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca, k8s_api,
+                      k8s_token_file, k8s_ca_file) -> TlsFiles | None:
+    """``autoflow serve``'s extender flags, checked before anything listens."""
+    from ..errors import ConfigError
+
+    tls = {"--tls-cert": tls_cert, "--tls-key": tls_key, "--tls-client-ca": tls_client_ca}
+    if extender_port is None:
+        given = [k for k, v in tls.items() if v]
+        if given:
+            raise ConfigError(f"{given[0]} is for the extender's listener: give "
+                              f"--extender-port too")
+    else:
+        for flag, path in tls.items():
+            if not path:
+                raise ConfigError(f"--extender-port needs {flag}: the extender is served "
+                                  f"over mutual TLS only (docs/k8s-extender.md)")
+    for flag, path in (*tls.items(), ("--k8s-token-file", k8s_token_file),
+                       ("--k8s-ca-file", k8s_ca_file)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{flag}: {path} is not a readable file")
+    if k8s_api is not None and not re.match(r"^https?://[^/\s]+", k8s_api):
+        raise ConfigError(f"--k8s-api: expected an http(s):// URL, got {k8s_api!r}")
+    if (k8s_token_file or k8s_ca_file) and not k8s_api:
+        raise ConfigError("--k8s-token-file and --k8s-ca-file are for --k8s-api: give it too")
+    if extender_port is None:
+        return None
+    try:  # the files load as a server context that requires client certificates
+        tls_context(TlsFiles(tls_cert, tls_key, tls_client_ca))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--tls-cert / --tls-key / --tls-client-ca: cannot load them: "
+                          f"{e}") from e
+    return TlsFiles(tls_cert, tls_key, tls_client_ca)
+
+
+def tls_context(tls: TlsFiles):
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls.cert, tls.key)
+    ctx.load_verify_locations(tls.client_ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _listen(host: str, port: int, what: str):
+    import socket
+
+    from ..errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"{what}: cannot listen on {host}:{port}: {e.strerror or e}") from e
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_with_extender(api_app: FastAPI, host: str, port: int, ext_host: str,
+                        ext_port: int, tls: TlsFiles, log_level: str, err) -> None:
+    """Runs the API (``api_app``, bearer tokens) on ``host:port`` and the extender
+    (:func:`extender_app`, mutual TLS: ``ssl_cert_reqs=CERT_REQUIRED``) on
+    ``ext_host:ext_port``, in one process and one event loop. The API's server owns the
+    signals and the service's lifespan; the extender stops with it."""
+    import asyncio
+    import contextlib
+    import ssl
+
+    import uvicorn
+
+    class _Follower(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # the API server handles Ctrl-C / SIGTERM for both
+            yield
+
+    class _Leader(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            ext.should_exit = True
+            super().handle_exit(sig, frame)
+
+    main_sock = _listen(host, port, "--port")
+    ext_sock = _listen(ext_host, ext_port, "--extender-port")
+    main = _Leader(uvicorn.Config(api_app, log_level=log_level))
+    ext = _Follower(uvicorn.Config(extender_app(api_app), log_level=log_level,
+                                   lifespan="off", ssl_certfile=tls.cert,
+                                   ssl_keyfile=tls.key, ssl_ca_certs=tls.client_ca,
+                                   ssl_cert_reqs=ssl.CERT_REQUIRED))
+    err.print(f"kube-scheduler extender: https://{ext_host}:{ext_sock.getsockname()[1]}/k8s "
+              f"(mutual TLS)", highlight=False)
+
+    async def both() -> None:
+        follower = asyncio.create_task(ext.serve(sockets=[ext_sock]))
+        try:
+            await main.serve(sockets=[main_sock])
+        finally:
+            ext.should_exit = True
+            await follower
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stopped (as uvicorn.run)
+        asyncio.run(both())
