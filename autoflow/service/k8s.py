@@ -397,12 +397,14 @@ class KubeApi:
 
     def __init__(self, url: str, token_file: str | None = None, ca_file: str | None = None,
                  timeout_s: float = 10.0):
+        import ssl
+
         import httpx
 
         self.url = url.rstrip("/")
         self.token_file = token_file
-        self._http = httpx.Client(base_url=self.url, verify=ca_file or True,
-                                  timeout=timeout_s)
+        verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._http = httpx.Client(base_url=self.url, verify=verify, timeout=timeout_s)
         self._errors = (httpx.HTTPError,)
 
     def _headers(self) -> dict:
