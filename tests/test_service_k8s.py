@@ -795,3 +795,23 @@ def test_serve_extender_flags_are_checked(tmp_path, flags, msg):
                        check=False)
     assert r.returncode == 2
     assert msg in " ".join(r.stderr.split()), r.stderr
+
+
+def test_the_example_scheduler_configuration_matches_the_routes():
+    import pathlib
+
+    import yaml
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "deploy/k8s/kube-scheduler-config.yaml").read_text())
+    assert cfg["apiVersion"] == "kubescheduler.config.k8s.io/v1"
+    assert cfg["kind"] == "KubeSchedulerConfiguration"
+    (ext,) = cfg["extenders"]
+    assert ext["urlPrefix"].startswith("https://") and ext["urlPrefix"].endswith("/k8s")
+    routes = {r.path for r in extender_app(create_app(ServeConfig(db="sqlite://"))).routes}
+    for verb in ("filterVerb", "prioritizeVerb", "preemptVerb", "bindVerb"):
+        assert f"/k8s/{ext[verb]}" in routes
+    assert ext["nodeCacheCapable"] is True and ext["enableHTTPS"] is True
+    assert {"name": "nvidia.com/gpu", "ignoredByScheduler": False} in ext["managedResources"]
+    assert set(ext["tlsConfig"]) >= {"certFile", "keyFile", "caFile"}
+    assert isinstance(ext["ignorable"], bool) and 1 <= ext["weight"] <= 100

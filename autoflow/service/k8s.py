@@ -536,7 +536,7 @@ class Extender:
                 i = eng.node_index.get(name)
                 if i is None:
                     if objects is None:
-                        unresolvable[name] = (f"node {name} is not registered with autoflow "
+                        unresolvable[name] = (f"autoflow: node {name} is not registered "
                                               f"(POST /v1/clusters)")
                     else:
                         outside.append((name, parse_node(objects[name],
