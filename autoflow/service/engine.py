@@ -384,6 +384,7 @@ class Engine:
                 self.core.remove(js)
             elif event == "preempted" and js.status == RUNNING:
                 self.core.evict(js)  # unasked: lost (its node?); it waits again
+                self.core.request_pass()  # (evict alone schedules no pass)
             self._dirty[job_id] = js
             self._flush()
             return {"job_id": job_id, "state": self._state_of(js)}
