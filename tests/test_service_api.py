@@ -146,6 +146,10 @@ def test_started_for_a_pending_job_is_a_conflict(api):
     assert api.job(pending)["state"] == "pending"
     api.event(pending, "started", 409)
     api.event(pending, "finished", 409)
+    api.call("DELETE", f"/v1/jobs/{pending}")
+    # a refused outcome is not kept (only the cancel is)
+    assert [e["event"] for e in api.call("GET", f"/v1/jobs/{pending}/events")["events"]] == \
+        ["cancelled"]
 
 
 # -- cancel ---------------------------------------------------------------------------------
