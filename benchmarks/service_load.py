@@ -17,8 +17,9 @@ executor read); the latency of a submission (request to 201) and of a placement 
 the executor reading the job's start), p50 and p99; then a second run paced at half the
 target rates (``--paced`` per second, open loop) for the latency there.
 
-Separately, the engine in-process (no HTTP): jobs inserted in the store and admitted,
-finished as soon as they start, start decisions committed per second.
+Separately, the engine in-process (no HTTP): jobs already in the store are admitted
+(``--engine-jobs``), four threads report each ``finished`` as soon as its start is
+committed (each report durable before it returns); start decisions committed per second.
 
 The clients run on the same 2 cores as the server: what they spend is not the server's.
 """
@@ -230,17 +231,27 @@ def load_run(store_kind: str, policy: str, args) -> dict:
             {"name": f"n{i}", "gpu_type": "a100", "gpus": 8} for i in range(args.nodes)]})
         assert status == 201
         cursor = 0
+        clk = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> float:  # the server's CPU seconds so far (user + system)
+            f = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / clk
+
         for label, rate in (("saturated", None), ("paced", args.paced)):
             ex = Executor(port, token, cursor)
             ex.start()
+            c0 = cpu()
             r = submit_load(port, token, args.submitters, args.seconds, rate)
             time.sleep(1.5)  # the last placements
             ex.stop()
+            served_cpu = cpu() - c0
             cursor = ex.cursor
             acked = r["acked"]
             lat = [(b - a) * 1000 for a, b in acked.values()]
             placed = [(ex.starts[j] - b) * 1000 for j, (_a, b) in acked.items()
                       if j in ex.starts]
+            if not acked:
+                raise RuntimeError(f"no submission acknowledged; server log {log}")
             first = min(a for a, _ in acked.values())
             in_window = [t for j, t in ex.starts.items() if j in acked]
             span = max(in_window) - first if in_window else float("nan")
@@ -249,7 +260,9 @@ def load_run(store_kind: str, policy: str, args) -> dict:
                 "errors": r["errors"] + ex.errors,
                 "placed": len(in_window), "placed_per_s": len(in_window) / span,
                 "submit_p50_ms": pct(lat, 0.5), "submit_p99_ms": pct(lat, 0.99),
-                "place_p50_ms": pct(placed, 0.5), "place_p99_ms": pct(placed, 0.99)}
+                "place_p50_ms": pct(placed, 0.5), "place_p99_ms": pct(placed, 0.99),
+                # server CPU per job (its submission, placement and finished report)
+                "server_cpu_ms_per_job": served_cpu * 1000 / max(1, len(acked))}
             print(f"  {store_kind:10s} {policy:5s} {label:9s} "
                   + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in out[label].items()), flush=True)
@@ -277,22 +290,32 @@ def engine_run(store_kind: str, policy: str, jobs: int, nodes: int) -> dict:
         started: queue.Queue = queue.Queue()
         eng.on_decision.append(lambda d: started.put(d.job_id) if d.action == "start" else 0)
         eng.start()
-        rows = [{"job_id": f"j{i}", "state": "pending", "submit_time": 0.0,
+        rows = [{"job_id": f"j{i}", "state": "pending", "submit_time": eng.clock.now(),
                  "spec": {"num_gpus": 1, "duration_estimate_s": 60 + (i * 7) % 3600},
                  "user": "", "num_gpus": 1, "kind": "training"} for i in range(jobs)]
+        from sqlalchemy import insert
+
+        from autoflow.service import tables
+
+        s.writer.call(lambda c: c.execute(insert(tables.jobs), rows))  # stored: not timed
+
+        def finisher() -> None:  # finished as soon as started: capacity frees
+            while (job := started.get()) is not None:
+                eng.report(job, "finished")
+
+        finishers = [threading.Thread(target=finisher, daemon=True) for _ in range(4)]
+        for f in finishers:
+            f.start()
         t0 = time.perf_counter()
-        n = 0
-        for row in rows:  # submitted as the API does: committed, then admitted
-            row["submit_time"] = eng.clock.now()
-            s.insert_job(row)
+        for row in rows:  # admitted as the API does after the insert
             eng.admit(row)
-            while not started.empty():  # finished as soon as started: capacity frees
-                eng.report(started.get(), "finished")
-                n += 1
-        while n < jobs:
-            eng.report(started.get(timeout=30), "finished")
-            n += 1
+        while eng.committed_seq < jobs:
+            time.sleep(0.005)
         wall = time.perf_counter() - t0
+        for _ in finishers:
+            started.put(None)
+        for f in finishers:
+            f.join(30)
         eng.stop()
         s.close()
         return {"store": store_kind, "policy": policy, "jobs": jobs,
@@ -331,7 +354,11 @@ def main() -> None:
               f"paced at {args.paced:g}/s")
         for st in stores:
             for p in policies:
-                results["http"].append(load_run(st, p, args))
+                try:
+                    results["http"].append(load_run(st, p, args))
+                except Exception as e:  # noqa: BLE001 (reported; the other runs go on)
+                    print(f"  {st:10s} {p:5s} FAILED: {type(e).__name__}: {e}", flush=True)
+                    results["http"].append({"store": st, "policy": p, "error": repr(e)})
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

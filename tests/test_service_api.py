@@ -120,8 +120,9 @@ def test_failed_job_keeps_its_reason_and_frees_capacity(api):
     assert api.event(big, "failed", message="CUDA error: out of memory")["state"] == "failed"
     view = api.job(big)
     assert view["state"] == "failed" and "out of memory" in view["reason"]
-    nxt = api.next_decisions(d["seq"])
-    assert [(x["action"], x["job_id"]) for x in nxt][-1] == ("start", waiting)
+    nxt = api.next_decisions(d["seq"], 2)  # the failed job is halted, the other starts
+    assert [(x["action"], x["job_id"]) for x in nxt] == [("preempt", big), ("start", waiting)]
+    assert nxt[0]["explanation"]["reason"] == "failed"
     assert api.job(waiting)["state"] == "running"
 
 

@@ -240,7 +240,7 @@ class Store:
         def write(c: Connection) -> None:
             if decisions:
                 c.execute(insert(t.decisions), decisions)
-            for keys, rows in by_keys.items():
+            for rows in by_keys.values():
                 c.execute(update(t.jobs).where(t.jobs.c.job_id == bindparam("_id")), rows)
             if events:
                 c.execute(insert(t.job_events), events)
