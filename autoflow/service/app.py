@@ -70,7 +70,7 @@ class Notifier:
 
     async def wait_past(self, cursor: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while self.engine.seq <= cursor:
+        while self.engine.committed_seq <= cursor:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -299,7 +299,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
                                             description="long-poll up to this many seconds"),
                         limit: int = Query(500, ge=1, le=5000)) -> dict:
         s = svc(request)
-        if wait and s.engine.seq <= after:
+        if wait and s.engine.committed_seq <= after:
             await s.notifier.wait_past(after, wait)
         rows = await run_in_threadpool(s.store.decisions_after, after, limit)
         return {"decisions": [decision_view(d) for d in rows],

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..cluster import ClusterSpec, Node
@@ -156,7 +157,8 @@ class Engine:
         self.restart_overhead_s = restart_overhead_s
         self.default_slo_s = default_slo_s
         self.generation = 0
-        self.seq = store.last_decision()
+        self.seq = store.last_decision()  # the newest decision taken
+        self.committed_seq = self.seq  # the newest decision readable from the store
         self.listeners: list[Callable[[int], None]] = []  # told the newest seq after commits
         self.on_decision: list[Callable[[Decision], None]] = []  # metrics
         self.pass_observers: list[Callable] = []  # metrics: see _ObservedCore
@@ -182,6 +184,9 @@ class Engine:
 
     def stop(self) -> None:
         self.timers.stop()
+        with self.lock:
+            self._flush()
+        self.store.writer.drain()
 
     def _bug(self, e: BaseException) -> None:
         self.errors += 1
@@ -191,6 +196,7 @@ class Engine:
         """A new core from the store: nodes in registration order, jobs pending or
         running with what they received; the serving policy."""
         self._flush()
+        self.store.writer.drain()  # what is read next includes every change made
         self.generation += 1
         node_rows = self.store.nodes()
         self.node_rows = {r["name"]: r for r in node_rows}
@@ -292,21 +298,44 @@ class Engine:
                 "preemptions": js.preemptions, "failures": js.failures,
                 "reason": self._reasons.get(js.job.job_id)}
 
-    def _flush(self) -> None:
-        """Commits what changed (one transaction), then wakes whoever waits for it."""
+    def _flush(self) -> Future | None:
+        """Hands what changed to the store's writer (one transaction, committed with
+        whatever else is being written: group commit); when it is durable, whoever waits
+        for new decisions is woken. Returns the commit's future: an API call waits for it
+        (``_durable``) after releasing the lock, before it answers; passes do not wait."""
         if not (self._decisions or self._dirty or self._events):
-            return
+            return None
         decisions, dirty, events = self._decisions, self._dirty, self._events
         self._decisions, self._dirty, self._events = [], {}, []
-        self.store.commit([d.row() for d in decisions],
-                          [(jid, self._row_of(js)) for jid, js in dirty.items()], events)
+        fut = self.store.commit_async([d.row() for d in decisions],
+                                      [(jid, self._row_of(js)) for jid, js in dirty.items()],
+                                      events)
         if decisions:
             self.recent = (self.recent + decisions)[-200:]
             for f in self.on_decision:
                 for d in decisions:
                     f(d)
+            last = decisions[-1].seq
+            fut.add_done_callback(lambda f: self._committed(f, last))
+        else:
+            fut.add_done_callback(lambda f: self._committed(f, None))
+        return fut
+
+    def _committed(self, fut: Future, seq: int | None) -> None:
+        """On the writer's thread, once a flush is durable (or failed)."""
+        if fut.exception() is not None:
+            self._bug(fut.exception())
+            return
+        if seq is not None:
+            self.committed_seq = max(self.committed_seq, seq)
             for listener in list(self.listeners):
-                listener(self.seq)
+                listener(self.committed_seq)
+
+    @staticmethod
+    def _durable(fut: Future | None) -> None:
+        """Waits until a flush is committed (raises its error): call it without the lock."""
+        if fut is not None:
+            fut.result()
 
     # -- jobs ----------------------------------------------------------------------------
     def check_job(self, job: Job) -> None:
@@ -389,8 +418,9 @@ class Engine:
             self.core.remove(js)
             self._dirty[job_id] = js
             self._event(job_id, "cancelled", None, {})
-            self._flush()
-            return "cancelled"
+            fut = self._flush()
+        self._durable(fut)
+        return "cancelled"
 
     def _set_halt_reason(self, job_id: str, why: dict) -> None:
         self._halt_reason[job_id] = why
@@ -415,7 +445,6 @@ class Engine:
                     raise NotFound(f"job {job_id!r} not found")
                 raise Invalid(f"job {job_id!r} has ended; {event!r} is not accepted", "event",
                               409)
-            self._event(job_id, event, at, detail or {})
             if event == "started":
                 if js.status != RUNNING:
                     raise Invalid(f"job {job_id!r} is {self._state_of(js)}: no start decision "
@@ -438,9 +467,13 @@ class Engine:
                 self.core.remove(js)
             elif event == "preempted" and js.status == RUNNING:
                 self.core.evict(js)  # unasked: lost (its node?); it waits again
+                self.core.request_pass()  # (evict alone schedules no pass)
+            self._event(job_id, event, at, detail or {})  # accepted: kept
             self._dirty[job_id] = js
-            self._flush()
-            return {"job_id": job_id, "state": self._state_of(js)}
+            fut = self._flush()
+            out = {"job_id": job_id, "state": self._state_of(js)}
+        self._durable(fut)
+        return out
 
     def _set_reason(self, job_id: str, reason: str) -> None:
         self._reasons[job_id] = reason
@@ -450,6 +483,7 @@ class Engine:
         with self.lock:
             self.store.add_cluster(name, nodes)
             self._rebuild()
+        self.store.writer.drain()
 
     def node_action(self, name: str, action: str) -> dict:
         with self.lock:
@@ -489,8 +523,10 @@ class Engine:
                 raise NotFound(f"unknown node action {action!r}")
             self.store.set_node(name, **fields)
             row.update(fields)
-            self._flush()
-            return self.node_view(name)
+            fut = self._flush()
+            out = self.node_view(name)
+        self._durable(fut)
+        return out
 
     def node_view(self, name: str) -> dict:
         i = self.node_index[name]
@@ -523,7 +559,9 @@ class Engine:
             self.policy_spec = spec
             self._rebuild()
             self.store.record_policy(spec, previous, model_sha256, token_name, self.clock.now())
-            return {"policy": spec, "previous": previous, "label": self.policy.label}
+            out = {"policy": spec, "previous": previous, "label": self.policy.label}
+        self.store.writer.drain()
+        return out
 
     # -- views -----------------------------------------------------------------------------
     def queue(self) -> list[JobState]:

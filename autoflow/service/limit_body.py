@@ -23,27 +23,34 @@ class LimitBody:
                     return await self._too_large(send)
         seen = 0
         started = False
+        refused = False
 
         async def counted():
-            nonlocal seen
+            # Over the limit: answer 413 here and tell the app the client went away. (An
+            # exception raised from receive() would reach the app's body parsing, which
+            # turns any error into a 400.)
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    refused = True
+                    if not started:
+                        await self._too_large(send)
+                    return {"type": "http.disconnect"}
             return msg
 
         async def tracked_send(msg):
             nonlocal started
+            if refused:
+                return  # answered already (413): what the app says after is dropped
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
 
-        try:
-            await self.app(scope, counted, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._too_large(send)
+        await self.app(scope, counted, tracked_send)
 
     async def _too_large(self, send) -> None:
         body = json.dumps({"detail": f"request body over {self.max_bytes:,} bytes"}).encode()
@@ -52,6 +59,3 @@ class LimitBody:
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-
-class _TooLarge(Exception):
-    pass

@@ -9,11 +9,14 @@ scheduler from ``nodes`` and the jobs that are pending or running.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import AutoflowError
@@ -31,6 +34,95 @@ class Conflict(AutoflowError):
     """A name that must be unique is taken (a job id, a node name)."""
 
 
+log = logging.getLogger("autoflow.service")
+
+
+class GroupCommit:
+    """The store's one writer: work handed in from any thread is written in order, the
+    work of every caller waiting at that moment in ONE transaction (one fsync on SQLite,
+    one round trip of COMMIT on PostgreSQL), and each caller's future is resolved only
+    after that transaction committed. If the transaction fails, its items are written
+    again one per transaction, so that one bad item (a duplicate job id) fails alone.
+
+    A caller that must answer only once its change is durable waits on the future
+    (``Store.insert_job``: the 201 follows); the scheduling passes do not wait (their
+    decisions become readable, and long-polls wake, when the commit is done)."""
+
+    MAX_BATCH = 2000
+
+    def __init__(self, engine):
+        self.engine = engine
+        self._items: list[tuple[Callable[[Connection], object], Future]] = []
+        self._cv = threading.Condition()
+        self._stop = False
+        self._idle = True
+        self._thread = threading.Thread(target=self._run, name="autoflow-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Connection], object]) -> Future:
+        fut: Future = Future()
+        with self._cv:
+            if self._stop:
+                raise AutoflowError("the store is closed")
+            self._items.append((fn, fut))
+            self._cv.notify_all()
+        return fut
+
+    def call(self, fn: Callable[[Connection], object]):
+        return self.submit(fn).result()
+
+    def drain(self) -> None:
+        """Returns once everything handed in so far is written."""
+        with self._cv:
+            while self._items or not self._idle:
+                self._cv.wait(1.0)
+
+    def close(self) -> None:
+        self.drain()
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._items and not self._stop:
+                    self._idle = True
+                    self._cv.notify_all()
+                    self._cv.wait()
+                if not self._items:
+                    return
+                batch = self._items[: self.MAX_BATCH]
+                del self._items[: self.MAX_BATCH]
+                self._idle = False
+            self._write(batch)
+
+    def _write(self, batch) -> None:
+        try:
+            results = []
+            with self.engine.begin() as c:
+                for fn, _fut in batch:
+                    results.append(fn(c))
+        except Exception:  # noqa: BLE001 (each item again, alone: its own error)
+            if len(batch) == 1:
+                fn, fut = batch[0]
+                try:
+                    with self.engine.begin() as c:
+                        r = fn(c)
+                except Exception as e:  # noqa: BLE001 (handed to the caller)
+                    fut.set_exception(e)
+                else:
+                    fut.set_result(r)
+                return
+            for item in batch:
+                self._write([item])
+            return
+        for (_fn, fut), r in zip(batch, results, strict=True):
+            fut.set_result(r)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -41,8 +133,10 @@ class Store:
         self.engine = make_engine(url)
         migrate(self.engine)
         self.origin = self._origin()
+        self.writer = GroupCommit(self.engine)
 
     def close(self) -> None:
+        self.writer.close()
         self.engine.dispose()
 
     def _origin(self) -> float:
@@ -86,10 +180,10 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------------
     def insert_job(self, row: dict) -> None:
-        """Durable on return (the 201 follows)."""
+        """Durable on return (the 201 follows): committed with whatever else is being
+        written at the moment (group commit)."""
         try:
-            with self.engine.begin() as c:
-                c.execute(insert(t.jobs).values(**row))
+            self.writer.call(lambda c: c.execute(insert(t.jobs), row))
         except IntegrityError as e:
             raise Conflict(f"job {row['job_id']!r} exists already") from e
 
@@ -127,15 +221,31 @@ class Store:
     # -- one transaction: decisions, job changes, events -----------------------------
     def commit(self, decisions: Sequence[dict] = (), jobs: Sequence[tuple[str, dict]] = (),
                events: Sequence[dict] = ()) -> None:
+        """Decisions, job changes and events in one transaction; durable on return."""
+        fut = self.commit_async(decisions, jobs, events)
+        if fut is not None:
+            fut.result()
+
+    def commit_async(self, decisions: Sequence[dict] = (),
+                     jobs: Sequence[tuple[str, dict]] = (),
+                     events: Sequence[dict] = ()) -> Future | None:
+        """As ``commit``, handed to the writer: the future is done once it is durable."""
         if not (decisions or jobs or events):
-            return
-        with self.engine.begin() as c:
+            return None
+        decisions, events = list(decisions), list(events)
+        by_keys: dict[tuple, list[dict]] = {}
+        for job_id, fields in jobs:  # one executemany per set of columns (SET from the keys)
+            by_keys.setdefault(tuple(sorted(fields)), []).append({**fields, "_id": job_id})
+
+        def write(c: Connection) -> None:
             if decisions:
-                c.execute(insert(t.decisions), list(decisions))
-            for job_id, fields in jobs:
-                c.execute(update(t.jobs).where(t.jobs.c.job_id == job_id).values(**fields))
+                c.execute(insert(t.decisions), decisions)
+            for rows in by_keys.values():
+                c.execute(update(t.jobs).where(t.jobs.c.job_id == bindparam("_id")), rows)
             if events:
-                c.execute(insert(t.job_events), list(events))
+                c.execute(insert(t.job_events), events)
+
+        return self.writer.submit(write)
 
     def decisions_after(self, cursor: int, limit: int = 500) -> list[dict]:
         q = (select(t.decisions).where(t.decisions.c.seq > cursor)
