@@ -400,8 +400,9 @@ class Engine:
             self.by_id[row["job_id"]] = js
             self.core.adopt(js, placement, now)
             self._event(row["job_id"], "bound", now, detail)
-            self._flush()
-            return js
+            fut = self._flush()
+        self._durable(fut)  # the bound event is committed before the bind answers
+        return js
 
     def cancel(self, job_id: str) -> str:
         with self.lock:
