@@ -25,7 +25,8 @@ NODES = [{"name": "n0", "gpu_type": "a100", "gpus": 4, "cpu_milli": 64000,
 # Pages that hold no data: the dashboard's shell and the API's own description. Every
 # other route needs a token (health and readiness excepted: probes carry none).
 NO_AUTH = {"/healthz", "/readyz"}
-NO_DATA_PAGES = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+NO_DATA_PAGES = {"/", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc",
+                 "/static"}  # the dashboard's script and style: no data
 
 
 class Api:

@@ -45,7 +45,8 @@ def run_due(engine) -> None:
         heap = engine.timers._heap
         while heap and heap[0][0] <= engine.clock.now():
             heapq.heappop(heap)[2]()
-        engine._flush()
+        fut = engine._flush()
+    engine._durable(fut)  # the store's writer commits it (group commit)
 
 
 class Svc:
