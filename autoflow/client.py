@@ -131,6 +131,11 @@ class Client:
             body["message"] = message
         return self._call("POST", f"/v1/jobs/{job_id}/events", json=body)
 
+    def report_many(self, events: list[dict]) -> list[dict]:
+        """Several events in one request: ``[{"job_id", "event", "time"?, "message"?}]``;
+        one result each (a refused one has ``status`` and ``detail``)."""
+        return self._call("POST", "/v1/events", json={"events": events})["results"]
+
     # -- policy ------------------------------------------------------------------------------
     def policy(self) -> dict:
         return self._call("GET", "/v1/policy")

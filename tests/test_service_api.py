@@ -140,6 +140,42 @@ def test_preempted_unasked_job_waits_again_and_restarts(api):
     assert view["attained_gpu_s"] >= 0
 
 
+def test_batched_events_apply_in_order_commit_together_and_answer_each(api):
+    """POST /v1/events: several outcomes in one request; a refused one changes nothing
+    and the others still apply; every accepted one is kept."""
+    a, b = api.submit(num_gpus=4), api.submit(num_gpus=4)
+    waiting = api.submit(num_gpus=8)
+    starts = {d["job_id"] for d in api.next_decisions(0, 2)}
+    assert starts == {a, b}
+    r = api.call("POST", "/v1/events", scope="executor", json={"events": [
+        {"job_id": a, "event": "started"},
+        {"job_id": a, "event": "finished"},
+        {"job_id": waiting, "event": "finished"},  # pending: refused, 409
+        {"job_id": "nope", "event": "finished"},  # unknown: 404
+        {"job_id": b, "event": "failed", "message": "segfault"},
+    ]})["results"]
+    assert r[0] == {"job_id": a, "state": "running"}
+    assert r[1] == {"job_id": a, "state": "succeeded"}
+    assert r[2]["status"] == 409 and "pending" in r[2]["detail"]
+    assert r[3]["status"] == 404
+    assert r[4] == {"job_id": b, "state": "failed"}
+    assert api.job(b)["reason"] == "segfault"
+    assert [e["event"] for e in api.call("GET", f"/v1/jobs/{a}/events")["events"]] == \
+        ["started", "finished"]
+    assert api.call("GET", f"/v1/jobs/{waiting}/events")["events"] == []
+    # both freed their GPUs: the 8-GPU job starts
+    assert any(d["job_id"] == waiting and d["action"] == "start"
+               for d in api.next_decisions(2, 2))
+    # the body is checked whole: a bad item is a 422 naming it, and nothing applies
+    bad = api.call("POST", "/v1/events", 422, scope="executor", json={"events": [
+        {"job_id": waiting, "event": "finished"}, {"job_id": waiting, "event": "exploded"}]})
+    assert bad["detail"][0]["loc"][:4] == ["body", "events", 1, "event"]
+    assert api.job(waiting)["state"] == "running"
+    api.call("POST", "/v1/events", 422, scope="executor", json={"events": []})
+    api.call("POST", "/v1/events", 403, scope="submitter",
+             json={"events": [{"job_id": waiting, "event": "finished"}]})
+
+
 def test_started_for_a_pending_job_is_a_conflict(api):
     api.submit(num_gpus=8)
     api.next_decisions(0)

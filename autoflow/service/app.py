@@ -24,7 +24,7 @@ from . import k8s
 from .auth import require
 from .engine import Engine, Invalid, NotFound, job_from_row
 from .limit_body import LimitBody
-from .schemas import ClusterIn, EventIn, JobAccepted, JobIn, PolicyIn
+from .schemas import ClusterIn, EventIn, EventsIn, JobAccepted, JobIn, PolicyIn
 from .store import STATES, Conflict, Store
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a cluster of a few thousand nodes, or one job
@@ -97,11 +97,16 @@ class Service:
         self._tokens: dict[str, tuple[dict, float]] = {}
         self.started = time.time()
 
-    def who(self, token: str) -> dict | None:
+    def cached(self, token: str) -> dict | None:
+        """The token's holder if it was verified in the last TOKEN_CACHE_S seconds."""
         hit = self._tokens.get(token)
+        return hit[0] if hit and hit[1] > time.monotonic() else None
+
+    def who(self, token: str) -> dict | None:
+        hit = self.cached(token)
+        if hit is not None:
+            return hit
         now = time.monotonic()
-        if hit and hit[1] > now:
-            return hit[0]
         who = self.store.token(token)
         if who is not None:
             if len(self._tokens) > 10_000:
@@ -143,6 +148,18 @@ def decision_view(d: dict) -> dict:
     return {"seq": d["seq"], "action": d["action"], "job_id": d["job_id"],
             "placement": d["placement"], "explanation": d["explanation"],
             "policy": d["policy"], "time": d["time"]}
+
+
+async def locked(engine: Engine, fn, *args):
+    """``fn(*args)``, which takes the engine's lock, on the event loop when the lock is
+    free at once (no thread hop: the fast path of a submission), else in the threadpool
+    (a pass holds it: the event loop must not wait)."""
+    if engine.lock.acquire(blocking=False):
+        try:
+            return fn(*args)
+        finally:
+            engine.lock.release()
+    return await run_in_threadpool(fn, *args)
 
 
 def _error(status: int, msg: str, field: str | None = None, kind: str = "value_error"):
@@ -230,7 +247,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
     # -- jobs -------------------------------------------------------------------------------
     @app.post("/v1/jobs", status_code=201, response_model=JobAccepted, tags=["jobs"],
               dependencies=[submitter])
-    def submit(body: JobIn, request: Request) -> dict:
+    async def submit(body: JobIn, request: Request):
         s = svc(request)
         spec = body.model_dump()
         job_id = spec.pop("job_id") or f"job-{uuid.uuid4().hex[:16]}"
@@ -239,12 +256,15 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         row = {"job_id": job_id, "state": "pending", "submit_time": s.engine.clock.now(),
                "spec": spec, "user": body.user, "num_gpus": body.num_gpus, "kind": body.kind}
         try:
-            s.engine.check_job(job_from_row(row))
+            job = job_from_row(row)
         except ValueError as e:
             raise Invalid(str(e)) from e
-        s.store.insert_job(row)  # durable before the 201
-        s.engine.admit(row)
-        return {"job_id": job_id, "state": "pending"}
+        await locked(s.engine, s.engine.check_job, job)
+        fut = s.store.insert_job_async(row)
+        await asyncio.wrap_future(fut)  # durable before the 201 (group commit)
+        s.store.inserted(row, fut)
+        await locked(s.engine, s.engine.admit, row)
+        return JSONResponse({"job_id": job_id, "state": "pending"}, status_code=201)
 
     @app.get("/v1/jobs", tags=["jobs"], dependencies=[reader])
     def list_jobs(request: Request, state: list[str] = Query(default=[]),
@@ -281,6 +301,15 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
     def job_event(job_id: str, body: EventIn, request: Request) -> dict:
         detail = {"message": body.message} if body.message else {}
         return svc(request).engine.report(job_id, body.event, body.time, detail)
+
+    @app.post("/v1/events", tags=["executors"], dependencies=[executor])
+    def events(body: EventsIn, request: Request) -> dict:
+        """Several executor events at once (at most 1,000), applied in order and committed
+        together: one answer each, ``{"job_id", "state"}`` or, for one refused,
+        ``{"job_id", "status", "detail"}`` (the others still apply)."""
+        items = [{"job_id": e.job_id, "event": e.event, "time": e.time,
+                  "detail": {"message": e.message} if e.message else {}} for e in body.events]
+        return {"results": svc(request).engine.report_many(items)}
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], dependencies=[reader])
     def job_events(job_id: str, request: Request) -> dict:

@@ -17,6 +17,7 @@ asks what-ifs; ``reader`` reads.
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
 COVERS = {
     "admin": {"admin", "executor", "submitter", "reader"},
@@ -29,13 +30,17 @@ COVERS = {
 def require(scope: str):
     """A FastAPI dependency: the caller's token must cover ``scope``."""
 
-    def check(request: Request) -> dict:
+    async def check(request: Request) -> dict:  # async: no thread hop for a cached token
         header = request.headers.get("authorization", "")
         kind, _, token = header.partition(" ")
         if kind.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "missing bearer token (Authorization: Bearer TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        who = request.app.state.service.who(token.strip())
+        service = request.app.state.service
+        token = token.strip()
+        who = service.cached(token)
+        if who is None:  # not seen lately: the store is asked, off the event loop
+            who = await run_in_threadpool(service.who, token)
         if who is None:
             raise HTTPException(401, "invalid or revoked token",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -436,45 +436,70 @@ class Engine:
         """An executor's outcome for a job: ``started`` (it runs where it was placed),
         ``finished`` (it completed), ``failed`` (it ended in error: failed, not retried),
         ``preempted`` (it stopped: confirms a preempt decision, or, unasked, the job was
-        lost, e.g. with its node, and waits again with its checkpointed work)."""
-        if event not in EVENTS:
-            raise Invalid(f"must be one of {', '.join(EVENTS)}, got {event!r}", "event")
+        lost, e.g. with its node, and waits again with its checkpointed work). Durable
+        before it returns."""
         with self.lock:
-            js = self.by_id.get(job_id)
-            if js is None:
-                if self.store.job(job_id) is None:
-                    raise NotFound(f"job {job_id!r} not found")
-                raise Invalid(f"job {job_id!r} has ended; {event!r} is not accepted", "event",
-                              409)
-            if event == "started":
-                if js.status != RUNNING:
-                    raise Invalid(f"job {job_id!r} is {self._state_of(js)}: no start decision "
-                                  f"is outstanding", "event", 409)
-            elif event == "finished":
-                if js.status != RUNNING:
-                    raise Invalid(f"job {job_id!r} is {self._state_of(js)}, not running",
-                                  "event", 409)
-                now = self.clock.now()
-                self.core.finish(js, js.running_progress(now))
-                self._ended[job_id] = "succeeded"
-            elif event == "failed":
-                if js.status == DONE:
-                    raise Invalid(f"job {job_id!r} has ended", "event", 409)
-                self._ended[job_id] = "failed"
-                self._set_reason(job_id, (detail or {}).get("message", "the executor reported "
-                                                                         "a failure"))
-                self._set_halt_reason(job_id, {"policy": self.policy.label, "reason": "failed",
-                                               "message": "the executor reported a failure"})
-                self.core.remove(js)
-            elif event == "preempted" and js.status == RUNNING:
-                self.core.evict(js)  # unasked: lost (its node?); it waits again
-                self.core.request_pass()  # (evict alone schedules no pass)
-            self._event(job_id, event, at, detail or {})  # accepted: kept
-            self._dirty[job_id] = js
+            out = self._apply(job_id, event, at, detail)
             fut = self._flush()
-            out = {"job_id": job_id, "state": self._state_of(js)}
         self._durable(fut)
         return out
+
+    def report_many(self, events: list[dict]) -> list[dict]:
+        """Several outcomes at once (``POST /v1/events``): applied in order under one
+        lock, committed in one transaction, durable before it returns. Each gets its own
+        answer: ``{"job_id", "state"}``, or ``{"job_id", "status", "detail"}`` when it is
+        refused (404, 409, 422) — a refused one changes nothing and the others still
+        apply."""
+        results = []
+        with self.lock:
+            for e in events:
+                try:
+                    results.append(self._apply(e["job_id"], e["event"], e.get("time"),
+                                               e.get("detail")))
+                except NotFound as err:
+                    results.append({"job_id": e["job_id"], "status": 404, "detail": str(err)})
+                except Invalid as err:
+                    results.append({"job_id": e["job_id"], "status": err.status,
+                                    "detail": str(err)})
+            fut = self._flush()
+        self._durable(fut)
+        return results
+
+    def _apply(self, job_id: str, event: str, at: float | None, detail: dict | None) -> dict:
+        """One executor event applied to the core (under the lock; the caller flushes)."""
+        if event not in EVENTS:
+            raise Invalid(f"must be one of {', '.join(EVENTS)}, got {event!r}", "event")
+        js = self.by_id.get(job_id)
+        if js is None:
+            if self.store.job(job_id) is None:
+                raise NotFound(f"job {job_id!r} not found")
+            raise Invalid(f"job {job_id!r} has ended; {event!r} is not accepted", "event", 409)
+        if event == "started":
+            if js.status != RUNNING:
+                raise Invalid(f"job {job_id!r} is {self._state_of(js)}: no start decision "
+                              f"is outstanding", "event", 409)
+        elif event == "finished":
+            if js.status != RUNNING:
+                raise Invalid(f"job {job_id!r} is {self._state_of(js)}, not running",
+                              "event", 409)
+            now = self.clock.now()
+            self.core.finish(js, js.running_progress(now))
+            self._ended[job_id] = "succeeded"
+        elif event == "failed":
+            if js.status == DONE:
+                raise Invalid(f"job {job_id!r} has ended", "event", 409)
+            self._ended[job_id] = "failed"
+            self._set_reason(job_id, (detail or {}).get("message", "the executor reported "
+                                                                     "a failure"))
+            self._set_halt_reason(job_id, {"policy": self.policy.label, "reason": "failed",
+                                           "message": "the executor reported a failure"})
+            self.core.remove(js)
+        elif event == "preempted" and js.status == RUNNING:
+            self.core.evict(js)  # unasked: lost (its node?); it waits again
+            self.core.request_pass()  # (evict alone schedules no pass)
+        self._event(job_id, event, at, detail or {})  # accepted: kept
+        self._dirty[job_id] = js
+        return {"job_id": job_id, "state": self._state_of(js)}
 
     def _set_reason(self, job_id: str, reason: str) -> None:
         self._reasons[job_id] = reason

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..limits import MAX_CPU_MILLI, MAX_DURATION_S, MAX_GPUS_PER_NODE, MAX_MEMORY_MIB, MAX_NODES
 
+MAX_EVENTS_PER_REQUEST = 1000
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
 MAX_JOB_GPUS = 100_000
 
@@ -77,6 +78,16 @@ class EventIn(Strict):
     time: float | None = Field(None, ge=-1e11, le=1e11,
                                description="cluster seconds; default: when received")
     message: str | None = Field(None, max_length=2000)
+
+
+class JobEventIn(EventIn):
+    job_id: str = Field(min_length=1, max_length=200)
+
+
+class EventsIn(Strict):
+    """Several executor events in one request (``POST /v1/events``)."""
+
+    events: list[JobEventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
 
 
 class PolicyIn(Strict):

@@ -182,8 +182,18 @@ class Store:
     def insert_job(self, row: dict) -> None:
         """Durable on return (the 201 follows): committed with whatever else is being
         written at the moment (group commit)."""
+        self.inserted(row, self.insert_job_async(row))
+
+    def insert_job_async(self, row: dict) -> Future:
+        """The insert handed to the writer; its future resolves once it is committed
+        (``inserted`` turns its outcome into the answer)."""
+        return self.writer.submit(lambda c: c.execute(insert(t.jobs), row))
+
+    @staticmethod
+    def inserted(row: dict, fut: Future) -> None:
+        """Raises Conflict if the committed insert failed on a duplicate job id."""
         try:
-            self.writer.call(lambda c: c.execute(insert(t.jobs), row))
+            fut.result()
         except IntegrityError as e:
             raise Conflict(f"job {row['job_id']!r} exists already") from e
 
