@@ -278,6 +278,10 @@ def load_run(store_kind: str, policy: str, args) -> dict:
             print(f"  {store_kind:10s} {policy:5s} {label:9s} "
                   + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in out[label].items()), flush=True)
+        out["backlog"] = drain_backlog(port, token, cursor, args.backlog, args.submitters)
+        print(f"  {store_kind:10s} {policy:5s} backlog   "
+              + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in out["backlog"].items()), flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -286,6 +290,44 @@ def load_run(store_kind: str, policy: str, args) -> dict:
             proc.kill()
         store.drop()
     return out
+
+
+def drain_backlog(port: int, token: str, cursor: int, n: int, threads: int) -> dict:
+    """Placement answers/s over HTTP with a backlog: ``n`` jobs submitted with no executor
+    running (the cluster fills, the rest wait; not timed), then the executor starts: it
+    reads the starts, reports them finished in batches, and every freed GPU is placed
+    again, until all ``n`` are placed. Rate: placements read per second from the
+    executor's start."""
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def run(k: int) -> None:
+        c = Conn(port, token)
+        for i in range(k, n, threads):
+            status, body = c.call("POST", "/v1/jobs", {"num_gpus": 1,
+                                                       "duration_estimate_s": 60 + i % 3600})
+            if status == 201:
+                with lock:
+                    ids.append(body["job_id"])
+
+    ts = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    want = set(ids)
+    ex = Executor(port, token, cursor)
+    t0 = time.perf_counter()
+    ex.start()
+    deadline = t0 + 600
+    while sum(1 for j in list(ex.starts) if j in want) < len(want) and \
+            time.perf_counter() < deadline:
+        time.sleep(0.01)
+    placed = [t for j, t in list(ex.starts.items()) if j in want]
+    ex.stop()
+    span = (max(placed) - t0) if placed else float("nan")
+    return {"jobs": len(want), "placed": len(placed), "placed_per_s": len(placed) / span,
+            "errors": ex.errors + n - len(want)}
 
 
 # -- the engine in-process -------------------------------------------------------------------
@@ -346,6 +388,8 @@ def main() -> None:
                     help="submissions/s of the paced run (half the target)")
     ap.add_argument("--nodes", type=int, default=64)
     ap.add_argument("--engine-jobs", type=int, default=3000)
+    ap.add_argument("--backlog", type=int, default=3000,
+                    help="jobs waiting when the placement-rate run starts")
     ap.add_argument("--only", choices=("all", "http", "engine"), default="all")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
