@@ -18,8 +18,9 @@ the executor reading the job's start), p50 and p99; then a second run paced at h
 target rates (``--paced`` per second, open loop) for the latency there.
 
 Separately, the engine in-process (no HTTP): jobs already in the store are admitted
-(``--engine-jobs``), four threads report each ``finished`` as soon as its start is
-committed (each report durable before it returns); start decisions committed per second.
+(``--engine-jobs``), four threads report ``finished`` for what has started, in batches
+(``Engine.report_many``, each batch durable before it returns); start decisions committed
+per second.
 
 The clients run on the same 2 cores as the server: what they spend is not the server's.
 """
@@ -353,9 +354,19 @@ def engine_run(store_kind: str, policy: str, jobs: int, nodes: int) -> dict:
 
         s.writer.call(lambda c: c.execute(insert(tables.jobs), rows))  # stored: not timed
 
-        def finisher() -> None:  # finished as soon as started: capacity frees
+        def finisher() -> None:  # finished as soon as started, in batches: capacity frees
             while (job := started.get()) is not None:
-                eng.report(job, "finished")
+                batch = [job]
+                while len(batch) < 500:
+                    try:
+                        more = started.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        started.put(None)
+                        break
+                    batch.append(more)
+                eng.report_many([{"job_id": j, "event": "finished"} for j in batch])
 
         finishers = [threading.Thread(target=finisher, daemon=True) for _ in range(4)]
         for f in finishers:
