@@ -11,7 +11,6 @@ and maps as ``null``), with ordinary Kubernetes JSON inside (``metadata``, ``spe
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import random
@@ -34,6 +33,7 @@ from fastapi.testclient import TestClient
 from autoflow.feasibility import node_mask
 from autoflow.job import Job
 from autoflow.service.app import ServeConfig, create_app
+from autoflow.service.devcerts import make_certs
 from autoflow.service.k8s import BadPayload, extender_app, parse_quantity, scale_scores
 
 NODES = [
@@ -644,55 +644,7 @@ def test_the_api_port_does_not_serve_the_extender(svc):
 
 # -- mutual TLS, on a real `autoflow serve` -------------------------------------------------------
 def _certs(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def cert(cn, key, issuer_name, issuer_key, ca=False, san=None, usage=None):
-        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(issuer_name)
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        if usage:
-            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
-    def write(stem, c, key=None):
-        (tmp_path / f"{stem}.pem").write_bytes(c.public_bytes(serialization.Encoding.PEM))
-        if key is not None:
-            (tmp_path / f"{stem}.key").write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()))
-        return str(tmp_path / f"{stem}.pem")
-
-    import ipaddress
-
-    out = {}
-    for ca_stem in ("ca", "rogue-ca"):
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = cert(f"autoflow test {ca_stem}", ca_key, name(f"autoflow test {ca_stem}"),
-                  ca_key, ca=True)
-        out[ca_stem] = write(ca_stem, ca)
-        for leaf, san, usage in (
-                ("server", [x509.DNSName("localhost"),
-                            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-                 ExtendedKeyUsageOID.SERVER_AUTH),
-                ("client", None, ExtendedKeyUsageOID.CLIENT_AUTH)):
-            k = ec.generate_private_key(ec.SECP256R1())
-            stem = leaf if ca_stem == "ca" else f"rogue-{leaf}"
-            write(stem, cert(f"kube-scheduler {stem}", k, ca.subject, ca_key, san=san,
-                             usage=usage), k)
-            out[stem] = (str(tmp_path / f"{stem}.pem"), str(tmp_path / f"{stem}.key"))
-    return out
+    return make_certs(tmp_path, rogue=True)
 
 
 def _free_port() -> int:
