@@ -260,9 +260,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         except ValueError as e:
             raise Invalid(str(e)) from e
         await locked(s.engine, s.engine.check_job, job)
-        fut = s.store.insert_job_async(row)
-        await asyncio.wrap_future(fut)  # durable before the 201 (group commit)
-        s.store.inserted(row, fut)
+        await s.store.insert_job_awaited(row)  # durable before the 201 (group commit)
         await locked(s.engine, s.engine.admit, row)
         return JSONResponse({"job_id": job_id, "state": "pending"}, status_code=201)
 

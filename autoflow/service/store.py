@@ -8,6 +8,7 @@ scheduler from ``nodes`` and the jobs that are pending or running.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -194,6 +195,14 @@ class Store:
         """Raises Conflict if the committed insert failed on a duplicate job id."""
         try:
             fut.result()
+        except IntegrityError as e:
+            raise Conflict(f"job {row['job_id']!r} exists already") from e
+
+    async def insert_job_awaited(self, row: dict) -> None:
+        """``insert_job`` for the event loop: awaits the commit without a thread."""
+        fut = self.insert_job_async(row)
+        try:
+            await asyncio.wrap_future(fut)
         except IntegrityError as e:
             raise Conflict(f"job {row['job_id']!r} exists already") from e
 
