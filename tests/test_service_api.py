@@ -472,6 +472,8 @@ def test_bad_job_is_422_naming_the_field(api, body, field):
     ({"num_gpus": 1, "gpu_types": ["h100"]}, "gpu_types", "h100"),
     ({"num_gpus": 1, "cpu_milli": 100000}, "cpu_milli", "64,000"),
     ({"num_gpus": 1, "memory_mib": 10**6}, "memory_mib", "512,000"),
+    # a CPU job held to a GPU type no node has (found by the fuzz test: it crashed)
+    ({"num_gpus": 0, "gpu_types": ["h100"], "memory_mib": 10**6}, "gpu_types", "h100"),
 ])
 def test_job_no_node_could_run_is_422_naming_the_constraint(api, body, field, words):
     detail = api.call("POST", "/v1/jobs", 422, json=body)["detail"]

@@ -349,7 +349,7 @@ class Engine:
                 return
             nodes = self.spec.nodes
             allowed = [n for n in nodes if not job.gpu_types or n.gpu_type in job.gpu_types]
-            if job.num_gpus and not allowed:
+            if not allowed:  # (a job without GPUs is held to its types too)
                 raise Invalid(f"no registered node has GPU type "
                               f"{' or '.join(job.gpu_types)} (types: "
                               f"{', '.join(self.spec.gpu_types)})", "gpu_types")
@@ -363,7 +363,7 @@ class Engine:
                                     [n.memory_mib for n in allowed])):
                 if need and all(c and c < need for c in cap):
                     raise Invalid(f"needs {need:,}, the largest registered node "
-                                  f"has {max(cap):,}", fld)
+                                  f"has {max(cap, default=0):,}", fld)
             raise Invalid(f"needs {job.num_gpus} GPU(s)"
                           f"{'' if job.gpu_milli == WHOLE_GPU else f' at share {job.gpu_milli}'}"
                           f" with cpu_milli {job.cpu_milli} and memory_mib {job.memory_mib} on "
