@@ -358,6 +358,10 @@ def test_simulate_rejects_bad_jobs_naming_the_field(make):
                "submitter")
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "jobs", 1, "gpu_types"]
+    r = s.post("/v1/simulate", {"jobs": [{"job_id": "a", "num_gpus": 1}, ok,
+                                         {"job_id": "a", "num_gpus": 2}]}, "submitter")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == \
+        ["body", "jobs", 2, "job_id"]
     r = s.post("/v1/simulate", {"jobs": [ok, ok, {"num_gpus": 64}]}, "submitter")
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "jobs", 2, "num_gpus"]

@@ -320,9 +320,15 @@ def why(engine: Engine, job_id: str, eta: bool = True) -> dict:
 # -- simulate ----------------------------------------------------------------------------------
 def simulate(engine: Engine, jobs: list[JobIn]) -> dict:
     rows = []
+    seen: set[str] = set()
     for i, body in enumerate(jobs):
         spec = body.model_dump()
         job_id = spec.pop("job_id") or f"sim-{i}"
+        if job_id in seen:  # each answer must name one job
+            raise HTTPException(422, [{"loc": ["body", "jobs", i, "job_id"],
+                                       "msg": f"job_id {job_id!r} appears twice",
+                                       "type": "value_error"}])
+        seen.add(job_id)
         if body.kind == INFERENCE and body.slo_s is None:
             spec["slo_s"] = None
         row = {"job_id": job_id, "submit_time": 0.0, "spec": spec}
