@@ -337,6 +337,9 @@ class FakeApiServer:
 
             def do_GET(self):
                 self._record()
+                if self.path == "/api/v1/pods":  # a PodList
+                    return self._answer(200, {"kind": "PodList", "apiVersion": "v1",
+                                              "items": list(outer.pods.values())})
                 name = self.path.rsplit("/", 1)[-1]
                 if name in outer.pods:
                     return self._answer(200, outer.pods[name])
@@ -414,6 +417,57 @@ def test_bind_records_the_job_and_posts_the_binding(tmp_path):
         assert "HTTP 409" in r["Error"] and "being deleted" in r["Error"]
         assert s.job(f)["state"] == "failed"
         assert int(s.engine.core.state.whole_free[s.engine.node_index["a100-0"]]) == 8
+
+
+def test_pods_that_end_come_back_as_events(tmp_path):
+    """With --k8s-api, the pods autoflow bound are followed: Succeeded -> finished,
+    Failed -> failed with the reason, deleted -> cancelled; their GPUs free; pods still
+    running change nothing; an API server that cannot be reached loses nothing."""
+    with FakeApiServer() as kube, Svc(tmp_path, k8s_api=kube.url) as s:
+        pods = {n: pod(n, 2, ns="ml") for n in ("ok", "bad", "gone", "busy")}
+        for n, p in pods.items():
+            kube.pods[n] = p
+            assert s.bind(p, "a100-0") == {"Error": ""}
+        sync = s.service.workers[0]
+        i = s.engine.node_index["a100-0"]
+        assert int(s.engine.core.state.whole_free[i]) == 0
+        assert sync.sync_once() == {"finished": 0, "failed": 0, "cancelled": 0}
+        kube.pods["ok"] = {**pods["ok"], "status": {"phase": "Succeeded"}}
+        kube.pods["bad"] = {**pods["bad"], "status": {"phase": "Failed", "containerStatuses": [
+            {"name": "main", "state": {"terminated": {"reason": "OOMKilled",
+                                                      "exitCode": 137}}}]}}
+        del kube.pods["gone"]
+        kube.pods["busy"] = {**pods["busy"], "status": {"phase": "Running"}}
+        assert sync.sync_once() == {"finished": 1, "failed": 1, "cancelled": 1}
+        assert s.job(pods["ok"])["state"] == "succeeded"
+        bad = s.job(pods["bad"])
+        assert bad["state"] == "failed" and "OOMKilled (exit code 137)" in bad["reason"]
+        gone = s.job(pods["gone"])
+        assert gone["state"] == "cancelled" and gone["reason"] == "pod deleted"
+        assert s.job(pods["busy"])["state"] == "running"
+        assert int(s.engine.core.state.whole_free[i]) == 6  # three pods' GPUs are free
+        events = s.api.get(f"/v1/jobs/{bad['job_id']}/events", headers=s.auth).json()
+        assert [e["event"] for e in events["events"]] == ["bound", "failed"]
+        assert events["events"][1]["detail"]["source"] == "kubernetes"
+        assert sync.sync_once() == {"finished": 0, "failed": 0, "cancelled": 0}  # once
+        # the API server cannot be reached: the round fails with its error (logged by
+        # the sync thread), and nothing changes
+        kube.server.shutdown()
+        kube.server.server_close()
+        from autoflow.service.k8s import KubeApiError
+
+        with pytest.raises(KubeApiError):
+            sync.sync_once()
+        assert s.job(pods["busy"])["state"] == "running"
+
+
+def test_the_pod_sync_runs_on_its_own(tmp_path):
+    with FakeApiServer() as kube, Svc(tmp_path, k8s_api=kube.url, k8s_pod_sync_s=0.05) as s:
+        p = pod("quick", 1, ns="ml")
+        kube.pods["quick"] = p
+        assert s.bind(p, "a100-0") == {"Error": ""}
+        kube.pods["quick"] = {**p, "status": {"phase": "Succeeded"}}
+        _wait_for(lambda: s.job(p)["state"] == "succeeded", "the pod sync")
 
 
 def test_bind_without_an_api_server(svc):

@@ -45,6 +45,7 @@ class ServeConfig:
     k8s_api: str | None = None  # the Kubernetes API server the extender binds pods through
     k8s_token_file: str | None = None  # its bearer token (a service-account token file)
     k8s_ca_file: str | None = None  # the CA that signed its certificate
+    k8s_pod_sync_s: float = 5.0  # how often the pods bound through autoflow are checked
 
 
 class Notifier:
@@ -90,6 +91,7 @@ class Service:
                              config.restart_overhead_s, config.default_slo_s)
         self.notifier = Notifier(self.engine)
         self.executor = None
+        self.workers: list = []  # started and stopped with the service (the pod sync)
         if config.executor == "sim":
             from .sim_executor import SimExecutor
 
@@ -118,8 +120,12 @@ class Service:
         self.engine.start()
         if self.executor is not None:
             self.executor.start()
+        for w in self.workers:
+            w.start()
 
     def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
         if self.executor is not None:
             self.executor.stop()
         self.engine.stop()
@@ -301,13 +307,13 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         return svc(request).engine.report(job_id, body.event, body.time, detail)
 
     @app.post("/v1/events", tags=["executors"], dependencies=[executor])
-    def events(body: EventsIn, request: Request) -> dict:
+    def events(body: EventsIn, request: Request):
         """Several executor events at once (at most 1,000), applied in order and committed
         together: one answer each, ``{"job_id", "state"}`` or, for one refused,
         ``{"job_id", "status", "detail"}`` (the others still apply)."""
         items = [{"job_id": e.job_id, "event": e.event, "time": e.time,
                   "detail": {"message": e.message} if e.message else {}} for e in body.events]
-        return {"results": svc(request).engine.report_many(items)}
+        return JSONResponse({"results": svc(request).engine.report_many(items)})
 
     @app.get("/v1/jobs/{job_id}/events", tags=["jobs"], dependencies=[reader])
     def job_events(job_id: str, request: Request) -> dict:
@@ -324,13 +330,15 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
                         after: int = Query(0, ge=0, le=2**62, description="cursor"),
                         wait: float = Query(0.0, ge=0.0, le=MAX_WAIT_S,
                                             description="long-poll up to this many seconds"),
-                        limit: int = Query(500, ge=1, le=5000)) -> dict:
+                        limit: int = Query(500, ge=1, le=5000)):
         s = svc(request)
         if wait and s.engine.committed_seq <= after:
             await s.notifier.wait_past(after, wait)
         rows = await run_in_threadpool(s.store.decisions_after, after, limit)
-        return {"decisions": [decision_view(d) for d in rows],
-                "cursor": rows[-1]["seq"] if rows else after}
+        # plain JSON, no response model: the hot path of every executor (a page of
+        # decisions with their explanations is re-encoded by nothing but json.dumps)
+        return JSONResponse({"decisions": [decision_view(d) for d in rows],
+                             "cursor": rows[-1]["seq"] if rows else after})
 
     # -- policy -------------------------------------------------------------------------------
     @app.get("/v1/policy", tags=["policy"], dependencies=[reader])

@@ -68,6 +68,9 @@ def register(app: typer.Typer, out, err, fail) -> None:
         k8s_token_file: str = typer.Option(None, help="Bearer token file for --k8s-api "
                                            "(e.g. a service-account token)."),
         k8s_ca_file: str = typer.Option(None, help="CA certificate of --k8s-api's server."),
+        k8s_pod_sync: float = typer.Option(5.0, help="Seconds between checks of the pods "
+                                           "bound through autoflow (with --k8s-api: their "
+                                           "outcomes become job events; > 0, <= 3,600)."),
     ) -> None:
         """Run the placement service (FastAPI under uvicorn)."""
         try:
@@ -86,6 +89,9 @@ def register(app: typer.Typer, out, err, fail) -> None:
             if not (math.isfinite(default_slo) and 0 < default_slo <= 31_536_000):
                 raise ConfigError(f"--default-slo must be > 0 and <= 31,536,000, got "
                                   f"{default_slo}")
+            if not (math.isfinite(k8s_pod_sync) and 0 < k8s_pod_sync <= 3600):
+                raise ConfigError(f"--k8s-pod-sync must be > 0 and <= 3,600, got "
+                                  f"{k8s_pod_sync}")
             from . import k8s
 
             tls = k8s.check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca,
@@ -93,7 +99,7 @@ def register(app: typer.Typer, out, err, fail) -> None:
             cfg = ServeConfig(db=db, policy=policy, executor=executor, time_scale=time_scale,
                               restart_overhead_s=restart_overhead, default_slo_s=default_slo,
                               k8s_api=k8s_api, k8s_token_file=k8s_token_file,
-                              k8s_ca_file=k8s_ca_file)
+                              k8s_ca_file=k8s_ca_file, k8s_pod_sync_s=k8s_pod_sync)
             application = create_app(cfg)  # the store, the policy: checked before listening
         except ImportError as e:
             fail(ConfigError(f"{NEEDS_SERVE} ({e})"))

@@ -404,7 +404,7 @@ class Engine:
         self._durable(fut)  # the bound event is committed before the bind answers
         return js
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str, reason: str = "cancelled") -> str:
         with self.lock:
             js = self.by_id.get(job_id)
             if js is None or js.status == DONE:
@@ -413,9 +413,11 @@ class Engine:
                     raise NotFound(f"job {job_id!r} not found")
                 return row["state"]  # ended already: cancelling changes nothing
             self._ended[job_id] = "cancelled"
-            self._set_reason(job_id, "cancelled")
+            self._set_reason(job_id, reason)
             self._set_halt_reason(job_id, {"policy": self.policy.label, "reason": "cancelled",
-                                           "message": "the job was cancelled"})
+                                           "message": f"the job was cancelled ({reason})"
+                                           if reason != "cancelled" else
+                                           "the job was cancelled"})
             self.core.remove(js)
             self._dirty[job_id] = js
             self._event(job_id, "cancelled", None, {})

@@ -450,6 +450,11 @@ class KubeApi:
     def pod(self, namespace: str, name: str) -> dict:
         return self._call("GET", self._path(namespace, name))
 
+    def pods(self) -> list[dict]:
+        """Every pod (``GET /api/v1/pods``): the pod sync's one call a round."""
+        items = self._call("GET", "/api/v1/pods").get("items")
+        return items if isinstance(items, list) else []
+
     def close(self) -> None:
         self._http.close()
 
@@ -839,7 +844,12 @@ def scale_scores(raw: dict[str, float]) -> dict[str, int]:
 def mount(app: FastAPI) -> None:
     """Attaches the extender to the service (``app.state.k8s``). Its routes are not on
     the API app: :func:`extender_app` serves them on their own (mutual-TLS) listener."""
-    app.state.k8s = Extender(app.state.service)
+    ext = app.state.k8s = Extender(app.state.service)
+    if ext.api is not None:  # the pods it binds: their outcomes come back as events
+        from .k8s_pods import PodSync
+
+        svc = app.state.service
+        svc.workers.append(PodSync(svc, ext.api, svc.config.k8s_pod_sync_s))
 
 
 def _bad(msg: str) -> JSONResponse:
