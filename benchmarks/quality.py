@@ -27,8 +27,8 @@ from rich.console import Console
 from autoflow.bench import BenchConfig, run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = "fifo,sjf,las,las-fcfs,easy-backfill,rl,sjf-oracle,srtf-oracle"
-HEURISTICS = ("sjf", "las", "las-fcfs", "easy-backfill")  # the deployable ones the bar compares with
+POLICIES = "fifo,sjf,las,las-fcfs,gittins,easy-backfill,rl,sjf-oracle,srtf-oracle"
+HEURISTICS = ("sjf", "las", "las-fcfs", "gittins", "easy-backfill")  # the deployable ones the bar compares with
 
 
 def cases(traces: Path, loads: list[float]) -> tuple[list[tuple], list[str]]:

@@ -35,7 +35,8 @@ from autoflow.policies import make_policy
 from autoflow.sim.simulator import SimConfig, Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
-HEURISTICS = ("fifo", "sjf", "las", "las-fcfs", "easy-backfill", "sjf-oracle", "srtf-oracle")
+HEURISTICS = ("fifo", "sjf", "las", "las-fcfs", "gittins", "easy-backfill", "sjf-oracle",
+              "srtf-oracle")
 LIMIT = 3.0  # a heuristic should take at most this many times fifo's time
 
 

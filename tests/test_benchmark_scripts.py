@@ -103,7 +103,8 @@ def test_speed_measures_every_heuristic_beside_fifo_with_each_placer(tmp_path):
     rows = case["rows"]
     assert [(r["policy"], r["placer"]) for r in rows] == [
         (p, pl) for pl in ("best-fit", "fgd")
-        for p in ("fifo", "sjf", "las", "las-fcfs", "easy-backfill", "sjf-oracle", "srtf-oracle")]
+        for p in ("fifo", "sjf", "las", "las-fcfs", "gittins", "easy-backfill", "sjf-oracle",
+                  "srtf-oracle")]
     for r in rows:
         assert len(r["cpu_s_all"]) == 2 and r["cpu_s_best"] == min(r["cpu_s_all"]) > 0
         fifo = next(f for f in rows if f["policy"] == "fifo" and f["placer"] == r["placer"])
@@ -115,7 +116,7 @@ def test_speed_flags_the_heuristics_over_the_limit(tmp_path):
     result, stdout = _speed(tmp_path, "--limit", "0")  # every ratio is above 0
     rows = result["heuristics"][0]["rows"]
     assert all(r["over_limit"] for r in rows)
-    assert stdout.count("**over 0×**") == 7 and "over 0x fifo: small: fifo+best-fit" in stdout
+    assert stdout.count("**over 0×**") == 8 and "over 0x fifo: small: fifo+best-fit" in stdout
     result, stdout = _speed(tmp_path, "--limit", "1e9")
     assert not any(r["over_limit"] for r in result["heuristics"][0]["rows"])
     assert "over 1e+09x fifo: none" in stdout

@@ -21,6 +21,7 @@ from ..placers import DEFAULT_PLACER, PLACERS, make_placer
 from .base import Policy
 from .easy_backfill import EasyBackfill
 from .fifo import Fifo
+from .gittins import Gittins
 from .las import Las, parse_thresholds
 from .las_fcfs import LasFcfs
 from .sjf import Sjf
@@ -28,7 +29,7 @@ from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill)
+    cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill, Gittins)
 }
 
 
