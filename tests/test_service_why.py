@@ -298,10 +298,12 @@ def test_preempted_under_las(make):
     assert decisions == [("start", "a"), ("preempt", "a"), ("start", "b")]
 
 
-def test_replay_rearms_las_demotions(make):
-    """In the replay a running job is demoted (and preempted) when LAS would demote it:
-    the wake-up armed on the live timers is armed again on the replay's clock."""
-    s = make("las", nodes(("n0", "a100", 1)))
+@pytest.mark.parametrize("policy", ["las", "gittins"])
+def test_replay_rearms_las_demotions(make, policy):
+    """In the replay a running job is demoted (and preempted) when LAS would demote it
+    (gittins before any job has completed ranks by LAS's queues): the wake-up armed on
+    the live timers is armed again on the replay's clock (``Policy.rearm``)."""
+    s = make(policy, nodes(("n0", "a100", 1)))
     s.submit("long", num_gpus=1, duration_estimate_s=100000)
     s.at(0.0)
     s.clock.t = 100.0

@@ -57,6 +57,10 @@ class Policy:
     def on_start(self, ctx: SchedContext, js: JobState) -> None:
         """A job started; a policy may ask for a later pass with ``ctx.wakeup``."""
 
+    def rearm(self, ctx: SchedContext, js: JobState) -> None:
+        """Sets again the wake-ups ``on_start`` set for this running job (on a copy of the
+        core whose timers were not copied: the service's what-if replay)."""
+
     def on_finish(self, ctx: SchedContext, js: JobState) -> None:
         """A job completed."""
 

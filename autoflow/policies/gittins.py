@@ -111,6 +111,10 @@ class Gittins(Policy):
         if js.job.preemptible:
             self._arm(ctx, js)
 
+    def rearm(self, ctx, js) -> None:
+        if js.job.preemptible:
+            self._arm(ctx, js)
+
     def _arm(self, ctx, js, b: int | None = None) -> None:
         """Wakes up when the running job crosses into bin ``b`` (default: the one after
         its current bin); its rank changes there."""

@@ -146,6 +146,10 @@ class Las(Policy):
             self._rank(js, self._start_stamp(ctx))
             self._arm(ctx, js)
 
+    def rearm(self, ctx, js) -> None:
+        if js.job.preemptible:
+            self._arm(ctx, js)
+
     def _start_stamp(self, ctx) -> tuple:
         """A started job's rank among the running jobs of its queue: by when it started,
         after the jobs demoted into the queue at an earlier instant."""

@@ -165,20 +165,18 @@ def _copy(core: SchedulerCore) -> SchedulerCore:
 
 def _rearm(twin: SchedulerCore) -> None:
     """The wake-ups the live core's policy armed for its running jobs, on the replay's
-    clock: LAS's demotions (``las``, ``las-fcfs``) and the agent's level crossings."""
-    from ..policies.las import Las
-
+    clock (``Policy.rearm``: LAS's demotions, gittins' bin crossings), and the agent's
+    level crossings."""
     policy, ctx = twin.policy, twin.ctx
     running = sorted(twin.running.values(), key=lambda js: js.start_seq)
-    if isinstance(policy, Las):
-        for js in running:
-            if js.job.preemptible:
-                policy._arm(ctx, js)
-    elif hasattr(policy, "observer"):  # a policy deciding through the agent's observation
+    if hasattr(policy, "observer"):  # a policy deciding through the agent's observation
         from autoflow.envs.levels import arm_level_wakeup
 
         for js in running:
             arm_level_wakeup(ctx, js)
+        return
+    for js in running:
+        policy.rearm(ctx, js)
 
 
 def fork(engine: Engine, max_events: int | None = None) -> Replay:
