@@ -47,10 +47,9 @@ def test_the_index_follows_the_shape_of_the_sizes():
     assert reverse_index(heavy, 200000.0) == INF
 
 
-def test_bins_double_from_a_minute_and_cut_at_las_thresholds():
-    assert [bin_of(x) for x in (0, 59.9, 60, 119, 120, 240)] == [0, 0, 1, 1, 2, 3]
-    assert [bin_start(b) for b in range(4)] == [0.0, 60.0, 120.0, 240.0]
-    assert bin_start(bin_of(3600.0)) == 3600.0 and bin_start(bin_of(36000.0)) == 36000.0
+def test_bins_are_las_queues():
+    assert [bin_of(x) for x in (0, 3599.9, 3600, 35999, 36000, 1e9)] == [0, 0, 1, 1, 2, 2]
+    assert [bin_start(b) for b in range(3)] == [0.0, 3600.0, 36000.0]
 
 
 def run(policy: str, jobs: list[Job], gpus: int):

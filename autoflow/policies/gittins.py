@@ -10,18 +10,20 @@ the expected service still to spend per chance of completing, minimised over how
 more service one looks ahead (the quanta are the sizes seen; the true Gittins index).
 Lower ranks run first; ties by submission. ``S`` is drawn from the sizes of *completed*
 jobs only (nothing from a job still running), refreshed as they complete (every
-completion at first, then each time the count grows by a tenth); before any job has
-completed, and for a job past every size seen, the rank is the start of its LAS queue
-(0, 3,600 or 36,000 GPU-seconds: ``las``'s rule, so that a cold start does not time-slice
-every job).
+completion at first, then each time the count grows by a tenth).
 
-On heavy-tailed sizes the index falls as a job runs on (it is likely to be long): the
-policy behaves like LAS. On light-tailed ones it rises (a job that has run is nearly
-done): like FIFO, and running jobs are not preempted. As in Tiresias, ranks are
-discretized: attained service is binned at 60 GPU-seconds times powers of two (and at
-LAS's thresholds), and a
-running job's rank changes when it crosses into the next bin (a wake-up; it may then be
-preempted). A waiting job preempts running training jobs with a strictly worse rank.
+As in Tiresias, ranks are discretized at LAS's queue thresholds (3,600 and 36,000
+GPU-seconds): a job's rank is the index at the start of its queue, and a running job's
+rank changes when it crosses into the next queue (a wake-up; it may then be preempted).
+A waiting job preempts running training jobs with a strictly worse rank. Before any job
+has completed the rank is the start of the job's queue (``las``'s order); a job past
+every size seen ranks last.
+
+On heavy-tailed sizes the index of the next queue is worse (a job that ran past a
+threshold is likely long): the policy behaves like LAS. On light-tailed ones it is
+better (a job that has run is nearly done): like FIFO, and running jobs are not
+preempted. Finer bins (a GPU-minute doubling) were measured and left: they preempt more
+and vary more from trace to trace (benchmarks/RESULTS.md, "`gittins`").
 (Gu et al., "Tiresias", NSDI '19, section 3.2; Gittins, "Bandit processes and dynamic
 allocation indices", 1979.)
 """
@@ -35,19 +37,14 @@ import numpy as np
 
 from ..core.jobstate import WAITING
 from .base import Policy
-from .las import THRESHOLDS, level_of
+from .las import THRESHOLDS
 from .preemptive import preemptive_pass
 
-UNIT = 60.0  # GPU-seconds: the first bin's width; bins double from there
 REFRESH = 1.1  # the size table is rebuilt when the completed count grows this much
 EAGER = 64  # ... and at every completion until then
 INF = math.inf
 EPS = 1e-6  # attained service is a float sum: a job at a bin's start counts as in it
-
-
-# bin edges: a minute of one GPU doubling, and LAS's thresholds (so that the LAS rule,
-# used before any size is known, changes a job's rank exactly where ``las`` would)
-EDGES = tuple(sorted({UNIT * 2.0 ** k for k in range(48)} | set(THRESHOLDS)))
+EDGES = tuple(THRESHOLDS)  # bin edges: LAS's queue thresholds
 
 
 def bin_of(attained: float) -> int:
@@ -92,9 +89,10 @@ class Gittins(Policy):
         r = self.ranks.get(b)
         if r is None:
             a = bin_start(b)
-            r = reverse_index(self.table, a) if len(self.table) else INF
-            if r == INF:  # no size seen yet, or past every size seen: LAS's queues
-                r = (0.0, *THRESHOLDS)[level_of(a)]
+            if len(self.table):  # past every size seen: INF, the last (Tiresias)
+                r = reverse_index(self.table, a)
+            else:  # no size seen yet: the start of its LAS queue
+                r = a
             self.ranks[b] = r
         return r
 
@@ -122,6 +120,8 @@ class Gittins(Policy):
         if demand > 0:
             if b is None:
                 b = bin_of(js.attained_at(ctx.now) + EPS) + 1
+            if b > len(EDGES):
+                return  # in the last bin: its rank no longer changes
             at = js.seg_start + (bin_start(b) - js.attained) / demand
             ctx.wakeup(max(at, ctx.now), self._crossed, ctx, js, js.version, b)
 
