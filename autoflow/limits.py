@@ -88,6 +88,9 @@ FLAG_RANGES: dict[str, Range] = {
     "--epochs": Range(0, 100_000, integer=True),
     "-n": Range(1, 10_000_000, integer=True),
     "--load-scale": Range(0, 1000, lo_open=True),
+    # serve (--restart-overhead and --default-slo as for bench)
+    "--time-scale": Range(0, 1e6, lo_open=True),
+    "--k8s-pod-sync": Range(0, 3600, lo_open=True),
 }
 
 

@@ -48,6 +48,18 @@ def pg_database():
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def until(cond, what: str, polls: int = 2000, every: float = 0.02):
+    """Polls ``cond`` (the scheduler and the store's writer run on their own threads) and
+    returns its first true value; fails naming ``what`` if it never comes (a hang guard
+    bounding the loop, not a speed test)."""
+    for _ in range(polls):
+        got = cond()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"never happened: {what}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -55,6 +55,21 @@ def test_train_refuses_a_flag_out_of_range(tmp_path, flag, value):
     assert not (tmp_path / "o").exists()
 
 
+SERVE_CASES = [
+    ("--time-scale", "0", "> 0"), ("--time-scale", "nan", "finite"),
+    ("--time-scale", "1e9", "<= 1,000,000"), ("--restart-overhead", "-1", ">= 0"),
+    ("--default-slo", "0", "> 0"), ("--k8s-pod-sync", "0", "> 0"),
+    ("--k8s-pod-sync", "99999", "<= 3,600"),
+]
+
+
+@pytest.mark.parametrize("flag,value,needle", SERVE_CASES)
+def test_serve_refuses_a_flag_out_of_range(tmp_path, flag, value, needle):
+    r = invoke("serve", "--db", f"sqlite:///{tmp_path}/s/a.db", flag, value)
+    assert_one_line_error(r, flag, needle)
+    assert not (tmp_path / "s").exists()  # refused before the store was made
+
+
 def test_train_refuses_jobs_min_above_jobs_max(tmp_path):
     r = invoke(*TRAIN, "--out", tmp_path / "o", "--jobs-min", "500", "--jobs-max", "100")
     assert_one_line_error(r, "--jobs-min (500)", "--jobs-max (100)")

@@ -16,10 +16,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from servicekit import until
 
 httpx = pytest.importorskip("httpx")
 
@@ -51,14 +51,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def until(cond, what: str, polls: int = 1500):
-    """Polls ``cond``; a hang guard naming ``what``, not a speed test."""
-    for _ in range(polls):
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.fixture

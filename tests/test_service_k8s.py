@@ -29,6 +29,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from servicekit import until
 
 from autoflow.feasibility import node_mask
 from autoflow.job import Job
@@ -467,7 +468,7 @@ def test_the_pod_sync_runs_on_its_own(tmp_path):
         kube.pods["quick"] = p
         assert s.bind(p, "a100-0") == {"Error": ""}
         kube.pods["quick"] = {**p, "status": {"phase": "Succeeded"}}
-        _wait_for(lambda: s.job(p)["state"] == "succeeded", "the pod sync")
+        until(lambda: s.job(p)["state"] == "succeeded", "the pod sync")
 
 
 def test_bind_without_an_api_server(svc):
@@ -506,12 +507,6 @@ def test_bound_pods_survive_a_restart(tmp_path):
 
 
 # -- preempt --------------------------------------------------------------------------------------
-def _wait_for(cond, what: str):
-    for _ in range(6000):  # a bound on the loop, not a timing assertion
-        if cond():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_preempt_keeps_the_victims_las_agrees_with(tmp_path):
@@ -527,7 +522,7 @@ def test_preempt_keeps_the_victims_las_agrees_with(tmp_path):
         def js(p):
             return eng.by_id[s.job(p)["job_id"]]
 
-        _wait_for(lambda: js(v1).priority == 2 and js(v2).priority == 2, "LAS demotions")
+        until(lambda: js(v1).priority == 2 and js(v2).priority == 2, "LAS demotions")
         with eng.lock:  # the policy's preemption order: the worst-ranked first
             now = eng.clock.now()
             worst = max((v1, v2), key=lambda p: eng.policy.preempt_key(js(p), now))

@@ -4,9 +4,8 @@ and labels that never carry a job id or a user."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from servicekit import until
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
@@ -33,15 +32,6 @@ def value(text: str, name: str, **labels) -> float:
     return samples(text)[(name, tuple(sorted(labels.items())))]
 
 
-def wait_for(cond, what: str, polls: int = 2000):
-    """Polls ``cond`` (the scheduler runs on its own thread); fails naming ``what`` if it
-    never holds (a hang guard, not a speed test)."""
-    for _ in range(polls):
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 def scrape_until(client, headers, cond, what: str) -> str:
@@ -53,7 +43,7 @@ def scrape_until(client, headers, cond, what: str) -> str:
             return text if cond(text) else None
         except KeyError:  # the series does not exist yet
             return None
-    return wait_for(ready, what)
+    return until(ready, what)
 
 
 def starts(n: int, label: str = "las+best-fit"):
@@ -189,8 +179,8 @@ def test_preemption_victims_and_policy_switches(served):
                 json={"name": "c1", "nodes": [{"name": "n1", "gpu_type": "a100", "gpus": 4}]})
     (first,) = submit(client, admin, 1)
     engine = app.state.service.engine
-    js = wait_for(lambda: engine.seq >= 1 and engine.by_id[first], "the first start")
-    wait_for(lambda: engine.clock.now() - js.seg_start > 1.0, "the first job's demotion")
+    js = until(lambda: engine.seq >= 1 and engine.by_id[first], "the first start")
+    until(lambda: engine.clock.now() - js.seg_start > 1.0, "the first job's demotion")
     submit(client, admin, 1)
     label = engine.policy.label
     text = scrape_until(client, reader, lambda t: value(

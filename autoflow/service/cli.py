@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import typer
 
 from ..errors import AutoflowError, ConfigError
+from ..limits import check_flags
 from . import DEFAULT_DB
 
 EXECUTORS = ("none", "sim")
@@ -81,17 +81,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
             if executor not in EXECUTORS:
                 raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got "
                                   f"{executor!r}")
-            if not (math.isfinite(time_scale) and 0 < time_scale <= 1e6):
-                raise ConfigError(f"--time-scale must be > 0 and <= 1e6, got {time_scale}")
-            if not (math.isfinite(restart_overhead) and 0 <= restart_overhead <= 86_400):
-                raise ConfigError(f"--restart-overhead must be >= 0 and <= 86,400, got "
-                                  f"{restart_overhead}")
-            if not (math.isfinite(default_slo) and 0 < default_slo <= 31_536_000):
-                raise ConfigError(f"--default-slo must be > 0 and <= 31,536,000, got "
-                                  f"{default_slo}")
-            if not (math.isfinite(k8s_pod_sync) and 0 < k8s_pod_sync <= 3600):
-                raise ConfigError(f"--k8s-pod-sync must be > 0 and <= 3,600, got "
-                                  f"{k8s_pod_sync}")
+            check_flags(time_scale=time_scale, restart_overhead=restart_overhead,
+                        default_slo=default_slo, k8s_pod_sync=k8s_pod_sync)
             from . import k8s
 
             tls = k8s.check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca,
