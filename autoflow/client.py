@@ -27,7 +27,8 @@ class ClientError(Exception):
     def __init__(self, status: int, detail, method: str, path: str):
         self.status = status
         self.detail = detail
-        super().__init__(f"{method} {path}: {status} {_message(detail)}")
+        code = f"{status} " if status else ""  # 0: no answer at all
+        super().__init__(f"{method} {path}: {code}{_message(detail)}")
 
 
 def _message(detail) -> str:

@@ -70,6 +70,19 @@ def test_serve_refuses_a_flag_out_of_range(tmp_path, flag, value, needle):
     assert not (tmp_path / "s").exists()  # refused before the store was made
 
 
+def test_service_verbs_name_what_is_wrong_before_making_anything(tmp_path):
+    r = invoke("tokens", "create", "--scope", "god", "--name", "x", "--db",
+               f"sqlite:///{tmp_path}/t/a.db")
+    assert_one_line_error(r, "--scope must be one of admin, executor, submitter, reader")
+    assert not (tmp_path / "t").exists()
+    r = invoke("serve", "--db", "postgresql://nobody@127.0.0.1:1/x")
+    assert_one_line_error(r, "cannot be reached", "127.0.0.1")  # the driver's two lines: one
+    r = invoke("serve", "--db", "notaurl")
+    assert_one_line_error(r, "--db notaurl: not a database URL")
+    r = invoke("submit", "--gpus", "1", "--url", "http://127.0.0.1:1", "--token", "x")
+    assert_one_line_error(r, "POST /v1/jobs: cannot reach http://127.0.0.1:1")
+
+
 def test_train_refuses_jobs_min_above_jobs_max(tmp_path):
     r = invoke(*TRAIN, "--out", tmp_path / "o", "--jobs-min", "500", "--jobs-max", "100")
     assert_one_line_error(r, "--jobs-min (500)", "--jobs-max (100)")

@@ -118,6 +118,12 @@ def register(app: typer.Typer, out, err, fail) -> None:
     ) -> None:
         """Create a token; it is printed once (the last line of stdout), stored hashed."""
         try:
+            try:
+                from .store import SCOPES
+            except ImportError as e:
+                raise ConfigError(f"{NEEDS_SERVE} ({e})") from e
+            if scope not in SCOPES:  # before any store is made
+                raise ConfigError(f"--scope must be one of {', '.join(SCOPES)}, got {scope!r}")
             store = open_store(db)
             token = store.create_token(name, scope)
             store.close()

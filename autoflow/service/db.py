@@ -62,8 +62,9 @@ def migrate(engine: Engine) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except OperationalError as e:
+        why = " ".join(str(e.orig).split())  # the driver's message, on one line
         raise ConfigError(f"database {engine.url.render_as_string(hide_password=True)}: "
-                          f"cannot be reached or written ({e.orig})") from e
+                          f"cannot be reached or written ({why})") from e
     except SQLAlchemyError as e:
         raise ConfigError(f"database {engine.url.render_as_string(hide_password=True)}: "
                           f"migration failed ({e})") from e
