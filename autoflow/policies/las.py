@@ -88,6 +88,9 @@ class Las(Policy):
         self.fresh: list[dict[int, tuple]] = [{} for _ in range(n)]  # demoted just now
         self.fresh_at = -1.0  # the instant ``fresh`` is about
         self.wkey: dict[int, tuple] = {}  # a waiting job's queue key, fixed while it waits
+        # a job's queue, kept here (not on the job) so that policies sharing a run (the
+        # adaptive scheduler's candidates) keep their own
+        self.prio: dict[int, int] = {}
         self._starts = 0
 
     def level(self, attained: float) -> int:
@@ -109,9 +112,10 @@ class Las(Policy):
         # pass then finds the victims once per queue (``preemptive._Reachable``)
         if js.status == WAITING:
             return (self.queue_key(js)[0], 0)
-        if self.fresh_at == now and js.idx in self.fresh[js.priority]:
-            return (js.priority, 2) + self.fresh[js.priority][js.idx]
-        return (js.priority, -1) + self.stamp.get(js.idx, ())
+        p = self.prio.get(js.idx, 0)
+        if self.fresh_at == now and js.idx in self.fresh[p]:
+            return (p, 2) + self.fresh[p][js.idx]
+        return (p, -1) + self.stamp.get(js.idx, ())
 
     def victims_for(self, ctx, js) -> list:
         """Running training jobs ranked below ``js``, the worst first: lower queues, the
@@ -131,12 +135,12 @@ class Las(Policy):
     # -- bookkeeping ---------------------------------------------------------------------
     def _rank(self, js, stamp: tuple) -> None:
         self.stamp[js.idx] = stamp
-        bisect.insort(self.ranked[js.priority], stamp + (js.idx,))
+        bisect.insort(self.ranked[self.prio.get(js.idx, 0)], stamp + (js.idx,))
 
     def _unrank(self, js) -> None:
         stamp = self.stamp.pop(js.idx, None)
         if stamp is not None:
-            lst = self.ranked[js.priority]
+            lst = self.ranked[self.prio.get(js.idx, 0)]
             del lst[bisect.bisect_left(lst, stamp + (js.idx,))]
 
     def on_start(self, ctx, js) -> None:
@@ -157,7 +161,7 @@ class Las(Policy):
 
     def _arm(self, ctx, js) -> None:
         """Wakes up when the job crosses into the next queue (it may then be preempted)."""
-        level, demand = js.priority, js.job.gpu_demand
+        level, demand = self.prio.get(js.idx, 0), js.job.gpu_demand
         if level < len(self.thresholds) and demand > 0:
             ctx.wakeup(max(crosses_at(js, level, self.thresholds), ctx.now), self._demote, ctx,
                        js, js.version)
@@ -172,33 +176,39 @@ class Las(Policy):
             self.fresh = [{} for _ in self.fresh]
             self.fresh_at = now
         self._unrank(js)
-        js.priority += 1
+        p = self.prio[js.idx] = self.prio.get(js.idx, 0) + 1
         self._rank(js, (now, 1, js.submit, js.idx))
-        self.fresh[js.priority][js.idx] = (js.submit, js.idx)
+        self.fresh[p][js.idx] = (js.submit, js.idx)
         self._arm(ctx, js)
         head = ctx.waiting.head()
-        return head is not None and self.queue_key(head)[0] <= js.priority
+        return head is not None and self.queue_key(head)[0] <= p
 
     def on_stop(self, ctx, js) -> None:
         now = ctx.clock()
         stamp = self.stamp.get(js.idx, (now, 0, 0, 0))
-        fresh = self.fresh_at == now and self.fresh[js.priority].pop(js.idx, None) is not None
+        p = self.prio.get(js.idx, 0)
+        fresh = self.fresh_at == now and self.fresh[p].pop(js.idx, None) is not None
         self._unrank(js)
         # a crossing in the segment that just ended whose timer has not fired yet (the
         # job stopped at that instant): the job was demoted now
         lvl, demand = self.level(js.attained), js.job.gpu_demand
-        if lvl > js.priority and demand > 0:
+        if lvl > p and demand > 0:
             before = js.attained - demand * js.last_run  # attained at the segment's start
             crossed = js.seg_start + (self.thresholds[lvl - 1] - before) / demand
-            js.priority = lvl
+            self.prio[js.idx] = lvl
             self.wkey[js.idx] = (lvl, 1, crossed, js.submit, js.idx)
         elif fresh:  # demoted and preempted at once: the back of the queue
-            self.wkey[js.idx] = (js.priority, 1, now, js.submit, js.idx)
+            self.wkey[js.idx] = (p, 1, now, js.submit, js.idx)
         else:  # preempted (or evicted): the front of the waiting jobs
-            self.wkey[js.idx] = (js.priority, 0, -now) + stamp
+            self.wkey[js.idx] = (p, 0, -now) + stamp
 
     def on_finish(self, ctx, js) -> None:
         self.wkey.pop(js.idx, None)
+        self.prio.pop(js.idx, None)
+
+    def queue_of(self, js) -> int:
+        """The LAS queue the job is in now (0 is the first)."""
+        return self.prio.get(js.idx, 0)
 
     def schedule(self, ctx) -> None:
         preemptive_pass(ctx)

@@ -25,11 +25,11 @@ class LasFcfs(Las):
     hand_back_victims = False
 
     def queue_key(self, js) -> tuple:
-        return (js.priority, js.queue_since, js.submit)
+        return (self.prio.get(js.idx, 0), js.queue_since, js.submit)
 
     def preempt_key(self, js, now: float) -> tuple:
         if js.status == WAITING:
-            return (js.priority,)
+            return (self.prio.get(js.idx, 0),)
         return (self.level(js.attained_at(now)),)
 
     def victims_for(self, ctx, js) -> list:
@@ -44,12 +44,12 @@ class LasFcfs(Las):
         if js.version != version or js.status != "running":
             return False
         self._unrank(js)
-        js.priority += 1
+        p = self.prio[js.idx] = self.prio.get(js.idx, 0) + 1
         self._starts += 1
         self._rank(js, (0.0, 0, self._starts, 0))
         self._arm(ctx, js)
         head = ctx.waiting.head()
-        return head is not None and head.priority < js.priority
+        return head is not None and self.prio.get(head.idx, 0) < p
 
     def _start_stamp(self, ctx) -> tuple:
         """Running jobs of a queue rank by when they entered it (started or demoted)."""
@@ -57,4 +57,4 @@ class LasFcfs(Las):
 
     def on_stop(self, ctx, js) -> None:
         self._unrank(js)
-        js.priority = max(js.priority, self.level(js.attained))
+        self.prio[js.idx] = max(self.prio.get(js.idx, 0), self.level(js.attained))

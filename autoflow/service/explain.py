@@ -57,8 +57,10 @@ def explain_start(engine: Engine, js: JobState, placement) -> dict:
     rank = ahead + 1
     why = {"predicted_s": round(js.predicted, 3), "age_s": round(now - js.submit, 3),
            "attained_gpu_s": round(js.attained, 3)}
-    if policy.name.startswith("las"):
-        why["las_level"] = int(js.priority)
+    queue_of = getattr(policy, "queue_of", None)  # las and las-fcfs
+    level = queue_of(js) if queue_of is not None else None
+    if level is not None:
+        why["las_level"] = int(level)
     if js.preemptions:
         why["resumed_after_preemptions"] = js.preemptions
     st = core.state
