@@ -1,0 +1,339 @@
+"""``autoflow train`` (the adaptive scheduler): a teacher, then PPO on the choice of rule.
+
+1. **Episodes** come from the training sources (windows of traces, built-in and
+   generated workloads, ``wide:`` sources whose shape is varied per episode) at random
+   loads; validation episodes from held-out data (the last ``HOLDOUT`` of each training
+   trace, or ``--validation`` sources), fixed for the run.
+2. **Teacher.** Each teacher episode is played once with every candidate in charge from
+   start to end (``RuleChoiceEnv`` with a constant action); the candidate with the
+   lowest total JCT is the episode's teacher. Every state those plays reach is labelled
+   with a soft target over the candidates (``exp(-(JCT_k / JCT_best - 1) / T)``: a close
+   second keeps some probability), and the value head learns each play's return to go.
+   This is the warm start (cloning, ``clone``).
+3. **PPO** (stable-baselines3) then improves on it in ``RuleChoiceEnv``: the agent may
+   switch rules in the middle of an episode, which no teacher did. Every ``eval_every``
+   steps the policy plays the validation episodes beside every candidate; the best so
+   far (lowest geometric mean of its JCT over the best candidate's, per episode) is
+   exported as ``best_model`` (``.npz`` + ``.json``, ``agents.adaptive``).
+4. ``DIR`` receives ``model.json``/``.npz`` (last), ``best_model.json``/``.npz``,
+   ``train_summary.json`` (the teacher's labels, the cloning, every evaluation),
+   ``eval_curve.png``, TensorBoard logs under ``tb/`` and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from autoflow.envs.samplers import HOLDOUT, EpisodeSpec, make_sampler
+from rich.console import Console
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from autoflow import jsonsafe
+from autoflow import manifest as manifest_mod
+from autoflow.errors import ConfigError, Interrupted
+from autoflow.evaluate import evaluate
+from autoflow.limits import check_output_dir
+from autoflow.load import fit_load
+
+from .adaptive import CANDIDATES, Adaptive, Selector, export
+from .adaptive_env import RuleChoiceEnv
+
+
+@dataclass
+class AdaptiveConfig:
+    workloads: str  # training sources, comma-separated
+    out: str
+    timesteps: int = 20_000  # PPO steps (choices) after the warm start
+    seed: int = 0
+    validation: str | None = None  # validation sources; default: held-out training data
+    jobs: tuple[int, int] = (300, 1000)  # jobs per training episode
+    load: tuple[float, float] = (0.6, 1.4)  # offered GPU load of training episodes
+    candidates: tuple[str, ...] = CANDIDATES
+    reference: str = "las"  # the reward is relative to this policy on the same episode
+    teacher_episodes: int = 64  # episodes played by every candidate for the warm start
+    temperature: float = 0.03  # of the soft teacher target (relative JCT)
+    clone_epochs: int = 60
+    clone_lr: float = 3e-3
+    learning_rate: float = 3e-4
+    n_envs: int = 2
+    n_steps: int = 128  # choices per env per rollout
+    batch_size: int = 64
+    n_epochs: int = 4
+    gamma: float = 1.0  # rewards sum to the episode's relative JCT: no discount
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    width: int = 64
+    eval_every: int = 2_000
+    eval_episodes: int = 12
+    eval_jobs: int = 600
+    eval_loads: tuple[float, ...] = (0.8, 1.0, 1.2)
+
+
+def _validation_episodes(cfg: AdaptiveConfig) -> list:
+    sources = cfg.validation or cfg.workloads
+    part = (0.0, 1.0) if cfg.validation else (1.0 - HOLDOUT, 1.0)
+    # as long as eval_jobs where a held-out part is that long (draw_jobs caps it)
+    sampler = make_sampler(sources, EpisodeSpec((min(200, cfg.eval_jobs), cfg.eval_jobs),
+                                                part=part))
+    rng = np.random.default_rng(cfg.seed + 7919)
+    out = []
+    for i in range(cfg.eval_episodes):
+        s = sampler.samplers[i % len(sampler.samplers)]
+        fit = fit_load(s.cluster, s.draw_jobs(rng), cfg.eval_loads[i % len(cfg.eval_loads)])
+        out.append((fit.workload, fit.spec, f"{s.source}@{cfg.eval_loads[i % len(cfg.eval_loads)]}"))
+    return out
+
+
+class Validator:
+    """The validation episodes under every candidate (once) and under a selector."""
+
+    def __init__(self, episodes: list, candidates: tuple[str, ...], seed: int):
+        self.episodes, self.candidates, self.seed = episodes, candidates, seed
+        self.jct = {c: np.array([self._avg(c, w, cl) for w, cl, _ in episodes])
+                    for c in candidates}
+        self.best = np.min(np.stack(list(self.jct.values())), axis=0)
+
+    def _avg(self, policy, w, cl) -> float:
+        return evaluate(policy, w, cl, seed=self.seed).metrics["avg_jct"]
+
+    def evaluate(self, selector: Selector) -> dict:
+        jct = np.array([self._avg(Adaptive("best-fit", selector, self.candidates), w, cl)
+                        for w, cl, _ in self.episodes])
+        gm = lambda r: float(np.exp(np.mean(np.log(r))))  # noqa: E731
+        out = {"avg_jct": float(jct.mean()), "vs_best": gm(jct / self.best),
+               "worst_vs_best": float((jct / self.best).max())}
+        for c in self.candidates:
+            out[f"vs_{c}"] = gm(jct / self.jct[c])
+        return out
+
+    def baselines(self) -> dict:
+        gm = lambda r: float(np.exp(np.mean(np.log(r))))  # noqa: E731
+        return {c: {"vs_best": gm(self.jct[c] / self.best),
+                    "best_on": int((self.jct[c] == self.best).sum())}
+                for c in self.candidates}
+
+
+def collect_teacher(env: RuleChoiceEnv, episodes: int, seed: int, temperature: float,
+                    console: Console) -> dict:
+    """Every candidate plays each episode whole; states labelled with the soft target."""
+    obs, target, ret, best_of = [], [], [], []
+    k_n = len(env.candidates)
+    t0 = time.perf_counter()
+    for ep in range(episodes):
+        plays = []
+        for k in range(k_n):
+            o, _ = env.reset(seed=seed + ep)
+            states, rewards, done = [o], [], False
+            while not done:
+                o, r, done, _, _ = env.step(k)
+                rewards.append(r)
+                if not done:
+                    states.append(o)
+            plays.append((states, rewards, env.ratio()))
+        ratios = np.array([p[2] for p in plays])
+        rel = ratios / ratios.min()
+        soft = np.exp(-(rel - 1.0) / temperature)
+        soft /= soft.sum()
+        best_of.append(env.candidates[int(np.argmin(ratios))])
+        for states, rewards, _ in plays:
+            togo = np.cumsum(rewards[::-1])[::-1]
+            obs.extend(states)
+            target.extend([soft] * len(states))
+            ret.extend(togo[: len(states)])
+        if (ep + 1) % 8 == 0 or ep + 1 == episodes:
+            console.print(f"  teacher: {ep + 1}/{episodes} episodes, {len(obs):,} states, "
+                          f"{time.perf_counter() - t0:.0f} s; best so far "
+                          f"{dict(Counter(best_of))}")
+    return {"obs": np.asarray(obs, np.float32), "target": np.asarray(target, np.float32),
+            "return": np.asarray(ret, np.float32), "best": best_of}
+
+
+def clone(policy, data: dict, epochs: int, lr: float, seed: int,
+          batch_size: int = 256) -> dict:
+    """Fits the policy to the soft targets (cross-entropy) and the value head to the
+    returns to go; returns the final loss and how often its argmax is the target's."""
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.as_tensor(data["obs"])
+    target = torch.as_tensor(data["target"])
+    ret = torch.as_tensor(data["return"])
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    policy.set_training_mode(True)
+    n, loss_v = len(obs), 0.0
+    for _ in range(epochs):
+        for i in range(0, n, batch_size):
+            b = torch.randperm(n, generator=gen)[:batch_size] if n > batch_size else \
+                torch.arange(n)
+            logp = policy.get_distribution(obs[b]).distribution.logits
+            v = policy.predict_values(obs[b]).flatten()
+            loss = (-(target[b] * logp).sum(1).mean()
+                    + 0.5 * torch.nn.functional.mse_loss(v, ret[b]))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            opt.step()
+            loss_v = float(loss.detach())
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        probs = policy.get_distribution(obs).distribution.probs
+        agree = float((probs.argmax(1) == target.argmax(1)).float().mean())
+    return {"loss": loss_v, "agreement": agree, "samples": n}
+
+
+class EvalCallback(BaseCallback):
+    def __init__(self, cfg: AdaptiveConfig, validator: Validator, out: Path, t0: float,
+                 console: Console, card_extra: dict):
+        super().__init__()
+        self.cfg, self.validator, self.out, self.t0 = cfg, validator, out, t0
+        self.console, self.card_extra = console, card_extra
+        self.history: list[dict] = []
+        self.best = float("inf")
+        self._next = cfg.eval_every
+
+    def evaluate_now(self, phase: str = "ppo") -> dict:
+        sel = Selector.from_sb3(self.model.policy)
+        ev = self.validator.evaluate(sel)
+        ev |= {"timesteps": int(self.model.num_timesteps) if phase == "ppo" else 0,
+               "phase": phase, "wall_s": time.perf_counter() - self.t0}
+        self.history.append(ev)
+        for k in ("vs_best", "vs_las", "vs_fifo"):
+            if k in ev:
+                self.logger.record(f"validation/{k}", ev[k])
+        if ev["vs_best"] < self.best:
+            self.best = ev["vs_best"]
+            export(sel, self.cfg.candidates, self.out / "best_model",
+                   self.card_extra | {"validation": ev})
+        self.console.print(
+            f"  {phase} step {ev['timesteps']:>7,}: avg JCT x best heuristic of the episode "
+            f"{ev['vs_best']:.3f} (worst {ev['worst_vs_best']:.2f}), x las "
+            f"{ev.get('vs_las', float('nan')):.3f}, x fifo {ev.get('vs_fifo', float('nan')):.3f}")
+        return ev
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next = self.num_timesteps + self.cfg.eval_every
+            self.evaluate_now()
+        return True
+
+
+def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = "") -> dict:
+    console = console or Console(stderr=True)
+    if cfg.timesteps < 0 or cfg.eval_episodes < 1 or cfg.teacher_episodes < 0:
+        raise ConfigError("--timesteps and --imitation-episodes must be >= 0, "
+                          "--eval-episodes >= 1")
+    if not 1 <= cfg.jobs[0] <= cfg.jobs[1]:
+        raise ConfigError(f"--jobs-min must be >= 1 and <= --jobs-max, got {cfg.jobs}")
+    out = check_output_dir(cfg.out)
+    torch.manual_seed(cfg.seed)
+    sampler = make_sampler(cfg.workloads, EpisodeSpec(cfg.jobs, cfg.load,
+                                                      part=(0.0, 1.0 - HOLDOUT)))
+    console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes under "
+                  f"{', '.join(cfg.candidates)}")
+    validator = Validator(_validation_episodes(cfg), cfg.candidates, cfg.seed)
+    base = validator.baselines()
+    console.print("  each heuristic x the best of the episode: " + ", ".join(
+        f"{c} {v['vs_best']:.3f} (best on {v['best_on']})" for c, v in base.items()))
+
+    def make_env():
+        return RuleChoiceEnv(sampler, cfg.candidates, cfg.reference)
+
+    venv = DummyVecEnv([make_env for _ in range(cfg.n_envs)])
+    venv.seed(cfg.seed)
+    model = PPO("MlpPolicy", venv, learning_rate=cfg.learning_rate, n_steps=cfg.n_steps,
+                batch_size=cfg.batch_size, n_epochs=cfg.n_epochs, gamma=cfg.gamma,
+                gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
+                seed=cfg.seed, device="cpu", verbose=0,
+                policy_kwargs={"net_arch": {"pi": [cfg.width, cfg.width],
+                                            "vf": [cfg.width, cfg.width]},
+                               "activation_fn": torch.nn.Tanh})
+    model.set_logger(configure(str(out / "tb"), ["tensorboard", "csv"]))
+    t0 = time.perf_counter()
+    card_extra = {"trained_with": command or "autoflow train", "seed": cfg.seed,
+                  "workloads": cfg.workloads, "reference": cfg.reference,
+                  "git_commit": manifest_mod.git_commit(),
+                  "validation_baselines": base}
+    summary: dict = {"config": asdict(cfg), "validation_baselines": base,
+                     "validation_episodes": [e[2] for e in validator.episodes]}
+    evals = EvalCallback(cfg, validator, out, t0, console, card_extra)
+    evals.init_callback(model)
+    interrupted, phase = None, "warm start"
+    try:
+        if cfg.teacher_episodes:
+            console.print(f"[bold]warm start[/]: {cfg.teacher_episodes} episodes played by "
+                          f"each of {', '.join(cfg.candidates)}")
+            evals.evaluate_now("random")
+            teacher = collect_teacher(make_env(), cfg.teacher_episodes, cfg.seed + 104729,
+                                      cfg.temperature, console)
+            bc = clone(model.policy, teacher, cfg.clone_epochs, cfg.clone_lr, cfg.seed)
+            summary["teacher"] = {"best": dict(Counter(teacher["best"])), **bc}
+            console.print(f"  cloned on {bc['samples']:,} states: agreement with the "
+                          f"teacher {bc['agreement']:.1%}")
+            evals.evaluate_now("cloned")
+        phase = "learning"
+        if cfg.timesteps:
+            console.print(f"[bold]PPO[/]: {cfg.timesteps:,} choices")
+            model.learn(total_timesteps=cfg.timesteps, callback=evals)
+            evals.evaluate_now()
+    except KeyboardInterrupt:
+        interrupted = phase
+    export(Selector.from_sb3(model.policy), cfg.candidates, out / "model", card_extra)
+    summary |= {"total_wall_s": time.perf_counter() - t0, "evaluations": evals.history,
+                "best_vs_best": evals.best}
+    if interrupted:
+        summary |= {"interrupted": True, "interrupted_during": interrupted,
+                    "timesteps_done": int(model.num_timesteps)}
+    jsonsafe.write(out / "train_summary.json", summary)
+    if evals.history:
+        plot_curve(evals.history, base, out / "eval_curve.png")
+    man = manifest_mod.build(command or "autoflow train", asdict(cfg), seed=cfg.seed,
+                             status=manifest_mod.INTERRUPTED if interrupted
+                             else manifest_mod.COMPLETE)
+    manifest_mod.write(out / "manifest.json", man)
+    if interrupted:
+        raise Interrupted(f"during the {interrupted}, at step {model.num_timesteps:,}; wrote "
+                          f"{out / 'model.json'}, {out / 'train_summary.json'} and "
+                          f"{out / 'manifest.json'}")
+    console.print(f"wrote {out / 'best_model.json'}, {out / 'model.json'}, "
+                  f"{out / 'train_summary.json'}, {out / 'eval_curve.png'}")
+    return summary
+
+
+def plot_curve(history: list[dict], baselines: dict, path: Path) -> None:
+    """Validation avg JCT over the best heuristic of each episode, through training, with
+    each heuristic's own ratio as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autoflow import atomic
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    pre = [h for h in history if h["phase"] != "ppo"]
+    ppo = [h for h in history if h["phase"] == "ppo"]
+    xs = [h["timesteps"] for h in ppo]
+    if ppo:
+        ax.plot(xs, [h["vs_best"] for h in ppo], marker="o", color="C0",
+                label="rl (PPO), x best heuristic per episode")
+    for h, m in zip(pre, ("x", "s")):
+        ax.scatter([0], [h["vs_best"]], marker=m, s=60, zorder=3,
+                   label=f"rl {h['phase']} ({h['vs_best']:.3f})")
+    for i, (c, v) in enumerate(baselines.items()):
+        ax.axhline(v["vs_best"], lw=0.9, ls="--", color=f"C{i + 2}",
+                   label=f"{c} alone ({v['vs_best']:.3f})")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("PPO steps (choices of rule) after the warm start")
+    ax.set_ylabel("avg JCT / best heuristic (geo. mean)")
+    ax.set_title("validation episodes (held out)")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=120)
+    plt.close(fig)
