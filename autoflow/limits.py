@@ -88,6 +88,10 @@ FLAG_RANGES: dict[str, Range] = {
     "--epochs": Range(0, 100_000, integer=True),
     "-n": Range(1, 10_000_000, integer=True),
     "--load-scale": Range(0, 1000, lo_open=True),
+    "--duration-cv": Range(0.05, 10, lo_open=True),
+    "--burstiness": Range(0.05, 10, lo_open=True),
+    "--sweep-share": Range(0, 1),
+    "--sweep-len": Range(1, 1000),
     # serve (--restart-overhead and --default-slo as for bench)
     "--time-scale": Range(0, 1e6, lo_open=True),
     "--k8s-pod-sync": Range(0, 3600, lo_open=True),

@@ -1,7 +1,7 @@
 """Episode samplers: where the environment's workloads come from.
 
 An episode is a (workload, cluster) pair. Samplers draw windows of real traces, the
-built-in workloads with a fresh seed, or (later) a fitted generator; each episode gets
+built-in workloads with a fresh seed, or a fitted generator; each episode gets
 a random offered load, which the cluster and the workload are fitted to as ``autoflow
 bench --load`` does (``autoflow.load.fit_load``: the cluster resized, node mix kept, and
 the arrival times scaled where whole nodes miss the load), so that load and cluster size
@@ -10,7 +10,19 @@ the environment passes (its ``np_random``).
 
 Sources are written like everywhere else in autoflow (``FORMAT:PATH``,
 ``builtin:NAME``), comma-separated; an optional ``@CLUSTER`` suffix names the cluster
-to scale (default: by format, see ``DEFAULT_CLUSTERS``).
+to scale (default: by format, see ``DEFAULT_CLUSTERS``):
+
+- ``FORMAT:PATH`` (``itp:``, ``csv:``, ...): windows of a real trace;
+- ``builtin:NAME``: a built-in workload generated afresh with a seed per episode;
+- ``gen:FILE``: a fitted generator (``autoflow generate fit``) sampled per episode;
+- ``wide:SOURCE`` (any of the above, e.g. ``wide:builtin:philly-mix``): episodes of
+  SOURCE reshaped by knobs drawn afresh for each episode
+  (``autoflow.generators.knobs.WIDE_RANGES``): CV of durations log-uniform in [0.3, 4],
+  burstiness of arrivals log-uniform in [0.5, 4], a share of jobs in sweeps uniform in
+  [0, 0.6] with runs of 2-10 jobs, and half of the time a random GPU mix over 1, 2, 4
+  and 8 GPUs; load still drawn by the episode spec. The cluster defaults to SOURCE's;
+  the episode's source label records the knobs (``wide[cv=0.52,burst=1.3,sweep=0.2x4,
+  mix=base]:...``).
 """
 
 from __future__ import annotations
@@ -99,6 +111,22 @@ class BuiltinSampler(Sampler):
         return load_workload(f"builtin:{self.name}:{n}", seed=int(rng.integers(2**31)))
 
 
+class WideSampler(Sampler):
+    """Episodes of another sampler reshaped by knobs drawn per episode (``wide:SOURCE``)."""
+
+    def __init__(self, source: str, inner: Sampler, spec: EpisodeSpec):
+        self.source, self.spec, self.inner, self.cluster = source, spec, inner, inner.cluster
+
+    def draw_jobs(self, rng):
+        from autoflow.generators.knobs import apply_knobs, draw_knobs
+
+        w = self.inner.draw_jobs(rng)
+        knobs = draw_knobs(rng)
+        w = apply_knobs(w, knobs, rng).shifted()
+        w.source = f"wide[{knobs.label()}]:{w.source}"
+        return w
+
+
 class MixtureSampler:
     """Picks one of several samplers uniformly per episode."""
 
@@ -122,19 +150,28 @@ def make_sampler(sources: str | list[str], spec: EpisodeSpec | None = None) -> M
     samplers: list[Sampler] = []
     for src in sources:
         src, _, cluster = src.strip().partition("@")
-        fmt = src.split(":", 1)[0]
-        named = ":".join(src.split(":")[:2])  # e.g. builtin:shared-gpu, before the format
-        cluster = cluster or DEFAULT_CLUSTERS.get(named) or DEFAULT_CLUSTERS.get(fmt, "hetero-mix")
-        if fmt == "builtin":
-            samplers.append(BuiltinSampler(src, cluster, spec))
-        elif fmt in GENERATOR_SAMPLERS or fmt == "gen":
-            if fmt not in GENERATOR_SAMPLERS:  # fitted generators (``gen:FILE``)
-                from autoflow.generators.sampler import register
-                register()
-            samplers.append(GENERATOR_SAMPLERS[fmt](src, cluster, spec))
-        else:
-            samplers.append(TraceWindowSampler(src, cluster, spec))
+        samplers.append(_one_sampler(src, cluster, spec))
     return MixtureSampler(samplers)
+
+
+def _one_sampler(src: str, cluster: str, spec: EpisodeSpec) -> Sampler:
+    fmt = src.split(":", 1)[0]
+    if fmt == "wide":  # ``wide:SOURCE``: SOURCE's sampler (and default cluster), reshaped
+        inner = src.split(":", 1)[1] if ":" in src else ""
+        if not inner or inner.split(":", 1)[0] == "wide":
+            raise ConfigError(f"{src}: write wide:SOURCE with one source that is not wide: "
+                              "(e.g. wide:builtin:philly-mix)")
+        return WideSampler(src, _one_sampler(inner, cluster, spec), spec)
+    named = ":".join(src.split(":")[:2])  # e.g. builtin:shared-gpu, before the format
+    cluster = cluster or DEFAULT_CLUSTERS.get(named) or DEFAULT_CLUSTERS.get(fmt, "hetero-mix")
+    if fmt == "builtin":
+        return BuiltinSampler(src, cluster, spec)
+    if fmt in GENERATOR_SAMPLERS or fmt == "gen":
+        if fmt not in GENERATOR_SAMPLERS:  # fitted generators (``gen:FILE``)
+            from autoflow.generators.sampler import register
+            register()
+        return GENERATOR_SAMPLERS[fmt](src, cluster, spec)
+    return TraceWindowSampler(src, cluster, spec)
 
 
 # Samplers by source format beyond traces and built-ins (``gen``: ``generators.sampler``).

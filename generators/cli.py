@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 
 from autoflow import jsonsafe, trust
 from autoflow.errors import AutoflowError, ConfigError
-from autoflow.limits import check_flags, check_output_dir, check_output_file
+from autoflow.limits import FLAG_RANGES, check_flags, check_output_dir, check_output_file
 from autoflow.traces import normalized
 from autoflow.traces.registry import load_workload
 
@@ -19,6 +20,14 @@ from .models import DEFAULT_MODEL, MODELS
 app = typer.Typer(help="Fit workload generators to real traces, sample synthetic workloads, "
                   "and report their fidelity.", no_args_is_help=True)
 console = Console(stderr=True)
+
+
+KNOB_STREAM = 0x6B6E6F62  # the knobs' random stream: seeded by (--seed, this), not --seed
+
+
+def _range(flag: str) -> str:
+    """The valid range of a flag, for its --help (docs/hardening.md lists them all)."""
+    return f" Valid: {FLAG_RANGES[flag].describe()}."
 
 
 def _fail(e: Exception) -> None:
@@ -73,26 +82,57 @@ def sample(
         "--trust-file", metavar="PATH", help="Unpickle this generator even though autoflow "
         "did not record writing it (an SDV model from elsewhere): only if you trust its "
         "author; a pickle can run code.")] = None,
+    duration_cv: Annotated[float | None, typer.Option(
+        help="Target coefficient of variation of durations (std/mean): log-durations "
+        "stretched around their median, mean kept; 0.5 is light-tailed, 3 heavy."
+        + _range("--duration-cv"))] = None,
+    burstiness: Annotated[float | None, typer.Option(
+        help="Coefficient of variation of the gaps between arrivals (1: Poisson, > 1: "
+        "bursts): arrivals redrawn as a gamma renewal process at the same mean rate."
+        + _range("--burstiness"))] = None,
+    sweep_share: Annotated[float | None, typer.Option(
+        help="Share of jobs that follow a leader in runs of similar jobs (sweeps): same "
+        "GPUs, kind, user, duration within about 20%, submitted about a minute apart."
+        + _range("--sweep-share"))] = None,
+    sweep_len: Annotated[float | None, typer.Option(
+        help="Mean jobs per run, the leader included (default 5; below 2 counts as 2); "
+        "needs --sweep-share." + _range("--sweep-len"))] = None,
+    gpu_mix: Annotated[str | None, typer.Option(
+        metavar="GPUS:P,...", help="Draw the GPU count of training jobs from this mix, e.g. "
+        "1:0.6,2:0.1,4:0.2,8:0.1 (whole GPU counts, probabilities that sum to 1).")] = None,
 ) -> None:
-    """Sample a synthetic workload; `bench --trace csv:FILE` and `train` read it."""
+    """Sample a synthetic workload; `bench --trace csv:FILE` and `train` read it.
+    The shape knobs (--duration-cv, --burstiness, --sweep-share, --sweep-len, --gpu-mix)
+    change the sample on purpose, seeded from --seed."""
     from .conditions import parse_condition
     from .generator import load_generator
+    from .knobs import Knobs, apply_knobs, parse_gpu_mix
 
     try:
         if n < 1:
             raise ConfigError(f"-n must be at least 1, got {n}")
-        check_flags(n=n, load_scale=load_scale, seed=seed)
+        check_flags(n=n, load_scale=load_scale, seed=seed, duration_cv=duration_cv,
+                    burstiness=burstiness, sweep_share=sweep_share, sweep_len=sweep_len)
+        if sweep_len is not None and sweep_share is None:
+            raise ConfigError("--sweep-len needs --sweep-share (the share of jobs in runs)")
+        knobs = Knobs(duration_cv=duration_cv, burstiness=burstiness, sweep_share=sweep_share,
+                      sweep_len=5.0 if sweep_len is None else sweep_len,
+                      gpu_mix=None if gpu_mix is None else parse_gpu_mix(gpu_mix))
         check_output_file(out)
         conds = [parse_condition(c) for c in condition or []]
         trust.allow_all(trust_file)
         gen = load_generator(model)
         w = gen.sample(n, seed=seed, load_scale=load_scale, conditions=conds)
+        if knobs != Knobs():
+            w = apply_knobs(w, knobs, np.random.default_rng([seed, KNOB_STREAM]))
         normalized.write(w, out)
     except AutoflowError as e:
         _fail(e)
     except OSError as e:  # e.g. a disk that filled up while writing
         _fail(f"{e.filename or ''}: {e.strerror or e}")
-    console.print(f"sampled {len(w):,} jobs from {gen.model_name} ({gen.source}) -> {out}")
+    shaped = f" shaped by {knobs.label()}" if knobs != Knobs() else ""
+    console.print(f"sampled {len(w):,} jobs from {gen.model_name} ({gen.source}){shaped} "
+                  f"-> {out}")
 
 
 @app.command()
