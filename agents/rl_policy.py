@@ -42,9 +42,14 @@ from .decider import DeciderPolicy
 from .numpy_actor import NumpyActor
 
 MODELS_DIR = Path(autoflow.__file__).resolve().parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "rl-default.json"  # the card of the shipped model
+# the shipped model: the adaptive scheduler (``agents.adaptive``), a card and its weights
+DEFAULT_MODEL = MODELS_DIR / "rl-default.json"
 DEFAULT_WEIGHTS = MODELS_DIR / "rl-default.npz"
-DEFAULT_SB3 = MODELS_DIR / "rl-default.zip"  # the SB3 zip it was exported from
+# the shipped slot model (one start or preemption per decision, cloned from LAS): its card,
+# weights and the SB3 zip they were exported from; ``rl:`` + this path runs it
+SLOT_MODEL = MODELS_DIR / "rl-slots.json"
+SLOT_WEIGHTS = MODELS_DIR / "rl-slots.npz"
+SLOT_SB3 = MODELS_DIR / "rl-slots.zip"
 TOP_ACTIONS = 5  # choices listed in an explanation
 
 
@@ -85,6 +90,9 @@ def load_model(path: str):
     kind, p = resolve(path)
     if kind == "safe":
         card = safe_model.read_card(p)
+        from . import adaptive
+        if adaptive.is_adaptive_card(card):  # the adaptive scheduler's (checked whole)
+            return adaptive.load(p)
         w = p.parent / str(card.get("weights", ""))
         key = trust.sha256_file(p) + (trust.sha256_file(w) if w.is_file() else "")
         return _load_safe(str(p), key)
@@ -152,7 +160,7 @@ class RlPolicy(DeciderPolicy):
     name = "rl"
 
     def __init__(self, placer, model_path: str | None = None, model=None):
-        path = str(model_path or DEFAULT_MODEL)
+        path = str(model_path or SLOT_MODEL)  # ``rl`` itself is the adaptive scheduler
         loaded = model if model is not None else load_model(path)
         self.model_path = path if model is None else "<in training>"
         if isinstance(loaded, safe_model.SafeModel):
@@ -241,8 +249,20 @@ class RlPolicy(DeciderPolicy):
             return policy.action_net(policy.mlp_extractor.forward_actor(features))[0].numpy()
 
 
-def from_spec(arg: str, placer) -> RlPolicy:
-    """The ``rl`` entry of the policy registry: ``rl`` (the shipped model) or ``rl:PATH``."""
+def from_spec(arg: str, placer):
+    """The ``rl`` entry of the policy registry: ``rl`` (the shipped model) or ``rl:PATH``.
+    A card of the adaptive scheduler (``agents.adaptive``) gives that policy; any other
+    model file, the slot policy (``RlPolicy``)."""
+    path = Path(arg) if arg else DEFAULT_MODEL
+    card = path.with_suffix(".json") if path.suffix.lower() in (".json", ".npz") else None
+    if card is not None and card.is_file():
+        from . import adaptive
+        try:
+            head = safe_model.read_card(card)
+        except ConfigError:
+            head = {}
+        if adaptive.is_adaptive_card(head):
+            return adaptive.from_card(card, placer, "rl" if not arg else f"rl:{arg}")
     return RlPolicy(placer, arg or None)
 
 

@@ -7,8 +7,11 @@
 2. **Teacher.** Each teacher episode is played once with every candidate in charge from
    start to end (``RuleChoiceEnv`` with a constant action); the candidate with the
    lowest total JCT is the episode's teacher. Every state those plays reach is labelled
-   with a soft target over the candidates (``exp(-(JCT_k / JCT_best - 1) / T)``: a close
-   second keeps some probability), and the value head learns each play's return to go.
+   with every candidate's regret on the episode, ``log(JCT_k / JCT_best)``; the policy's
+   scores learn ``-regret / T`` (centred), so that its argmax is the candidate of least
+   *expected* regret given what the state shows (the same episode can look alike and
+   end differently: a classifier of the single best would pick the one most often best,
+   not the one that loses least), and the value head learns each play's return to go.
    This is the warm start (cloning, ``clone``).
 3. **PPO** (stable-baselines3) then improves on it in ``RuleChoiceEnv``: the agent may
    switch rules in the middle of an episode, which no teacher did. Every ``eval_every``
@@ -59,7 +62,7 @@ class AdaptiveConfig:
     candidates: tuple[str, ...] = CANDIDATES
     reference: str = "las"  # the reward is relative to this policy on the same episode
     teacher_episodes: int = 64  # episodes played by every candidate for the warm start
-    temperature: float = 0.03  # of the soft teacher target (relative JCT)
+    temperature: float = 0.05  # policy scores = -regret / temperature
     clone_epochs: int = 60
     clone_lr: float = 3e-3
     learning_rate: float = 3e-4
@@ -122,9 +125,10 @@ class Validator:
                 for c in self.candidates}
 
 
-def collect_teacher(env: RuleChoiceEnv, episodes: int, seed: int, temperature: float,
+def collect_teacher(env: RuleChoiceEnv, episodes: int, seed: int,
                     console: Console) -> dict:
-    """Every candidate plays each episode whole; states labelled with the soft target."""
+    """Every candidate plays each episode whole; states labelled with every candidate's
+    regret on the episode."""
     obs, target, ret, best_of = [], [], [], []
     k_n = len(env.candidates)
     t0 = time.perf_counter()
@@ -140,30 +144,32 @@ def collect_teacher(env: RuleChoiceEnv, episodes: int, seed: int, temperature: f
                     states.append(o)
             plays.append((states, rewards, env.ratio()))
         ratios = np.array([p[2] for p in plays])
-        rel = ratios / ratios.min()
-        soft = np.exp(-(rel - 1.0) / temperature)
-        soft /= soft.sum()
+        regret = np.log(ratios / ratios.min())
         best_of.append(env.candidates[int(np.argmin(ratios))])
         for states, rewards, _ in plays:
             togo = np.cumsum(rewards[::-1])[::-1]
             obs.extend(states)
-            target.extend([soft] * len(states))
+            target.extend([regret] * len(states))
             ret.extend(togo[: len(states)])
         if (ep + 1) % 8 == 0 or ep + 1 == episodes:
             console.print(f"  teacher: {ep + 1}/{episodes} episodes, {len(obs):,} states, "
                           f"{time.perf_counter() - t0:.0f} s; best so far "
                           f"{dict(Counter(best_of))}")
-    return {"obs": np.asarray(obs, np.float32), "target": np.asarray(target, np.float32),
+    return {"obs": np.asarray(obs, np.float32), "regret": np.asarray(target, np.float32),
             "return": np.asarray(ret, np.float32), "best": best_of}
 
 
-def clone(policy, data: dict, epochs: int, lr: float, seed: int,
+def clone(policy, data: dict, epochs: int, lr: float, seed: int, temperature: float,
           batch_size: int = 256) -> dict:
-    """Fits the policy to the soft targets (cross-entropy) and the value head to the
-    returns to go; returns the final loss and how often its argmax is the target's."""
+    """Fits the policy's scores to ``-regret / temperature`` (centred: a softmax ignores a
+    common shift) and the value head to the returns to go; returns the final loss, how
+    often its argmax is the least-regret candidate of the episode, and the mean regret of
+    its argmax over the states (0 = always the episode's best)."""
     gen = torch.Generator().manual_seed(seed)
     obs = torch.as_tensor(data["obs"])
-    target = torch.as_tensor(data["target"])
+    regret = torch.as_tensor(data["regret"])
+    target = -regret / temperature
+    target = target - target.mean(1, keepdim=True)
     ret = torch.as_tensor(data["return"])
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     policy.set_training_mode(True)
@@ -173,8 +179,9 @@ def clone(policy, data: dict, epochs: int, lr: float, seed: int,
             b = torch.randperm(n, generator=gen)[:batch_size] if n > batch_size else \
                 torch.arange(n)
             logp = policy.get_distribution(obs[b]).distribution.logits
+            scores = logp - logp.mean(1, keepdim=True)
             v = policy.predict_values(obs[b]).flatten()
-            loss = (-(target[b] * logp).sum(1).mean()
+            loss = (torch.nn.functional.mse_loss(scores, target[b])
                     + 0.5 * torch.nn.functional.mse_loss(v, ret[b]))
             opt.zero_grad()
             loss.backward()
@@ -183,9 +190,10 @@ def clone(policy, data: dict, epochs: int, lr: float, seed: int,
             loss_v = float(loss.detach())
     policy.set_training_mode(False)
     with torch.no_grad():
-        probs = policy.get_distribution(obs).distribution.probs
-        agree = float((probs.argmax(1) == target.argmax(1)).float().mean())
-    return {"loss": loss_v, "agreement": agree, "samples": n}
+        pick = policy.get_distribution(obs).distribution.probs.argmax(1)
+        agree = float((pick == regret.argmin(1)).float().mean())
+        mean_regret = float(regret.gather(1, pick[:, None]).mean())
+    return {"loss": loss_v, "agreement": agree, "mean_regret": mean_regret, "samples": n}
 
 
 class EvalCallback(BaseCallback):
@@ -235,9 +243,10 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
     torch.manual_seed(cfg.seed)
     sampler = make_sampler(cfg.workloads, EpisodeSpec(cfg.jobs, cfg.load,
                                                       part=(0.0, 1.0 - HOLDOUT)))
+    val_episodes = _validation_episodes(cfg)  # every source read (and checked) before output
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes under "
                   f"{', '.join(cfg.candidates)}")
-    validator = Validator(_validation_episodes(cfg), cfg.candidates, cfg.seed)
+    validator = Validator(val_episodes, cfg.candidates, cfg.seed)
     base = validator.baselines()
     console.print("  each heuristic x the best of the episode: " + ", ".join(
         f"{c} {v['vs_best']:.3f} (best on {v['best_on']})" for c, v in base.items()))
@@ -271,11 +280,13 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
                           f"each of {', '.join(cfg.candidates)}")
             evals.evaluate_now("random")
             teacher = collect_teacher(make_env(), cfg.teacher_episodes, cfg.seed + 104729,
-                                      cfg.temperature, console)
-            bc = clone(model.policy, teacher, cfg.clone_epochs, cfg.clone_lr, cfg.seed)
+                                      console)
+            bc = clone(model.policy, teacher, cfg.clone_epochs, cfg.clone_lr, cfg.seed,
+                       cfg.temperature)
             summary["teacher"] = {"best": dict(Counter(teacher["best"])), **bc}
-            console.print(f"  cloned on {bc['samples']:,} states: agreement with the "
-                          f"teacher {bc['agreement']:.1%}")
+            console.print(f"  cloned on {bc['samples']:,} states: picks the episode's best "
+                          f"{bc['agreement']:.1%} of the time, mean regret "
+                          f"{bc['mean_regret']:.3f}")
             evals.evaluate_now("cloned")
         phase = "learning"
         if cfg.timesteps:

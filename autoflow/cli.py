@@ -213,78 +213,127 @@ def clusters(source: str = typer.Argument(None, help="Show one cluster: YAML fil
     out.print(t)
 
 
+AGENTS = ("adaptive", "slots")
+# per agent, the defaults of the flags left out (adaptive | slots)
+TRAIN_DEFAULTS = {
+    "adaptive": {"timesteps": 20_000, "imitation_episodes": 64, "learning_rate": 3e-4,
+                 "clip_range": 0.2, "n_envs": 2, "eval_every": 2_000, "eval_episodes": 12,
+                 "jobs_min": 300, "jobs_max": 1000},
+    "slots": {"timesteps": 50_000, "imitation_episodes": 16, "learning_rate": 1e-4,
+              "clip_range": 0.1, "n_envs": 4, "eval_every": 10_000, "eval_episodes": 4,
+              "jobs_min": 150, "jobs_max": 400},
+}
+
+
+def _per_agent(name: str) -> str:
+    a, s = TRAIN_DEFAULTS["adaptive"][name], TRAIN_DEFAULTS["slots"][name]
+    return f" Default: {a:,} (adaptive), {s:,} (slots)."
+
+
 @app.command()
 def train(
     workloads: str = typer.Option(..., help="Training sources, comma-separated: FORMAT:PATH "
-                                  "(windows of a trace) or builtin:NAME; append @CLUSTER to "
-                                  "choose the cluster that is sized to each episode's load."),
-    timesteps: int = typer.Option(50_000, help="PPO environment steps after the warm start."
-                                               + _range("--timesteps")),
+                                  "(windows of a trace), builtin:NAME, gen:FILE, or wide:SOURCE "
+                                  "(its duration shape, burstiness, sweeps and GPU mix varied "
+                                  "per episode); append @CLUSTER to choose the cluster that is "
+                                  "sized to each episode's load."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the models, TensorBoard logs, "
                                  "train_summary.json, eval_curve.png and manifest.json."),
+    agent: str = typer.Option("adaptive", help="adaptive: a network that chooses, as the run "
+                              "goes, which heuristic schedules (fifo, sjf, las, las-fcfs, "
+                              "gittins), warm-started from the best heuristic of each episode; "
+                              "slots: a network that makes every start and preemption, "
+                              "cloned from LAS."),
+    timesteps: int = typer.Option(None, help="PPO environment steps after the warm start "
+                                  "(adaptive: choices of rule)." + _per_agent("timesteps")
+                                  + _range("--timesteps")),
     seed: int = typer.Option(0, help="Seeds episodes, network and PPO." + _range("--seed")),
     validation: str = typer.Option(None, help="Validation sources (default: the last 20% of "
                                    "each training trace, kept out of training)."),
-    imitation_episodes: int = typer.Option(16, help="LAS demonstrations for the warm start "
-                                           "(0 = start from a random policy)."
+    imitation_episodes: int = typer.Option(None, help="Warm-start episodes (adaptive: each "
+                                           "played by every heuristic; slots: LAS "
+                                           "demonstrations; 0 = start from a random policy)."
+                                           + _per_agent("imitation_episodes")
                                            + _range("--imitation-episodes")),
-    dagger_rounds: int = typer.Option(2, help="DAgger rounds after the demonstrations: the "
-                                      "cloned policy plays, the expert labels."
+    dagger_rounds: int = typer.Option(2, help="slots: DAgger rounds after the demonstrations: "
+                                      "the cloned policy plays, the expert labels."
                                       + _range("--dagger-rounds")),
-    imitation_smoothing: float = typer.Option(0.0, help="Probability the cloned policy "
+    imitation_smoothing: float = typer.Option(0.0, help="slots: probability the cloned policy "
                                               "keeps for the actions the expert did not "
                                               "take (0 = certain; PPO then cannot depart "
                                               "from the expert)."
                                               + _range("--imitation-smoothing")),
     reward_baseline: str = typer.Option(None, help="Reward relative to this policy played "
-                                        "on the same episode (e.g. las): less variance."),
-    learning_rate: float = typer.Option(1e-4, help="PPO step size (small: it fine-tunes a "
-                                        "cloned policy)." + _range("--learning-rate")),
-    clip_range: float = typer.Option(0.1, help="PPO clip range (small: conservative "
-                                     "updates keep what was cloned)." + _range("--clip-range")),
-    n_envs: int = typer.Option(4, help="Episodes played side by side per rollout."
-                                       + _range("--n-envs")),
-    eval_every: int = typer.Option(10_000, help="PPO steps between validation runs."
-                                                + _range("--eval-every")),
-    eval_episodes: int = typer.Option(4, help="Validation episodes (fixed)."
-                                              + _range("--eval-episodes")),
-    jobs_min: int = typer.Option(150, help="Fewest jobs in a training episode."
-                                           + _range("--jobs-min")),
-    jobs_max: int = typer.Option(400, help="Most jobs in a training episode."
-                                           + _range("--jobs-max")),
+                                        "on the same episode (adaptive: default las; slots: "
+                                        "none)."),
+    learning_rate: float = typer.Option(None, help="PPO step size." + _per_agent(
+                                        "learning_rate") + _range("--learning-rate")),
+    clip_range: float = typer.Option(None, help="PPO clip range." + _per_agent("clip_range")
+                                     + _range("--clip-range")),
+    n_envs: int = typer.Option(None, help="Episodes played side by side per rollout."
+                               + _per_agent("n_envs") + _range("--n-envs")),
+    eval_every: int = typer.Option(None, help="PPO steps between validation runs."
+                                   + _per_agent("eval_every") + _range("--eval-every")),
+    eval_episodes: int = typer.Option(None, help="Validation episodes (fixed)."
+                                      + _per_agent("eval_episodes") + _range("--eval-episodes")),
+    jobs_min: int = typer.Option(None, help="Fewest jobs in a training episode."
+                                 + _per_agent("jobs_min") + _range("--jobs-min")),
+    jobs_max: int = typer.Option(None, help="Most jobs in a training episode."
+                                 + _per_agent("jobs_max") + _range("--jobs-max")),
     trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
                                           help="A generator given as gen:FILE: " + TRUST_HELP),
 ) -> None:
-    """Train the learned scheduler (MaskablePPO with a LAS warm start) and keep the model
-    that does best on validation workloads against fifo."""
+    """Train the learned scheduler and keep the model that does best on validation
+    workloads (the adaptive scheduler by default; see --agent)."""
     from .limits import check_flags, check_output_dir
 
     try:
-        check_flags(timesteps=timesteps, seed=seed, imitation_episodes=imitation_episodes,
-                    dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
-                    learning_rate=learning_rate, clip_range=clip_range, n_envs=n_envs,
-                    eval_every=eval_every, eval_episodes=eval_episodes, jobs_min=jobs_min,
-                    jobs_max=jobs_max)
-        if jobs_min > jobs_max:
-            raise AutoflowError(f"--jobs-min ({jobs_min}) must be <= --jobs-max ({jobs_max})")
+        if agent not in AGENTS:
+            raise AutoflowError(f"--agent must be one of {', '.join(AGENTS)}, got {agent!r}")
+        given = {"timesteps": timesteps, "imitation_episodes": imitation_episodes,
+                 "learning_rate": learning_rate, "clip_range": clip_range, "n_envs": n_envs,
+                 "eval_every": eval_every, "eval_episodes": eval_episodes,
+                 "jobs_min": jobs_min, "jobs_max": jobs_max}
+        v = {k: (x if x is not None else TRAIN_DEFAULTS[agent][k]) for k, x in given.items()}
+        check_flags(seed=seed, dagger_rounds=dagger_rounds,
+                    imitation_smoothing=imitation_smoothing, **v)
+        if v["jobs_min"] > v["jobs_max"]:
+            raise AutoflowError(f"--jobs-min ({v['jobs_min']}) must be <= --jobs-max "
+                                f"({v['jobs_max']})")
+        if reward_baseline:
+            from .policies import parse_policy
+            parse_policy(reward_baseline)  # an unknown name fails here, before any work
         check_output_dir(out_dir)
         _trust(trust_file)
     except AutoflowError as e:
         fail(e)
+    command = "autoflow " + shlex.join(sys.argv[1:])
     try:
-        from .agents.train import TrainConfig
-        from .agents.train import train as run_train
+        if agent == "adaptive":
+            from .agents.train_adaptive import AdaptiveConfig
+            from .agents.train_adaptive import train as run_train
+        else:
+            from .agents.train import TrainConfig
+            from .agents.train import train as run_train
     except ImportError as e:
         fail(AutoflowError(f"training needs the rl extra (pip install 'autoflow[rl]'): {e}"))
     try:
-        cfg = TrainConfig(workloads=workloads, out=str(out_dir), timesteps=timesteps, seed=seed,
-                          validation=validation, imitation_episodes=imitation_episodes,
-                          dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
-                          reward_baseline=reward_baseline, learning_rate=learning_rate,
-                          clip_range=clip_range, n_envs=n_envs,
-                          eval_every=eval_every, eval_episodes=eval_episodes,
-                          jobs=(jobs_min, jobs_max))
-        run_train(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
+        if agent == "adaptive":
+            cfg = AdaptiveConfig(
+                workloads=workloads, out=str(out_dir), timesteps=v["timesteps"], seed=seed,
+                validation=validation, teacher_episodes=v["imitation_episodes"],
+                reference=reward_baseline or "las", learning_rate=v["learning_rate"],
+                clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
+                eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]))
+        else:
+            cfg = TrainConfig(
+                workloads=workloads, out=str(out_dir), timesteps=v["timesteps"], seed=seed,
+                validation=validation, imitation_episodes=v["imitation_episodes"],
+                dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
+                reward_baseline=reward_baseline, learning_rate=v["learning_rate"],
+                clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
+                eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]))
+        run_train(cfg, err, command=command)
     except KeyboardInterrupt as e:  # Interrupted: the model, summary and manifest are saved
         interrupted(e)
     except AutoflowError as e:

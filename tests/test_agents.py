@@ -10,7 +10,7 @@ import torch
 from autoflow.agents.decider import DeciderPolicy
 from autoflow.agents.network import SlotScorer, SlotSetExtractor
 from autoflow.agents.numpy_actor import NumpyActor
-from autoflow.agents.rl_policy import DEFAULT_MODEL, DEFAULT_SB3, DEFAULT_WEIGHTS, RlPolicy
+from autoflow.agents.rl_policy import DEFAULT_MODEL, SLOT_MODEL, SLOT_SB3, SLOT_WEIGHTS, RlPolicy
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
 from simdata import mixed_workload, small_cluster
 from typer.testing import CliRunner
@@ -45,11 +45,11 @@ def test_a_jobs_score_does_not_depend_on_its_slot():
 
 
 def _sb3_policy() -> RlPolicy:
-    """The shipped model from its SB3 zip (rl:rl-default.zip would load the safe export
+    """The shipped model from its SB3 zip (rl:rl-slots.zip would load the safe export
     beside it), with its torch network."""
     from sb3_contrib import MaskablePPO
 
-    return RlPolicy(make_placer("best-fit"), model=MaskablePPO.load(str(DEFAULT_SB3),
+    return RlPolicy(make_placer("best-fit"), model=MaskablePPO.load(str(SLOT_SB3),
                                                                     device="cpu"))
 
 
@@ -150,8 +150,9 @@ def test_the_guard_falls_back_and_counts(action, counter):
 
 def test_train_end_to_end_then_bench_the_model(tmp_path):
     out = tmp_path / "agent"
-    r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small", "--timesteps",
-                            "256", "--out", str(out), "--imitation-episodes", "1", "--dagger-rounds", "1",
+    r = runner.invoke(app, ["train", "--agent", "slots", "--workloads", "builtin:philly-mix-small",
+                            "--timesteps", "256", "--out", str(out), "--imitation-episodes", "1",
+                            "--dagger-rounds", "1",
                             "--eval-episodes", "1", "--eval-every", "128", "--n-envs", "1",
                             "--jobs-min", "30", "--jobs-max", "40", "--seed", "3",
                             "--imitation-smoothing", "0.1", "--reward-baseline", "las"])
@@ -186,18 +187,24 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
                                               ("--clip-range", "1.5", "clip-range"),
                                               ("--learning-rate", "0", "learning-rate")])
 def test_train_refuses_a_bad_setting_by_name(tmp_path, flag, value, field):
-    r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small", "--out",
-                            str(tmp_path / "a"), flag, value])
-    assert r.exit_code != 0 and field in r.output
+    for agent in ("slots", "adaptive"):
+        r = runner.invoke(app, ["train", "--agent", agent, "--workloads",
+                                "builtin:philly-mix-small", "--out", str(tmp_path / "a"), flag,
+                                value])
+        assert r.exit_code != 0 and field in r.output
 
 
-def test_the_shipped_model_runs_in_bench(tmp_path):
-    assert DEFAULT_MODEL.exists(), "the default model must ship with the package"
+def test_the_shipped_models_run_in_bench(tmp_path):
+    """``rl`` (the adaptive scheduler) and ``rl:SLOT_MODEL`` (the slot policy, whose
+    decisions the guard counts) both ship and run."""
+    assert DEFAULT_MODEL.exists() and SLOT_MODEL.exists(), "the models must ship"
     b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
-                            "fifo,las,rl", "--out", str(tmp_path)])
+                            f"fifo,las,rl,rl:{SLOT_MODEL}", "--out", str(tmp_path)])
     assert b.exit_code == 0, b.output
     res = json.loads((tmp_path / "results.json").read_text())["policies"]
-    assert res["rl"]["jobs"] == 200 and "guard" in res["rl"]
+    assert res["rl"]["jobs"] == 200 and "guard" not in res["rl"]
+    slots = res[f"rl:{SLOT_MODEL}"]
+    assert slots["jobs"] == 200 and slots["guard"]["decisions"] > 0
 
 
 def test_a_missing_model_is_a_clear_error(tmp_path):
@@ -209,7 +216,7 @@ def test_a_missing_model_is_a_clear_error(tmp_path):
 def test_a_model_overwritten_in_place_is_read_again(tmp_path):
     """rl:PATH caches models by their file's content, not by the path."""
     path = tmp_path / "model.zip"
-    path.write_bytes(DEFAULT_SB3.read_bytes())
+    path.write_bytes(SLOT_SB3.read_bytes())
     trust.allow(path)  # its content changes below
     first = RlPolicy(make_placer("best-fit"), str(path)).model
     weights = {k: v.clone() for k, v in first.policy.state_dict().items()}
@@ -232,7 +239,7 @@ def test_a_model_of_another_feature_schema_is_refused(tmp_path, schema):
     with the reason instead of running it on inputs it was not trained on."""
     from sb3_contrib import MaskablePPO
 
-    model = MaskablePPO.load(str(DEFAULT_SB3), device="cpu")
+    model = MaskablePPO.load(str(SLOT_SB3), device="cpu")
     obs = dict(model.autoflow_obs)
     if schema is None:
         obs.pop("schema")
@@ -250,8 +257,8 @@ def test_the_shipped_model_and_its_card_record_this_schema():
 
     from autoflow.envs.features import schema_hash
 
-    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    card = json.loads(SLOT_MODEL.read_text())
     assert card["feature_schema"] == schema_hash()
-    assert card["format"] == "autoflow-model/1" and card["weights"] == DEFAULT_WEIGHTS.name
-    assert card["sha256"] == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
-    assert card["sb3_zip"]["sha256"] == hashlib.sha256(DEFAULT_SB3.read_bytes()).hexdigest()
+    assert card["format"] == "autoflow-model/1" and card["weights"] == SLOT_WEIGHTS.name
+    assert card["sha256"] == hashlib.sha256(SLOT_WEIGHTS.read_bytes()).hexdigest()
+    assert card["sb3_zip"]["sha256"] == hashlib.sha256(SLOT_SB3.read_bytes()).hexdigest()

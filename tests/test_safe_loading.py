@@ -70,9 +70,9 @@ def evil_npz(marker: Path, members: dict[str, object]) -> bytes:
 
 def evil_sb3_zip(marker: Path) -> bytes:
     """The shipped SB3 zip with a cloudpickle payload in its ``data`` entry."""
-    from autoflow.agents.rl_policy import DEFAULT_SB3
+    from autoflow.agents.rl_policy import SLOT_SB3
 
-    src = zipfile.ZipFile(DEFAULT_SB3)
+    src = zipfile.ZipFile(SLOT_SB3)
     data = json.loads(src.read("data"))
     data["policy_class"][":serialized:"] = base64.b64encode(evil_pickle(marker)).decode()
     buf = io.BytesIO()
@@ -194,13 +194,13 @@ def test_models_export_runs_no_payload(tmp_path, marker):
 
 def _export(tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the shipped safe export in ``tmp_path``: (card, weights)."""
-    from autoflow.agents.rl_policy import DEFAULT_MODEL, DEFAULT_WEIGHTS
+    from autoflow.agents.rl_policy import SLOT_MODEL, SLOT_WEIGHTS
 
     card, npz = tmp_path / "m.json", tmp_path / "m.npz"
-    c = json.loads(DEFAULT_MODEL.read_text())
+    c = json.loads(SLOT_MODEL.read_text())
     c["weights"] = "m.npz"
     card.write_text(json.dumps(c))
-    npz.write_bytes(DEFAULT_WEIGHTS.read_bytes())
+    npz.write_bytes(SLOT_WEIGHTS.read_bytes())
     return card, npz
 
 
@@ -298,7 +298,7 @@ def test_rl_safe_export_copy_loads_and_decides_like_the_shipped_model(tmp_path):
 # the shipped model: the safe export decides as the SB3 zip it came from
 
 def test_the_shipped_safe_model_decides_as_its_sb3_zip():
-    from autoflow.agents.rl_policy import DEFAULT_SB3, RlPolicy
+    from autoflow.agents.rl_policy import SLOT_SB3, RlPolicy
     from sb3_contrib import MaskablePPO
 
     from autoflow.cluster import load_cluster
@@ -309,7 +309,7 @@ def test_the_shipped_safe_model_decides_as_its_sb3_zip():
     safe = RlPolicy(make_placer("best-fit"))
     assert safe.model is None  # nothing unpickled
     old = RlPolicy(make_placer("best-fit"),
-                   model=MaskablePPO.load(str(DEFAULT_SB3), device="cpu"))
+                   model=MaskablePPO.load(str(SLOT_SB3), device="cpu"))
     w, c = load_workload(SMALL).shifted(), load_cluster("philly-64")
     a, b = evaluate(safe, w, c, seed=0).metrics, evaluate(old, w, c, seed=0).metrics
     assert a["avg_jct"] == b["avg_jct"] and a["makespan"] == b["makespan"]
@@ -319,10 +319,10 @@ def test_the_shipped_safe_model_decides_as_its_sb3_zip():
 # positive: what autoflow wrote loads; --trust-file and `models trust` work
 
 def _benign_sb3_zip(path: Path) -> None:
-    from autoflow.agents.rl_policy import DEFAULT_SB3
+    from autoflow.agents.rl_policy import SLOT_SB3
     from sb3_contrib import MaskablePPO
 
-    MaskablePPO.load(str(DEFAULT_SB3), device="cpu").save(path, include=["autoflow_obs"])
+    MaskablePPO.load(str(SLOT_SB3), device="cpu").save(path, include=["autoflow_obs"])
 
 
 def test_an_sb3_zip_from_elsewhere_needs_trust_file_then_exports(tmp_path):

@@ -45,6 +45,8 @@ class _CandidateCtx:
         self._ctx, self._owner, self._cand = ctx, owner, cand
 
     def __getattr__(self, name):
+        if name.startswith("_"):  # own slots not set yet (a copy being made), dunders
+            raise AttributeError(name)
         return getattr(self._ctx, name)
 
     def wakeup(self, at: float, fn=None, *args) -> None:
