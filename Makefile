@@ -17,14 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
-# The main job on the embedded default (no external data): train a small agent on the
-# built-in workloads (a few minutes on 2 cores), then benchmark it beside the heuristics
-# and the model shipped with the package.
+# The main job on the embedded default (no external data): train a small adaptive
+# scheduler on the built-in workloads and their reshaped (wide:) variants (a few minutes
+# on 2 cores: the best heuristic of each episode as teacher, then PPO; the validation
+# curve goes from the random network to the cloned one and on through PPO), then
+# benchmark it beside the heuristics and the model shipped with the package.
 run: $(STAMP)
-	$(BIN)/autoflow train --workloads builtin:philly-mix,builtin:shared-gpu \
-		--timesteps 30000 --eval-every 10000 --seed 0 --out runs/agent
+	$(BIN)/autoflow train --workloads builtin:philly-mix,builtin:shared-gpu,wide:builtin:philly-mix \
+		--timesteps 4000 --imitation-episodes 48 --eval-every 1000 --eval-episodes 8 \
+		--seed 0 --out runs/agent
 	$(BIN)/autoflow bench --trace builtin:philly-mix --cluster builtin:philly-64 \
-		--policies fifo,sjf,las,easy-backfill,sjf-oracle,rl,rl:runs/agent/best_model.zip \
+		--policies fifo,sjf,las,las-fcfs,gittins,easy-backfill,sjf-oracle,rl,rl:runs/agent/best_model.json \
 		--seeds 1 --out runs/default
 
 test: $(STAMP)

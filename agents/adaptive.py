@@ -41,7 +41,7 @@ from .safe_model import _read_arrays
 
 FORMAT = "autoflow-adaptive/1"
 KIND = "rule-selector"
-CANDIDATES = ("fifo", "sjf", "las", "las-fcfs", "gittins")
+CANDIDATES = ("fifo", "sjf", "las", "las-fcfs", "gittins", "easy-backfill")
 DEFAULT_FIRST = "las"  # in charge until the first choice (a model chooses at once)
 MAX_CARD_BYTES = 1 << 20
 MAX_WIDTH = 1024

@@ -25,6 +25,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -75,6 +76,8 @@ class AdaptiveConfig:
     clip_range: float = 0.2
     ent_coef: float = 0.01
     width: int = 64
+    weight_decay: float = 1e-3  # of the cloning: a few hundred episodes, many alike states
+    workers: int = 2  # processes playing the teacher's episodes
     eval_every: int = 2_000
     eval_episodes: int = 12
     eval_jobs: int = 600
@@ -125,17 +128,16 @@ class Validator:
                 for c in self.candidates}
 
 
-def collect_teacher(env: RuleChoiceEnv, episodes: int, seed: int,
-                    console: Console) -> dict:
-    """Every candidate plays each episode whole; states labelled with every candidate's
-    regret on the episode."""
-    obs, target, ret, best_of = [], [], [], []
-    k_n = len(env.candidates)
-    t0 = time.perf_counter()
-    for ep in range(episodes):
+def _teacher_chunk(args: tuple) -> dict:
+    """``collect_teacher``'s work on some episodes (a worker process builds its own
+    sampler and environment from the sources)."""
+    workloads, spec, candidates, reference, seeds = args
+    env = RuleChoiceEnv(make_sampler(workloads, spec), candidates, reference)
+    obs, regret, ret, best_of, episode = [], [], [], [], []
+    for s in seeds:
         plays = []
-        for k in range(k_n):
-            o, _ = env.reset(seed=seed + ep)
+        for k in range(len(candidates)):
+            o, _ = env.reset(seed=s)
             states, rewards, done = [o], [], False
             while not done:
                 o, r, done, _, _ = env.step(k)
@@ -144,40 +146,82 @@ def collect_teacher(env: RuleChoiceEnv, episodes: int, seed: int,
                     states.append(o)
             plays.append((states, rewards, env.ratio()))
         ratios = np.array([p[2] for p in plays])
-        regret = np.log(ratios / ratios.min())
-        best_of.append(env.candidates[int(np.argmin(ratios))])
+        reg = np.log(ratios / ratios.min())
+        best_of.append(candidates[int(np.argmin(ratios))])
         for states, rewards, _ in plays:
             togo = np.cumsum(rewards[::-1])[::-1]
             obs.extend(states)
-            target.extend([regret] * len(states))
+            regret.extend([reg] * len(states))
             ret.extend(togo[: len(states)])
-        if (ep + 1) % 8 == 0 or ep + 1 == episodes:
-            console.print(f"  teacher: {ep + 1}/{episodes} episodes, {len(obs):,} states, "
-                          f"{time.perf_counter() - t0:.0f} s; best so far "
-                          f"{dict(Counter(best_of))}")
-    return {"obs": np.asarray(obs, np.float32), "regret": np.asarray(target, np.float32),
+            episode.extend([s] * len(states))
+    return {"episode": np.asarray(episode, np.int64),
+            "obs": np.asarray(obs, np.float32).reshape(len(obs), -1),
+            "regret": np.asarray(regret, np.float32).reshape(len(obs), len(candidates)),
             "return": np.asarray(ret, np.float32), "best": best_of}
 
 
+def collect_teacher(cfg: AdaptiveConfig, spec: EpisodeSpec, seed: int, console: Console,
+                    workers: int = 2) -> dict:
+    """Every candidate plays each of ``cfg.teacher_episodes`` episodes whole; every state
+    reached is labelled with every candidate's regret on its episode
+    (``log(JCT_k / JCT_best)``) and its play's return to go. Episodes are split over
+    ``workers`` processes, in chunks, with progress."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    seeds = [seed + i for i in range(cfg.teacher_episodes)]
+    chunk = 8
+    parts = [(cfg.workloads, spec, cfg.candidates, cfg.reference, seeds[i:i + chunk])
+             for i in range(0, len(seeds), chunk)]
+    got, done, t0 = [], 0, time.perf_counter()
+    with ProcessPoolExecutor(max(1, workers)) as pool:
+        for part in pool.map(_teacher_chunk, parts):
+            got.append(part)
+            done += len(part["best"])
+            best = Counter(b for g in got for b in g["best"])
+            console.print(f"  teacher: {done}/{len(seeds)} episodes, "
+                          f"{sum(len(g['obs']) for g in got):,} states, "
+                          f"{time.perf_counter() - t0:.0f} s; best {dict(best)}")
+    return {"obs": np.concatenate([g["obs"] for g in got]),
+            "regret": np.concatenate([g["regret"] for g in got]),
+            "return": np.concatenate([g["return"] for g in got]),
+            "best": [b for g in got for b in g["best"]],
+            "episode": np.concatenate([g["episode"] for g in got])}
+
+
 def clone(policy, data: dict, epochs: int, lr: float, seed: int, temperature: float,
-          batch_size: int = 256) -> dict:
+          weight_decay: float = 0.0, batch_size: int = 256, holdout: float = 0.15) -> dict:
     """Fits the policy's scores to ``-regret / temperature`` (centred: a softmax ignores a
-    common shift) and the value head to the returns to go; returns the final loss, how
-    often its argmax is the least-regret candidate of the episode, and the mean regret of
-    its argmax over the states (0 = always the episode's best)."""
+    common shift) and the value head to the returns to go. A share ``holdout`` of the
+    episodes is kept out and the epoch whose policy loses least on them is kept (the
+    states of one episode are many and alike: the network would learn the episodes by
+    heart). Returns the loss, how often the argmax is the least-regret candidate, and
+    the mean regret of the argmax on the fitted and on the held-out states."""
     gen = torch.Generator().manual_seed(seed)
-    obs = torch.as_tensor(data["obs"])
-    regret = torch.as_tensor(data["regret"])
+    rng = np.random.default_rng(seed)
+    episodes = np.unique(data["episode"])
+    held = set(rng.choice(episodes, max(1, round(holdout * len(episodes))), replace=False)
+               .tolist()) if len(episodes) > 3 else set()
+    is_held = np.isin(data["episode"], list(held))
+    obs_all = torch.as_tensor(data["obs"])
+    regret_all = torch.as_tensor(data["regret"])
+    fit, val = torch.as_tensor(~is_held), torch.as_tensor(is_held)
+    obs, regret, ret = obs_all[fit], regret_all[fit], torch.as_tensor(data["return"])[fit]
     target = -regret / temperature
     target = target - target.mean(1, keepdim=True)
-    ret = torch.as_tensor(data["return"])
-    opt = torch.optim.Adam(policy.parameters(), lr=lr)
-    policy.set_training_mode(True)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     n, loss_v = len(obs), 0.0
-    for _ in range(epochs):
+
+    def regret_of(o, r) -> float:
+        with torch.no_grad():
+            pick = policy.get_distribution(o).distribution.probs.argmax(1)
+        return float(r.gather(1, pick[:, None]).mean())
+
+    best = (float("inf"), None, -1)
+    for epoch in range(epochs):
+        policy.set_training_mode(True)
+        order = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
-            b = torch.randperm(n, generator=gen)[:batch_size] if n > batch_size else \
-                torch.arange(n)
+            b = order[i:i + batch_size]
             logp = policy.get_distribution(obs[b]).distribution.logits
             scores = logp - logp.mean(1, keepdim=True)
             v = policy.predict_values(obs[b]).flatten()
@@ -188,12 +232,19 @@ def clone(policy, data: dict, epochs: int, lr: float, seed: int, temperature: fl
             torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
             opt.step()
             loss_v = float(loss.detach())
-    policy.set_training_mode(False)
+        policy.set_training_mode(False)
+        if held:
+            r = regret_of(obs_all[val], regret_all[val])
+            if r < best[0]:
+                best = (r, copy.deepcopy(policy.state_dict()), epoch)
+    if best[1] is not None:
+        policy.load_state_dict(best[1])
     with torch.no_grad():
         pick = policy.get_distribution(obs).distribution.probs.argmax(1)
         agree = float((pick == regret.argmin(1)).float().mean())
-        mean_regret = float(regret.gather(1, pick[:, None]).mean())
-    return {"loss": loss_v, "agreement": agree, "mean_regret": mean_regret, "samples": n}
+    return {"loss": loss_v, "agreement": agree, "mean_regret": regret_of(obs, regret),
+            "heldout_regret": best[0] if held else None, "epoch_kept": best[2],
+            "heldout_episodes": len(held), "samples": n}
 
 
 class EvalCallback(BaseCallback):
@@ -241,8 +292,8 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
         raise ConfigError(f"--jobs-min must be >= 1 and <= --jobs-max, got {cfg.jobs}")
     out = check_output_dir(cfg.out)
     torch.manual_seed(cfg.seed)
-    sampler = make_sampler(cfg.workloads, EpisodeSpec(cfg.jobs, cfg.load,
-                                                      part=(0.0, 1.0 - HOLDOUT)))
+    spec = EpisodeSpec(cfg.jobs, cfg.load, part=(0.0, 1.0 - HOLDOUT))
+    sampler = make_sampler(cfg.workloads, spec)
     val_episodes = _validation_episodes(cfg)  # every source read (and checked) before output
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes under "
                   f"{', '.join(cfg.candidates)}")
@@ -279,14 +330,19 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
             console.print(f"[bold]warm start[/]: {cfg.teacher_episodes} episodes played by "
                           f"each of {', '.join(cfg.candidates)}")
             evals.evaluate_now("random")
-            teacher = collect_teacher(make_env(), cfg.teacher_episodes, cfg.seed + 104729,
-                                      console)
+            teacher = collect_teacher(cfg, spec, cfg.seed + 104729, console, cfg.workers)
+            np.savez_compressed(out / "teacher.npz", obs=teacher["obs"],
+                                regret=teacher["regret"], ret=teacher["return"],
+                                best=np.asarray(teacher["best"]))
             bc = clone(model.policy, teacher, cfg.clone_epochs, cfg.clone_lr, cfg.seed,
-                       cfg.temperature)
-            summary["teacher"] = {"best": dict(Counter(teacher["best"])), **bc}
+                       cfg.temperature, cfg.weight_decay)
+            summary["teacher"] = {"best": dict(Counter(teacher["best"])),
+                                  "episodes": len(teacher["best"]), **bc}
             console.print(f"  cloned on {bc['samples']:,} states: picks the episode's best "
                           f"{bc['agreement']:.1%} of the time, mean regret "
-                          f"{bc['mean_regret']:.3f}")
+                          f"{bc['mean_regret']:.3f} (on {bc['heldout_episodes']} held-out "
+                          f"episodes: {bc['heldout_regret'] or 0:.3f}, epoch "
+                          f"{bc['epoch_kept']})")
             evals.evaluate_now("cloned")
         phase = "learning"
         if cfg.timesteps:
@@ -341,6 +397,9 @@ def plot_curve(history: list[dict], baselines: dict, path: Path) -> None:
         ax.axhline(v["vs_best"], lw=0.9, ls="--", color=f"C{i + 2}",
                    label=f"{c} alone ({v['vs_best']:.3f})")
     ax.axhline(1.0, color="grey", lw=0.8)
+    shown = [h["vs_best"] for h in history] + [v["vs_best"] for v in baselines.values()]
+    top = min(max(shown) + 0.03, 1.5)  # a far-off heuristic (fifo) is in the legend only
+    ax.set_ylim(min(0.95, min(shown) - 0.02), top)
     ax.set_xlabel("PPO steps (choices of rule) after the warm start")
     ax.set_ylabel("avg JCT / best heuristic (geo. mean)")
     ax.set_title("validation episodes (held out)")

@@ -33,7 +33,9 @@ import numpy as np
 
 from autoflow.cluster import ClusterSpec, load_cluster
 from autoflow.errors import ClusterError, ConfigError
+from autoflow.feasibility import fits_now
 from autoflow.load import fit_load
+from autoflow.state import ClusterState
 from autoflow.traces.builtin import parse_name
 from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
@@ -73,8 +75,16 @@ class Sampler:
                 fit = fit_load(self.cluster, w, rho)
             except ClusterError:
                 continue
+            if not _all_can_run(fit.workload, fit.spec):  # e.g. a reshaped GPU mix asked
+                continue  # for more GPUs of one type than the resized cluster has
             return fit.workload, fit.spec
         raise ConfigError(f"{self.source}: could not draw an episode with GPU work in it")
+
+
+def _all_can_run(workload: Workload, spec: ClusterSpec) -> bool:
+    """Every job fits on the empty cluster (else the simulator refuses the episode)."""
+    empty = ClusterState(spec)
+    return all(fits_now(empty, empty.compile(j)) for j in workload)
 
 
 class TraceWindowSampler(Sampler):

@@ -379,7 +379,11 @@ def test_simulate_rejects_bad_jobs_naming_the_field(make):
 
 
 # -- the learned policy's explanation -----------------------------------------------------------
-def test_rl_decisions_carry_the_models_probabilities(make):
+def test_adaptive_rl_decisions_say_which_heuristic_is_in_charge(make):
+    """``rl`` (the adaptive scheduler): each start says which heuristic was in charge and
+    the selector's probabilities at its last choice."""
+    from autoflow.agents.adaptive import CANDIDATES
+
     s = make("rl", nodes(("n0", "a100", 4), ("n1", "a100", 4)))
     for i, g in enumerate((2, 1, 4, 2, 1, 8)):
         s.submit(f"j{i}", num_gpus=g, duration_estimate_s=600 * (i + 1))
@@ -388,7 +392,25 @@ def test_rl_decisions_carry_the_models_probabilities(make):
     assert starts
     for d in starts:
         m = d["explanation"]["model"]
-        assert m["name"] == "rl"
+        probs = m["last_choice"]["probabilities"]  # over the model's candidates
+        assert m["name"] == "rl" and m["in_charge"] in probs
+        assert set(probs) <= set(CANDIDATES) and len(probs) >= 5
+        assert abs(sum(probs.values()) - 1.0) < 1e-3
+        assert m["last_choice"]["chosen"] == max(probs, key=probs.get)
+
+
+def test_slot_rl_decisions_carry_the_models_probabilities(make):
+    from autoflow.agents.rl_policy import SLOT_MODEL
+
+    s = make(f"rl:{SLOT_MODEL}", nodes(("n0", "a100", 4), ("n1", "a100", 4)))
+    for i, g in enumerate((2, 1, 4, 2, 1, 8)):
+        s.submit(f"j{i}", num_gpus=g, duration_estimate_s=600 * (i + 1))
+    s.at(0.0)
+    starts = [d for d in s.service.store.decisions_after(0, 100) if d["action"] == "start"]
+    assert starts
+    for d in starts:
+        m = d["explanation"]["model"]
+        assert m["name"] == f"rl:{SLOT_MODEL}"
         probs = [t["probability"] for t in m["top"]]
         assert 1 <= len(probs) <= 5 and all(0 <= p <= 1 for p in probs)
         assert sum(probs) <= 1.0

@@ -54,8 +54,9 @@ class LazyPolicy:
 
 LAZY_POLICIES: dict[str, LazyPolicy] = {
     "rl": LazyPolicy("autoflow.agents.rl_policy:from_spec",
-                     "rl (the model shipped with autoflow) or rl:PATH (a model written by "
-                     "autoflow train): the learned scheduler", "rl"),
+                     "rl (the model shipped with autoflow: the adaptive scheduler, which "
+                     "puts the heuristic that suits the workload in charge) or rl:PATH (a "
+                     "model written by autoflow train): the learned scheduler", "rl"),
     "las-expert": LazyPolicy("autoflow.agents.decider:las_expert",
                              "LAS expressed in the learned scheduler's actions (its teacher; "
                              "the same schedule as las-fcfs)", "rl"),
