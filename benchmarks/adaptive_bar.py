@@ -38,6 +38,7 @@ from autoflow import atomic, jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.bench import prepare_fit
 from autoflow.evaluate import evaluate
+from autoflow.policies import make_policy
 from autoflow.sim.simulator import SimConfig
 from autoflow.workload import Workload
 
@@ -100,10 +101,14 @@ def run_case(args: tuple) -> dict:
         w, cfg = _perturbed(fit.workload, r)
         runs = {}
         for p in policies:
+            pol = make_policy(p)
             t = time.perf_counter()
-            m = evaluate(p, w, fit.spec, cfg).metrics
+            m = evaluate(pol, w, fit.spec, cfg).metrics
             runs[p] = {"avg_jct": m["avg_jct"], "p99_jct": m["p99_jct"],
                        "preemptions": m["preemptions"], "sim_s": time.perf_counter() - t}
+            if hasattr(pol, "candidate_names"):  # the adaptive scheduler: what it chose
+                runs[p]["choices"] = [(round(t_), n, pol.candidate_names[k])
+                                      for t_, n, k in pol.choices]
         out["replays"].append({"replay": r, "restart_overhead_s": cfg.restart_overhead_s,
                                "policies": runs})
     return out

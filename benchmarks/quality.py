@@ -98,7 +98,13 @@ def bar_row(r: dict) -> str | None:
             f"| **{rl['avg_jct'] / f['avg_jct']:.2f}** | **{rl['avg_jct'] / b['avg_jct']:.2f}** "
             f"| {rl['p99_jct']:,.0f} / {b['p99_jct']:,.0f} "
             f"| {rl['slo_violations']:.0f} / {b['slo_violations']:.0f} of {rl['inference_jobs']} "
-            f"| {rl['guard']['invalid'] + rl['guard']['idle_wait']} / {rl['guard']['decisions']:,} |")
+            f"| {_guard(rl)} |")
+
+
+def _guard(m: dict) -> str:
+    """A slot agent's guard fallbacks / decisions; the adaptive scheduler has no guard."""
+    g = m.get("guard")
+    return f"{g['invalid'] + g['idle_wait']} / {g['decisions']:,}" if g else "-"
 
 
 def report(results: list[dict]) -> str:

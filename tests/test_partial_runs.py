@@ -182,8 +182,9 @@ def test_an_interrupted_train_keeps_its_model_summary_and_manifest(tmp_path, mon
 
     monkeypatch.setattr(sb3.MaskablePPO, "learn", learn)
     out = tmp_path / "agent"
-    r = invoke("train", "--workloads", "builtin:philly-mix-small", "--timesteps", "100000",
-               "--out", out, "--imitation-episodes", "1", "--dagger-rounds", "0",
+    r = invoke("train", "--agent", "slots", "--workloads", "builtin:philly-mix-small",
+               "--timesteps", "100000", "--out", out, "--imitation-episodes", "1",
+               "--dagger-rounds", "0",
                "--eval-episodes", "1", "--eval-every", "64", "--n-envs", "1",
                "--jobs-min", "20", "--jobs-max", "30")
     assert r.exit_code == 130, r.output
@@ -209,8 +210,9 @@ def test_a_train_interrupted_during_the_warm_start_keeps_its_summary_and_manifes
 
     monkeypatch.setattr(imitation, "clone", clone)
     out = tmp_path / "agent"
-    r = invoke("train", "--workloads", "builtin:philly-mix-small", "--timesteps", "1000",
-               "--out", out, "--imitation-episodes", "1", "--dagger-rounds", "0",
+    r = invoke("train", "--agent", "slots", "--workloads", "builtin:philly-mix-small",
+               "--timesteps", "1000", "--out", out, "--imitation-episodes", "1",
+               "--dagger-rounds", "0",
                "--eval-episodes", "1", "--n-envs", "1", "--jobs-min", "20", "--jobs-max", "30")
     assert r.exit_code == 130, r.output
     last = r.stderr.strip().splitlines()[-1]
@@ -220,6 +222,40 @@ def test_a_train_interrupted_during_the_warm_start_keeps_its_summary_and_manifes
     assert summary["interrupted_during"] == "warm start" and summary["timesteps_done"] == 0
     assert summary["evaluations"] == [] and summary["best_vs_fifo"] is None
     assert (out / "model.zip").exists() and not (out / "eval_curve.png").exists()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("phase", ["warm start", "learning"])
+def test_an_interrupted_adaptive_train_keeps_its_model_summary_and_manifest(
+        tmp_path, monkeypatch, phase):
+    sb3 = pytest.importorskip("stable_baselines3")
+    from autoflow.agents import train_adaptive
+
+    if phase == "learning":
+        real = sb3.PPO.learn
+
+        def learn(self, total_timesteps, callback=None, **kw):  # Ctrl-C after 64 steps
+            real(self, 64, callback=callback, **kw)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(sb3.PPO, "learn", learn)
+    else:
+        def clone(*a, **kw):  # Ctrl-C while cloning the teacher
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(train_adaptive, "clone", clone)
+    out = tmp_path / "agent"
+    r = invoke("train", "--workloads", "builtin:philly-mix-small", "--timesteps", "100000",
+               "--out", out, "--imitation-episodes", "2", "--eval-episodes", "1",
+               "--eval-every", "32", "--n-envs", "1", "--jobs-min", "40", "--jobs-max", "50")
+    assert r.exit_code == 130, r.output
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"interrupted: during the {phase}, at step "), last
+    for f in ("model.json", "model.npz", "train_summary.json", "manifest.json"):
+        assert (out / f).exists(), f
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["interrupted"] is True and summary["interrupted_during"] == phase
+    assert (phase == "learning") == (summary["timesteps_done"] >= 64)
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
 
 
