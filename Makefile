@@ -25,7 +25,7 @@ env: $(STAMP)
 run: $(STAMP)
 	$(BIN)/autoflow train --workloads builtin:philly-mix,builtin:shared-gpu,wide:builtin:philly-mix \
 		--timesteps 4000 --imitation-episodes 48 --eval-every 1000 --eval-episodes 8 \
-		--seed 0 --out runs/agent
+		--jobs-min 300 --jobs-max 1000 --eval-jobs 600 --seed 0 --out runs/agent
 	$(BIN)/autoflow bench --trace builtin:philly-mix --cluster builtin:philly-64 \
 		--policies fifo,sjf,las,las-fcfs,gittins,easy-backfill,sjf-oracle,rl,rl:runs/agent/best_model.json \
 		--seeds 1 --out runs/default

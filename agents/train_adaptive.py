@@ -58,7 +58,9 @@ class AdaptiveConfig:
     timesteps: int = 20_000  # PPO steps (choices) after the warm start
     seed: int = 0
     validation: str | None = None  # validation sources; default: held-out training data
-    jobs: tuple[int, int] = (300, 1000)  # jobs per training episode
+    jobs: tuple[int, int] = (1000, 4000)  # jobs per training episode: long enough that a
+    # window behaves as a whole trace does (on windows of 300-1000 jobs gittins is often
+    # best; on whole traces it is the worst of the LAS family)
     load: tuple[float, float] = (0.6, 1.4)  # offered GPU load of training episodes
     candidates: tuple[str, ...] = CANDIDATES
     reference: str = "las"  # the reward is relative to this policy on the same episode
@@ -80,7 +82,7 @@ class AdaptiveConfig:
     workers: int = 2  # processes playing the teacher's episodes
     eval_every: int = 2_000
     eval_episodes: int = 12
-    eval_jobs: int = 600
+    eval_jobs: int = 2000
     eval_loads: tuple[float, ...] = (0.8, 1.0, 1.2)
 
 

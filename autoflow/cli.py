@@ -218,10 +218,10 @@ AGENTS = ("adaptive", "slots")
 TRAIN_DEFAULTS = {
     "adaptive": {"timesteps": 20_000, "imitation_episodes": 64, "learning_rate": 3e-4,
                  "clip_range": 0.2, "n_envs": 2, "eval_every": 2_000, "eval_episodes": 12,
-                 "jobs_min": 300, "jobs_max": 1000},
+                 "jobs_min": 1000, "jobs_max": 4000, "eval_jobs": 2000},
     "slots": {"timesteps": 50_000, "imitation_episodes": 16, "learning_rate": 1e-4,
               "clip_range": 0.1, "n_envs": 4, "eval_every": 10_000, "eval_episodes": 4,
-              "jobs_min": 150, "jobs_max": 400},
+              "jobs_min": 150, "jobs_max": 400, "eval_jobs": 300},
 }
 
 
@@ -280,6 +280,9 @@ def train(
                                  + _per_agent("jobs_min") + _range("--jobs-min")),
     jobs_max: int = typer.Option(None, help="Most jobs in a training episode."
                                  + _per_agent("jobs_max") + _range("--jobs-max")),
+    eval_jobs: int = typer.Option(None, help="Jobs in a validation episode (at most: a "
+                                  "held-out part of a trace may be shorter)."
+                                  + _per_agent("eval_jobs") + _range("--eval-jobs")),
     trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
                                           help="A generator given as gen:FILE: " + TRUST_HELP),
 ) -> None:
@@ -293,7 +296,7 @@ def train(
         given = {"timesteps": timesteps, "imitation_episodes": imitation_episodes,
                  "learning_rate": learning_rate, "clip_range": clip_range, "n_envs": n_envs,
                  "eval_every": eval_every, "eval_episodes": eval_episodes,
-                 "jobs_min": jobs_min, "jobs_max": jobs_max}
+                 "jobs_min": jobs_min, "jobs_max": jobs_max, "eval_jobs": eval_jobs}
         v = {k: (x if x is not None else TRAIN_DEFAULTS[agent][k]) for k, x in given.items()}
         check_flags(seed=seed, dagger_rounds=dagger_rounds,
                     imitation_smoothing=imitation_smoothing, **v)
@@ -324,7 +327,8 @@ def train(
                 validation=validation, teacher_episodes=v["imitation_episodes"],
                 reference=reward_baseline or "las", learning_rate=v["learning_rate"],
                 clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
-                eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]))
+                eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]),
+                eval_jobs=v["eval_jobs"])
         else:
             cfg = TrainConfig(
                 workloads=workloads, out=str(out_dir), timesteps=v["timesteps"], seed=seed,
@@ -332,7 +336,8 @@ def train(
                 dagger_rounds=dagger_rounds, imitation_smoothing=imitation_smoothing,
                 reward_baseline=reward_baseline, learning_rate=v["learning_rate"],
                 clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
-                eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]))
+                eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]),
+                eval_jobs=v["eval_jobs"])
         run_train(cfg, err, command=command)
     except KeyboardInterrupt as e:  # Interrupted: the model, summary and manifest are saved
         interrupted(e)

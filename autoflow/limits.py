@@ -84,6 +84,7 @@ FLAG_RANGES: dict[str, Range] = {
     "--eval-episodes": Range(1, 10_000, integer=True),
     "--jobs-min": Range(1, 100_000, integer=True),
     "--jobs-max": Range(1, 100_000, integer=True),
+    "--eval-jobs": Range(1, 100_000, integer=True),
     # generate
     "--epochs": Range(0, 100_000, integer=True),
     "-n": Range(1, 10_000_000, integer=True),

@@ -118,7 +118,14 @@ def _gm(x) -> float:
     return float(math.exp(np.mean(np.log(x))))
 
 
-def summarize(results: list[dict], learned: str = "rl") -> dict:
+def learned_of(results: list[dict]) -> str:
+    """The learned policy's name in a run (``rl`` or ``rl:PATH``)."""
+    names = results[0]["replays"][0]["policies"] if results else {}
+    return next((n for n in names if n == "rl" or n.startswith("rl:")), "rl")
+
+
+def summarize(results: list[dict], learned: str | None = None) -> dict:
+    learned = learned or learned_of(results)
     rows = []
     for c in results:
         ratios, ratios_all, p99s, best_names = [], [], [], []
@@ -128,7 +135,7 @@ def summarize(results: list[dict], learned: str = "rl") -> dict:
                 continue
             issue = [h for h in ISSUE_HEURISTICS if h in p]
             best = min(issue, key=lambda h: p[h]["avg_jct"])
-            every = [h for h in p if h != learned and not h.startswith("rl")]
+            every = [h for h in p if h != "rl" and not h.startswith("rl:")]
             best_all = min(every, key=lambda h: p[h]["avg_jct"])
             ratios.append(p[learned]["avg_jct"] / p[best]["avg_jct"])
             ratios_all.append(p[learned]["avg_jct"] / p[best_all]["avg_jct"])
@@ -152,7 +159,7 @@ def summarize(results: list[dict], learned: str = "rl") -> dict:
     return out
 
 
-def table(summary: dict, results: list[dict], learned: str = "rl") -> str:
+def table(summary: dict, results: list[dict]) -> str:
     lines = ["| group | case | GPUs | jobs | best heuristic (replay 0) | rl × best: replay 0 "
              "| median [min, max] over replays | rl × best incl. las-fcfs (median) "
              "| p99 rl / best (max) |", "|" + "---|" * 9]

@@ -171,7 +171,8 @@ def test_train_adaptive_end_to_end_then_bench_the_model(tmp_path):
     r = runner.invoke(app, ["train", "--workloads", "builtin:philly-mix-small",
                             "--timesteps", "64", "--out", str(out), "--imitation-episodes", "2",
                             "--eval-episodes", "2", "--eval-every", "32", "--n-envs", "1",
-                            "--jobs-min", "60", "--jobs-max", "80", "--seed", "3"])
+                            "--jobs-min", "60", "--jobs-max", "80", "--eval-jobs", "100",
+                            "--seed", "3"])
     assert r.exit_code == 0, r.output
     for f in ("model.json", "model.npz", "best_model.json", "best_model.npz",
               "train_summary.json", "manifest.json", "eval_curve.png"):

@@ -247,7 +247,8 @@ def test_an_interrupted_adaptive_train_keeps_its_model_summary_and_manifest(
     out = tmp_path / "agent"
     r = invoke("train", "--workloads", "builtin:philly-mix-small", "--timesteps", "100000",
                "--out", out, "--imitation-episodes", "2", "--eval-episodes", "1",
-               "--eval-every", "32", "--n-envs", "1", "--jobs-min", "40", "--jobs-max", "50")
+               "--eval-every", "32", "--n-envs", "1", "--jobs-min", "40", "--jobs-max", "50",
+               "--eval-jobs", "60")
     assert r.exit_code == 130, r.output
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(f"interrupted: during the {phase}, at step "), last
