@@ -37,13 +37,12 @@ from autoflow.errors import ConfigError
 from autoflow.policies import make_policy
 from autoflow.policies.switching import Switching
 
-from .safe_model import _read_arrays
+from .safe_model import _read_arrays, read_card
 
 FORMAT = "autoflow-adaptive/1"
 KIND = "rule-selector"
 CANDIDATES = ("fifo", "sjf", "las", "las-fcfs", "gittins", "easy-backfill")
 DEFAULT_FIRST = "las"  # in charge until the first choice (a model chooses at once)
-MAX_CARD_BYTES = 1 << 20
 MAX_WIDTH = 1024
 
 
@@ -177,15 +176,8 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
     """(selector, candidates, card) of the card at ``card_path``, every field checked."""
     card_path = Path(card_path)
     what = f"model {card_path}"
-    if not card_path.is_file():
-        raise ConfigError(f"{what}: file not found (train one with `autoflow train`)")
-    if card_path.stat().st_size > MAX_CARD_BYTES:
-        raise ConfigError(f"{what}: a card larger than {MAX_CARD_BYTES:,} bytes")
-    try:
-        card = json.loads(card_path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what}: not a JSON model card ({trust.why(e)})") from e
-    if not isinstance(card, dict) or not is_adaptive_card(card):
+    card = read_card(card_path)  # exists, size-capped, a JSON object
+    if not is_adaptive_card(card):
         raise ConfigError(f"{what}: not an adaptive model card (format {FORMAT!r})")
     net = card.get("network")
     if not isinstance(net, dict) or net.get("kind") != KIND:

@@ -101,6 +101,10 @@ def _validation_episodes(cfg: AdaptiveConfig) -> list:
     return out
 
 
+def _geomean(r) -> float:
+    return float(np.exp(np.mean(np.log(r))))
+
+
 class Validator:
     """The validation episodes under every candidate (once) and under a selector."""
 
@@ -116,7 +120,7 @@ class Validator:
     def evaluate(self, selector: Selector) -> dict:
         jct = np.array([self._avg(Adaptive("best-fit", selector, self.candidates), w, cl)
                         for w, cl, _ in self.episodes])
-        gm = lambda r: float(np.exp(np.mean(np.log(r))))  # noqa: E731
+        gm = _geomean
         out = {"avg_jct": float(jct.mean()), "vs_best": gm(jct / self.best),
                "worst_vs_best": float((jct / self.best).max())}
         for c in self.candidates:
@@ -124,7 +128,7 @@ class Validator:
         return out
 
     def baselines(self) -> dict:
-        gm = lambda r: float(np.exp(np.mean(np.log(r))))  # noqa: E731
+        gm = _geomean
         return {c: {"vs_best": gm(self.jct[c] / self.best),
                     "best_on": int((self.jct[c] == self.best).sum())}
                 for c in self.candidates}

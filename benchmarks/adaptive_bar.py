@@ -176,9 +176,9 @@ def summarize(results: list[dict], learned: str | None = None) -> dict:
 
 
 def table(summary: dict, results: list[dict]) -> str:
-    lines = ["| group | case | GPUs | jobs | best heuristic (replay 0) | rl × best: replay 0 "
-             "| median [min, max] over replays | rl × best incl. las-fcfs (median) "
-             "| p99 rl / best (max) |", "|" + "---|" * 9]
+    lines = [("| group | case | GPUs | jobs | best heuristic (replay 0) | rl × best: replay 0 "
+              "| median [min, max] over replays | rl × best incl. las-fcfs (median) "
+              "| p99 rl / best (max) |"), "|" + "---|" * 9]
     for r in summary["rows"]:
         v = r["vs_best"]
         lines.append(f"| {r['group']} | {r['case']} | {r['gpus']} | {r['jobs']:,} | {r['best'][0]} "

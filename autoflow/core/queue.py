@@ -88,6 +88,15 @@ class SortedQueue:
         jobs = self._jobs
         return [jobs[k[-1]] for k in self._items[:n]]
 
+    def rekey(self) -> None:
+        """Sorts every waiting job again by the key function (whose answers changed: a
+        policy learned something, or another policy now orders the queue)."""
+        jobs = list(self)
+        for js in jobs:
+            self.remove(js)
+        for js in jobs:
+            self.add(js)
+
     def key_of(self, js: JobState) -> tuple:
         return self._keys[js.idx]
 

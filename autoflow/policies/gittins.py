@@ -142,12 +142,7 @@ class Gittins(Policy):
         """A new rank table from the sizes seen; the waiting jobs are ranked again."""
         self.table = np.asarray(self.sizes, dtype=float)
         self.ranks = {}
-        waiting = ctx.waiting
-        jobs = list(waiting)
-        for w in jobs:
-            waiting.remove(w)
-        for w in jobs:
-            waiting.add(w)
+        ctx.waiting.rekey()
 
     def schedule(self, ctx) -> None:
         preemptive_pass(ctx)

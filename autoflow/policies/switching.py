@@ -148,12 +148,7 @@ class Switching(Policy):
         if k == self.active_index:
             return
         self.active_index, self.active = k, self.candidates[k]
-        waiting = ctx.waiting
-        jobs = list(waiting)
-        for js in jobs:
-            waiting.remove(js)
-        for js in jobs:
-            waiting.add(js)
+        ctx.waiting.rekey()
         ctx.cycle.settled = None  # what the last greedy pass settled is in another order
 
     def queue_of(self, js: JobState) -> int | None:
