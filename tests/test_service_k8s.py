@@ -522,7 +522,8 @@ def test_preempt_keeps_the_victims_las_agrees_with(tmp_path):
         def js(p):
             return eng.by_id[s.job(p)["job_id"]]
 
-        until(lambda: js(v1).priority == 2 and js(v2).priority == 2, "LAS demotions")
+        until(lambda: eng.policy.queue_of(js(v1)) == 2 and eng.policy.queue_of(js(v2)) == 2,
+              "LAS demotions")
         with eng.lock:  # the policy's preemption order: the worst-ranked first
             now = eng.clock.now()
             worst = max((v1, v2), key=lambda p: eng.policy.preempt_key(js(p), now))
