@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from autoflow.errors import ConfigError
 from autoflow.policies import make_policy
 from autoflow.policies.switching import Switching
 
-from .safe_model import _read_arrays, read_card
+from .safe_model import read_card, read_weights
 
 FORMAT = "autoflow-adaptive/1"
 KIND = "rule-selector"
@@ -201,25 +200,11 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
                           f"[1, {MAX_WIDTH}]")
     if net.get("features") != len(WORKLOAD_FEATURES):
         raise ConfigError(f"{what}: network.features must be {len(WORKLOAD_FEATURES)}")
-    weights = card.get("weights")
-    if not isinstance(weights, str) or Path(weights).name != weights or \
-            not weights.endswith(".npz"):
-        raise ConfigError(f"{what}: weights must name an .npz file beside the card")
-    npz_path = card_path.parent / weights
-    if not npz_path.is_file():
-        raise ConfigError(f"{what}: its weights {npz_path} are missing")
     sizes = [obs_size(len(cands)), *widths, len(cands)]
     shapes = {}
     for i in range(len(sizes) - 1):
         shapes[f"w{i}"], shapes[f"b{i}"] = (sizes[i], sizes[i + 1]), (sizes[i + 1],)
-    limit = sum(4 * math.prod(s) + 512 for s in shapes.values()) + 64 * 1024
-    if npz_path.stat().st_size > limit:
-        raise ConfigError(f"{what}: {npz_path} is larger than the weights of this network")
-    data = npz_path.read_bytes()
-    if trust.sha256_bytes(data) != card.get("sha256"):
-        raise ConfigError(f"{what}: {npz_path.name} does not match the sha256 in its card "
-                          f"(changed since it was written)")
-    arrays = _read_arrays(data, shapes, f"{what}: {npz_path.name}")
+    arrays = read_weights(card, card_path, shapes, what)
     layers = [(arrays[f"w{i}"], arrays[f"b{i}"]) for i in range(len(sizes) - 1)]
     return Selector(layers), tuple(cands), card
 

@@ -132,6 +132,18 @@ def load(card_path: str | Path) -> SafeModel:
         raise ConfigError(f"{what}: its observation has features {net.get('features')}, "
                           f"this autoflow has {features()}; retrain it with `autoflow train`")
     obs = _obs_config(obs_d, what)
+    shapes = array_shapes(net["features"]["jobs"], net["features"]["running"],
+                          net["features"]["cluster"], dim)
+    arrays = read_weights(card, card_path, shapes, what)
+    actor = NumpyActor.from_arrays(arrays, obs.queue_slots, obs.running_slots, dim)
+    return SafeModel(actor, obs, card, str(card_path))
+
+
+def read_weights(card: dict, card_path: Path, shapes: dict[str, tuple],
+                 what: str) -> dict[str, np.ndarray]:
+    """The arrays of the npz the card names (``weights``: a file beside the card): no
+    larger than ``shapes`` allow, matching the card's ``sha256``, exactly those members,
+    float32 and finite (``_read_arrays``)."""
     weights = card.get("weights")
     if not isinstance(weights, str) or Path(weights).name != weights or \
             not weights.endswith(".npz"):
@@ -139,18 +151,14 @@ def load(card_path: str | Path) -> SafeModel:
     npz_path = card_path.parent / weights
     if not npz_path.is_file():
         raise ConfigError(f"{what}: its weights {npz_path} are missing")
-    shapes = array_shapes(net["features"]["jobs"], net["features"]["running"],
-                          net["features"]["cluster"], dim)
     limit = sum(4 * int(np.prod(s)) + 512 for s in shapes.values()) + 64 * 1024
     if npz_path.stat().st_size > limit:
         raise ConfigError(f"{what}: {npz_path} is larger than the weights of this network")
     data = npz_path.read_bytes()
     if trust.sha256_bytes(data) != card.get("sha256"):
         raise ConfigError(f"{what}: {npz_path.name} does not match the sha256 in its card "
-                          f"(changed since it was written); export the model again")
-    arrays = _read_arrays(data, shapes, f"{what}: {npz_path.name}")
-    actor = NumpyActor.from_arrays(arrays, obs.queue_slots, obs.running_slots, dim)
-    return SafeModel(actor, obs, card, str(card_path))
+                          f"(changed since it was written); export or train the model again")
+    return _read_arrays(data, shapes, f"{what}: {npz_path.name}")
 
 
 def _obs_config(d, what: str) -> ObsConfig:
