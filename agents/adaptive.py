@@ -19,7 +19,6 @@ hash, the layer sizes, the weights' sha256, and what it was trained on), loaded 
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -31,12 +30,12 @@ from autoflow.envs.workload_features import (
     schema_hash,
 )
 
-from autoflow import atomic, trust
+from autoflow import atomic
 from autoflow.errors import ConfigError
 from autoflow.policies import make_policy
 from autoflow.policies.switching import Switching
 
-from .safe_model import read_card, read_weights
+from .safe_model import read_card, read_weights, write_weights
 
 FORMAT = "autoflow-adaptive/1"
 KIND = "rule-selector"
@@ -153,13 +152,9 @@ def export(selector: Selector, candidates: tuple[str, ...], stem: str | Path,
     """Writes ``stem.npz`` (weights) and ``stem.json`` (the card), weights first."""
     stem = Path(stem)
     card_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.float32)
-                     for k, v in selector.arrays.items()})
-    data = buf.getvalue()
-    atomic.write_bytes(npz_path, data)
+    sha = write_weights(selector.arrays, npz_path)
     card = dict(extra or {})
-    card |= {"format": FORMAT, "weights": npz_path.name, "sha256": trust.sha256_bytes(data),
+    card |= {"format": FORMAT, "weights": npz_path.name, "sha256": sha,
              "feature_schema": schema_hash(list(candidates)),
              "network": {"kind": KIND, "candidates": list(candidates),
                          "features": len(WORKLOAD_FEATURES), "widths": selector.widths}}

@@ -82,11 +82,7 @@ def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: in
             values = policy.predict_values(ob).flatten()
             loss = (_smoothed_nll(logp_all, act[b], mask[b], smoothing)
                     + 0.5 * torch.nn.functional.mse_loss(values, ret[b]))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
-            opt.step()
-            loss_v = float(loss.detach())
+            loss_v = step(opt, policy, loss)
     policy.set_training_mode(False)
     with torch.no_grad():
         agree, p_sum, choices = 0, 0.0, 0
@@ -101,6 +97,15 @@ def clone(policy, demos: dict, epochs: int, batch_size: int, lr: float, seed: in
             choices += int(multi.sum())
     return {"loss": loss_v, "agreement": agree / max(1, n), "samples": n,
             "expert_prob": p_sum / choices if choices else None}
+
+
+def step(opt, policy, loss, max_norm: float = 0.5) -> float:
+    """One optimiser step on ``loss`` with the gradient clipped; returns the loss."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)
+    opt.step()
+    return float(loss.detach())
 
 
 def _smoothed_nll(logp: torch.Tensor, act: torch.Tensor, mask: torch.Tensor,

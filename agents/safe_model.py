@@ -67,18 +67,14 @@ def export(actor: NumpyActor, obs: ObsConfig, stem: str | Path, sb3_zip: tuple[s
     card. ``sb3_zip``: (file name, sha256) of the zip the actor comes from; ``extra``:
     more card fields (the format's own fields win)."""
     card_path, npz_path = paths_of(stem)
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.float32)
-                     for k, v in actor.arrays.items()})
-    data = buf.getvalue()
-    atomic.write_bytes(npz_path, data)
+    sha = write_weights(actor.arrays, npz_path)
     card = dict(extra or {})
     for stale in ("model",):  # a pre-export card's name of the zip
         card.pop(stale, None)
     card |= {
         "format": FORMAT,
         "weights": npz_path.name,
-        "sha256": trust.sha256_bytes(data),
+        "sha256": sha,
         "feature_schema": schema_hash(),
         "obs": {"queue_slots": obs.queue_slots, "running_slots": obs.running_slots,
                 "head_slots": obs.head_slots, "preemption": obs.preemption},
@@ -88,6 +84,16 @@ def export(actor: NumpyActor, obs: ObsConfig, stem: str | Path, sb3_zip: tuple[s
         card["sb3_zip"] = {"file": sb3_zip[0], "sha256": sb3_zip[1]}
     atomic.write_text(card_path, json.dumps(card, indent=2) + "\n")
     return card
+
+
+def write_weights(arrays: dict[str, np.ndarray], npz_path: Path) -> str:
+    """Writes the arrays as float32 members of ``npz_path`` (atomically) and returns the
+    file's sha256, which the card records (``read_weights`` checks it)."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in arrays.items()})
+    data = buf.getvalue()
+    atomic.write_bytes(npz_path, data)
+    return trust.sha256_bytes(data)
 
 
 def read_card(card_path: Path) -> dict:

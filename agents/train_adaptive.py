@@ -49,6 +49,7 @@ from autoflow.load import fit_load
 
 from .adaptive import CANDIDATES, Adaptive, Selector, export
 from .adaptive_env import RuleChoiceEnv
+from .imitation import step
 
 
 @dataclass
@@ -233,11 +234,7 @@ def clone(policy, data: dict, epochs: int, lr: float, seed: int, temperature: fl
             v = policy.predict_values(obs[b]).flatten()
             loss = (torch.nn.functional.mse_loss(scores, target[b])
                     + 0.5 * torch.nn.functional.mse_loss(v, ret[b]))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
-            opt.step()
-            loss_v = float(loss.detach())
+            loss_v = step(opt, policy, loss)
         policy.set_training_mode(False)
         if held:
             r = regret_of(obs_all[val], regret_all[val])
