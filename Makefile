@@ -27,7 +27,7 @@ run: $(STAMP)
 		--timesteps 4000 --imitation-episodes 48 --eval-every 1000 --eval-episodes 8 \
 		--jobs-min 300 --jobs-max 1000 --eval-jobs 600 --seed 0 --out runs/agent
 	$(BIN)/autoflow bench --trace builtin:philly-mix --cluster builtin:philly-64 \
-		--policies fifo,sjf,las,las-fcfs,gittins,easy-backfill,sjf-oracle,rl,rl:runs/agent/best_model.json \
+		--policies fifo,sjf,las,las-fcfs,gittins,gittins-siblings,easy-backfill,sjf-oracle,rl,rl:runs/agent/best_model.json \
 		--seeds 1 --out runs/default
 
 test: $(STAMP)

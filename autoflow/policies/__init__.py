@@ -22,6 +22,7 @@ from .base import Policy
 from .easy_backfill import EasyBackfill
 from .fifo import Fifo
 from .gittins import Gittins
+from .gittins_siblings import GittinsSiblings
 from .las import Las, parse_thresholds
 from .las_fcfs import LasFcfs
 from .sjf import Sjf
@@ -29,7 +30,8 @@ from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
 
 POLICIES: dict[str, type[Policy]] = {
-    cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill, Gittins)
+    cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill, Gittins,
+                             GittinsSiblings)
 }
 
 
