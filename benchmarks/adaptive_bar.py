@@ -2,7 +2,7 @@
 and on held-out parts of its own, over perturbed replays of each case.
 
     python benchmarks/adaptive_bar.py [--traces ../shared/traces] [--loads 0.9,1.1]
-        [--replays 3] [--policies fifo,sjf,las,las-fcfs,easy-backfill,gittins,rl]
+        [--replays 3] [--policies fifo,sjf,las,las-fcfs,easy-backfill,gittins,gittins-siblings,rl]
         [--jobs 2] [--out runs/adaptive-bar]
 
 Cases:
@@ -47,7 +47,7 @@ from autoflow.sim.simulator import SimConfig
 from autoflow.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = "fifo,sjf,las,las-fcfs,easy-backfill,gittins,rl"
+POLICIES = "fifo,sjf,las,las-fcfs,easy-backfill,gittins,gittins-siblings,rl"
 ISSUE_HEURISTICS = ("fifo", "sjf", "las", "easy-backfill", "gittins")
 JITTER_S = 60.0
 OVERHEAD_RANGE = (25.0, 35.0)
