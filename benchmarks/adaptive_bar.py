@@ -33,7 +33,6 @@ import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +41,13 @@ from autoflow import atomic, jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.bench import prepare_fit
 from autoflow.evaluate import evaluate
+from autoflow.perturb import JITTER_S, OVERHEAD_RANGE, perturbed
 from autoflow.policies import make_policy
-from autoflow.sim.simulator import SimConfig
 from autoflow.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = "fifo,sjf,las,las-fcfs,easy-backfill,gittins,gittins-siblings,rl"
 ISSUE_HEURISTICS = ("fifo", "sjf", "las", "easy-backfill", "gittins")
-JITTER_S = 60.0
-OVERHEAD_RANGE = (25.0, 35.0)
 LIGHT_CV = 0.6
 GROUPS = ("unseen", "validation", "light")
 
@@ -83,17 +80,6 @@ def _held_out(w: Workload) -> Workload:
     return Workload(jobs[round(0.8 * len(jobs)):], source=f"{w.source}[last 20%]").shifted()
 
 
-def _perturbed(w: Workload, replay: int) -> tuple[Workload, SimConfig]:
-    if replay == 0:
-        return w, SimConfig()
-    rng = np.random.default_rng(replay)
-    jit = rng.uniform(-JITTER_S, JITTER_S, len(w))
-    jobs = [replace(j, submit_time=max(0.0, j.submit_time + float(d))) for j, d in zip(w, jit)]
-    jobs.sort(key=lambda j: j.submit_time)
-    return (Workload(jobs, source=f"{w.source}~{replay}").shifted(),
-            SimConfig(restart_overhead_s=float(rng.uniform(*OVERHEAD_RANGE))))
-
-
 def run_case(args: tuple) -> dict:
     group, name, trace, cluster, load, policies, replays = args
     from autoflow.cluster import load_cluster
@@ -114,7 +100,7 @@ def run_case(args: tuple) -> dict:
     out = {"group": group, "case": name, "trace": trace, "cluster": cluster, "load": load,
            "gpus": fit.spec.total_gpus, "jobs": len(fit.workload), "replays": []}
     for r in range(replays):
-        w, cfg = _perturbed(fit.workload, r)
+        w, cfg = perturbed(fit.workload, r)
         runs = {}
         for p in policies:
             pol = make_policy(p)

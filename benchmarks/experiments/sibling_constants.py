@@ -6,7 +6,7 @@
 Each variant is ``WINDOW/TAIL/NEAREST`` (``autoflow/policies/gittins_siblings.py``). The
 cases are the *middle* 20% (positions 40-60%) of the four training traces (ITP 01, 02,
 03, 05) on ``itp-8gpu`` at loads 0.9 and 1.1, 2 replays each (the second with jittered
-submits and restart overhead, as ``benchmarks/adaptive_bar.py`` perturbs): never the last
+submits and restart overhead, ``autoflow.perturb``, as the bar perturbs): never the last
 20%, which the bar holds out. Prints each variant's average JCT over the best of las,
 gittins and sjf on the same replay (geometric mean, worst) and writes ``results.json``
 and ``manifest.json`` to ``--out``. Skips when the traces are absent.
@@ -27,13 +27,12 @@ from autoflow import manifest as manifest_mod
 from autoflow.cluster import load_cluster
 from autoflow.evaluate import evaluate
 from autoflow.load import fit_load
+from autoflow.perturb import perturbed
 from autoflow.policies import make_policy
 from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from adaptive_bar import _perturbed  # the bar's perturbation, shared
 
 VARIANTS = "1800/2/0,1800/2/8,1800/2/4,3600/2/8,900/2/8,1800/1.5/8,1800/3/8,1800/1.25/8,1800/1.1/8"
 BASELINES = ("las", "gittins", "sjf")
@@ -61,7 +60,7 @@ def run_case(args) -> dict:
     fit = fit_load(load_cluster("itp-8gpu"), w, load)
     out = {"trace": str(path), "load": load, "replays": []}
     for r in range(2):
-        wr, cfg = _perturbed(fit.workload, r)
+        wr, cfg = perturbed(fit.workload, r)
         avg = {p: evaluate(make_policy(p), wr, fit.spec, cfg).metrics["avg_jct"]
                for p in BASELINES}
         for v in variants:
