@@ -1,0 +1,1 @@
+"""Built-in demo jobs that replays run as real processes (``train_loop``)."""
