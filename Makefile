@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
-EXTRAS ?= dev,rl,synth,serve
+EXTRAS ?= dev,rl,synth,serve,ray
 
 .PHONY: run test env clean bench-speed
 

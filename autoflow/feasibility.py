@@ -196,3 +196,18 @@ class ShapeGate:
         if ok is None:
             ok = self._ok[shape] = shape_fits(self.state, shape)
         return ok
+
+
+def check_all_fit(empty: ClusterState, jobs, cluster) -> None:
+    """Raises ClusterError naming the first job that cannot run even on the empty
+    cluster ``empty`` (it would wait forever), with how many there are."""
+    from .errors import ClusterError
+
+    unfit = [js for js in jobs if not fits_now(empty, js.req)]
+    if unfit:
+        j = unfit[0].job
+        raise ClusterError(
+            f"{len(unfit)} job(s) can never run on cluster {cluster.name} "
+            f"({cluster.total_gpus} GPUs, types {', '.join(empty.types)}); e.g. "
+            f"{j.job_id}: {j.num_gpus} GPU(s) x {j.gpu_milli}/1000, types "
+            f"{'|'.join(j.gpu_types) or 'any'}, cpu {j.cpu_milli}m, mem {j.memory_mib} MiB")

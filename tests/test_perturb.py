@@ -14,7 +14,7 @@ def test_replays_are_seeded_bounded_and_keep_every_job():
     assert same is w and cfg == SimConfig()
     a, ca = perturbed(w, 1)
     b, cb = perturbed(w, 1)
-    c, cc = perturbed(w, 2)
+    c, _ = perturbed(w, 2)
     assert [j.submit_time for j in a] == [j.submit_time for j in b] and ca == cb
     assert [j.submit_time for j in a] != [j.submit_time for j in c]
     assert sorted(j.job_id for j in a) == sorted(j.job_id for j in w)  # none dropped

@@ -24,7 +24,7 @@ from ..core.estimator import DurationEstimator
 from ..core.jobstate import DONE, RUNNING, JobState
 from ..core.scheduler import SchedulerCore
 from ..errors import ClusterError, ConfigError
-from ..feasibility import fits_now
+from ..feasibility import check_all_fit
 from ..policies.base import Policy
 from ..state import Placement
 from ..workload import Workload
@@ -135,14 +135,7 @@ class Simulator:
         if policy.oracle:  # only an oracle's run is handed the truth
             for js, d in zip(self.jobs, durations):
                 js.reveal(d)
-        unfit = [js for js in self.jobs if not fits_now(empty, js.req)]
-        if unfit:
-            j = unfit[0].job
-            raise ClusterError(
-                f"{len(unfit)} job(s) can never run on cluster {cluster.name} "
-                f"({cluster.total_gpus} GPUs, types {', '.join(self.state.types)}); e.g. "
-                f"{j.job_id}: {j.num_gpus} GPU(s) x {j.gpu_milli}/1000, types "
-                f"{'|'.join(j.gpu_types) or 'any'}, cpu {j.cpu_milli}m, mem {j.memory_mib} MiB")
+        check_all_fit(empty, self.jobs, cluster)
         span = workload.span + float(np.median(durations)) if durations else 1.0
         self.meter = core.meter = SimMeter(self.state, durations,
                                            span / max(1, cfg.fragmentation_samples))

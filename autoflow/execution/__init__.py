@@ -1,0 +1,1 @@
+"""Real execution: backends that run the core's decisions as real processes (Ray)."""

@@ -1,0 +1,60 @@
+"""A local multi-node Ray cluster shaped like a ``ClusterSpec``: one Ray node per
+cluster node, with that node's GPUs as logical GPUs (``num_gpus`` works on a CPU-only
+machine) and a ``gpu-type:TYPE`` resource. Jobs are pinned to the node the policy chose
+by node affinity (``RayBackend``), so Ray's own scheduler never moves them.
+
+The head's GCS port is a free port chosen here, never Ray's default 6379 (a local Redis
+may hold it).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Self
+
+from ..cluster import ClusterSpec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalRayCluster:
+    """``with LocalRayCluster(spec) as rc:`` starts the nodes and connects this process;
+    ``rc.node_ids[i]`` is the Ray node id of ``spec.nodes[i]``. Leaving the block shuts
+    it all down."""
+
+    def __init__(self, spec: ClusterSpec):
+        self.spec = spec
+        self.node_ids: list[str] = []
+        self._cluster = None
+
+    def __enter__(self) -> Self:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        if ray.is_initialized():
+            raise RuntimeError("this process is already connected to a Ray cluster")
+        self._cluster = Cluster(initialize_head=True, shutdown_at_exit=True, head_node_args={
+            "num_cpus": 1, "num_gpus": 0, "gcs_server_port": free_port(),
+            "include_dashboard": False})
+        try:
+            for node in self.spec.nodes:
+                added = self._cluster.add_node(
+                    num_cpus=1, num_gpus=node.gpus,
+                    resources={f"gpu-type:{node.gpu_type}": node.gpus} if node.gpus else {})
+                self.node_ids.append(added.node_id)
+            self._cluster.wait_for_nodes()
+            ray.init(address=self._cluster.address, log_to_driver=False)
+        except BaseException:
+            self._cluster.shutdown()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        ray.shutdown()
+        self._cluster.shutdown()

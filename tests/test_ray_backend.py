@@ -1,0 +1,76 @@
+"""The Ray backend on a real local two-node Ray cluster (logical GPUs): every job runs
+as a Ray task on the node the policy chose, Ray never runs more GPUs on a node than it
+has, preempted tasks are stopped and their jobs finish later, nothing is lost."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from autoflow.cluster import ClusterSpec, Node
+from autoflow.job import Job
+from autoflow.policies import make_policy
+from autoflow.workload import Workload
+
+if os.environ.get("CI"):
+    import ray  # noqa: F401 - in CI Ray must be there: these tests never skip
+else:
+    pytest.importorskip("ray")
+
+from autoflow.execution.local_ray import LocalRayCluster
+from autoflow.execution.replay import replay_on_ray
+
+SPEC = ClusterSpec("two", [Node("a", "V100", 2), Node("b", "V100", 2)])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalRayCluster(SPEC) as rc:
+        yield rc
+
+
+def check_run(run, workload):
+    by_id = {j.job_id: j for j in workload.jobs}
+    assert all(js.status == "done" for js in run.jobs)  # nothing lost
+    for seg in run.segments:  # each task ran on the node the policy placed it on
+        assert seg["ray_node"] == run.node_ids[seg["node"]]
+    for js in run.jobs:  # a job takes at least its duration, from submission
+        assert js.finish - js.submit >= by_id[js.job.job_id].duration * 0.99
+    # Ray never ran more GPUs on a node than it has (from the tasks' own clocks)
+    gpus = {js.idx: js.job.num_gpus for js in run.jobs}
+    for node in range(len(SPEC.nodes)):
+        events = []
+        for seg in run.segments:
+            if seg["node"] == node:
+                share = gpus[seg["job"]]
+                events += [(seg["began"], share), (seg["ended"], -share)]
+        used = 0
+        for _t, d in sorted(events, key=lambda e: (e[0], e[1])):
+            used += d
+            assert used <= SPEC.nodes[node].gpus
+
+
+def test_fifo_runs_every_job_where_it_was_placed(cluster):
+    jobs = [Job(f"j{i}", 5.0 * i, 20.0 + 10.0 * (i % 4), 1 + (i % 2)) for i in range(10)]
+    w = Workload(jobs)
+    run = replay_on_ray(w, SPEC, make_policy("fifo"), time_scale=0.05, cluster=cluster)
+    check_run(run, w)
+    assert len(run.segments) == len(jobs)  # fifo never preempts: one task a job
+
+
+def test_las_preemption_stops_the_task_and_the_job_resumes(cluster):
+    """Two 2-GPU jobs fill the cluster; a third arrives after they passed LAS's first
+    queue (threshold 20 GPU-seconds) and preempts one of them."""
+    jobs = [Job("long-a", 0.0, 200.0, 2), Job("long-b", 0.0, 200.0, 2),
+            Job("short", 30.0, 20.0, 2)]
+    w = Workload(jobs)
+    run = replay_on_ray(w, SPEC, make_policy("las:20/2000"), time_scale=0.02,
+                        restart_overhead_s=5.0, cluster=cluster)
+    check_run(run, w)
+    pre = [js for js in run.jobs if js.preemptions]
+    assert len(pre) == 1 and pre[0].job.job_id.startswith("long")
+    short = next(js for js in run.jobs if js.job.job_id == "short")
+    assert short.finish < pre[0].finish  # it ran in the preempted job's place
+    # the preempted job's first task was cancelled: only its resumed segment completed
+    assert [s["job"] for s in run.segments].count(pre[0].idx) == 1
