@@ -74,3 +74,19 @@ def test_las_preemption_stops_the_task_and_the_job_resumes(cluster):
     assert short.finish < pre[0].finish  # it ran in the preempted job's place
     # the preempted job's first task was cancelled: only its resumed segment completed
     assert [s["job"] for s in run.segments].count(pre[0].idx) == 1
+
+
+def test_a_policy_that_leaves_the_cluster_idle_is_an_error_not_a_hang(cluster):
+    from autoflow.core.scheduler import SchedulingError
+    from autoflow.placers import make_placer
+    from autoflow.policies.base import Policy
+
+    class Idle(Policy):
+        name = "idle"
+
+        def schedule(self, ctx):
+            pass  # never starts anything
+
+    w = Workload([Job("j0", 0.0, 10.0, 1)])
+    with pytest.raises(SchedulingError, match="idle with 1 job"):
+        replay_on_ray(w, SPEC, Idle(make_placer("best-fit")), time_scale=0.05, cluster=cluster)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from ..core.jobstate import RUNNING, JobState
+from ..core.scheduler import SchedulingError
 from ..state import Placement
 
 POLL_S = 0.05  # real seconds between looks at the running tasks, at most
@@ -106,6 +107,11 @@ class RayBackend:
                 wait = min(wait, max(0.0, (self._timers[0][0] - now) * self.scale))
             refs = list(self._refs)
             if not refs:
+                if not self._timers:  # nothing runs and nothing is due: it would wait forever
+                    waiting = sum(js.status == "waiting" for js in self.core.jobs)
+                    raise SchedulingError(
+                        f"{self.core.policy.label} left the cluster idle with {waiting} "
+                        f"job(s) waiting and nothing due: the replay cannot end")
                 time.sleep(wait)
                 continue
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait)
