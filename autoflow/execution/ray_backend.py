@@ -53,10 +53,9 @@ class RayBackend:
         self.t0 = time.monotonic()
         self._timers: list[tuple[float, int, Callable]] = []
         self._seq = itertools.count()
-        self._refs: dict = {}  # ObjectRef -> (job index, version)
+        self._refs: dict = {}  # ObjectRef -> (job index, version, node index, wall at launch)
         self._pending: dict[int, tuple[int, set]] = {}  # job -> (version, refs not done)
         self.segments: list[dict] = []  # every finished task: job, node, times
-        self.launched: dict = {}  # ObjectRef -> (job index, node index, wall at launch)
 
     # -- the Backend protocol -------------------------------------------------------------
     def now(self) -> float:
@@ -77,8 +76,7 @@ class RayBackend:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_ids[node],
                                                                    soft=False),
             ).remote(left * self.scale)
-            self._refs[ref] = (js.idx, js.version)
-            self.launched[ref] = (js.idx, node, time.time())
+            self._refs[ref] = (js.idx, js.version, node, time.time())
             refs.add(ref)
         self._pending[js.idx] = (js.version, refs)
 
@@ -86,7 +84,6 @@ class RayBackend:
         _version, refs = self._pending.pop(js.idx, (None, set()))
         for ref in refs:
             self._refs.pop(ref, None)
-            self.launched.pop(ref, None)
             self.ray.cancel(ref, force=True)
 
     def true_duration(self, js: JobState) -> float:
@@ -119,8 +116,7 @@ class RayBackend:
                 self._collect(ref)
 
     def _collect(self, ref) -> None:
-        idx, version = self._refs.pop(ref)
-        _idx, node, launched = self.launched.pop(ref)
+        idx, version, node, launched = self._refs.pop(ref)
         info = self.ray.get(ref)
         self.segments.append({"job": idx, "node": node, "ray_node": info["node"],
                               "launched": launched, "began": info["began"],
