@@ -1,6 +1,6 @@
 """The Ray backend on a real local two-node Ray cluster (logical GPUs): every job runs
 as a Ray task on the node the policy chose, Ray never runs more GPUs on a node than it
-has, preempted tasks are stopped and their jobs finish later, nothing is lost."""
+has, preempted jobs checkpoint, stop and resume from their checkpoint, nothing is lost."""
 
 from __future__ import annotations
 
@@ -34,11 +34,12 @@ def check_run(run, workload):
     by_id = {j.job_id: j for j in workload.jobs}
     assert all(js.status == "done" for js in run.jobs)  # nothing lost
     for seg in run.segments:  # each task ran on the node the policy placed it on
+        assert seg["outcome"] in ("finished", "stopped")
         assert seg["ray_node"] == run.node_ids[seg["node"]]
     for js in run.jobs:  # a job takes at least its duration, from submission
         assert js.finish - js.submit >= by_id[js.job.job_id].duration * 0.99
     # Ray never ran more GPUs on a node than it has (from the tasks' own clocks)
-    gpus = {js.idx: js.job.num_gpus for js in run.jobs}
+    gpus = {js.job.job_id: js.job.num_gpus for js in run.jobs}
     for node in range(len(SPEC.nodes)):
         events = []
         for seg in run.segments:
@@ -72,8 +73,13 @@ def test_las_preemption_stops_the_task_and_the_job_resumes(cluster):
     assert len(pre) == 1 and pre[0].job.job_id.startswith("long")
     short = next(js for js in run.jobs if js.job.job_id == "short")
     assert short.finish < pre[0].finish  # it ran in the preempted job's place
-    # the preempted job's first task was cancelled: only its resumed segment completed
-    assert [s["job"] for s in run.segments].count(pre[0].idx) == 1
+    # the preempted job checkpointed when asked to stop and resumed from that checkpoint
+    segs = [s for s in run.segments if s["job"] == pre[0].job.job_id]
+    assert [s["outcome"] for s in segs] == ["stopped", "finished"]
+    assert segs[0]["resumed_from"] == 0.0 and segs[0]["reached"] > 20.0
+    assert segs[1]["resumed_from"] == pytest.approx(segs[0]["reached"])
+    assert segs[1]["reached"] == 200.0
+    assert not run.lost
 
 
 def test_a_policy_that_leaves_the_cluster_idle_is_an_error_not_a_hang(cluster):

@@ -21,6 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# a node whose raylet is killed is declared dead after 3 missed checks 0.5 s apart
+# (Ray's defaults take up to half a minute)
+HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
 WARM_HOLD_S = 1.0  # each warm-up task holds its worker this long (all run at once)
 
 
@@ -38,6 +41,7 @@ class LocalRayCluster:
     def __init__(self, spec: ClusterSpec):
         self.spec = spec
         self.node_ids: list[str] = []
+        self._nodes: list = []  # ray.cluster_utils node handles, one per spec node
         self._cluster = None
 
     def __enter__(self) -> Self:
@@ -48,13 +52,14 @@ class LocalRayCluster:
             raise RuntimeError("this process is already connected to a Ray cluster")
         self._cluster = Cluster(initialize_head=True, shutdown_at_exit=True, head_node_args={
             "num_cpus": 1, "num_gpus": 0, "gcs_server_port": free_port(),
-            "include_dashboard": False})
+            "include_dashboard": False, "_system_config": HEALTH_CHECKS})
         try:
             for node in self.spec.nodes:
                 added = self._cluster.add_node(
                     num_cpus=1, num_gpus=node.gpus,
                     resources={f"gpu-type:{node.gpu_type}": node.gpus} if node.gpus else {})
                 self.node_ids.append(added.node_id)
+                self._nodes.append(added)
             self._cluster.wait_for_nodes()
             ray.init(address=self._cluster.address, log_to_driver=False)
             self._warm()
@@ -76,6 +81,11 @@ class LocalRayCluster:
                 for node, nid in zip(self.spec.nodes, self.node_ids)
                 for _ in range(node.gpus)]
         ray.get(refs)
+
+    def remove_node(self, i: int) -> None:
+        """Kills the Ray node of ``spec.nodes[i]`` (its processes end at once, as in a
+        machine failure): for fault tests."""
+        self._cluster.remove_node(self._nodes[i], allow_graceful=False)
 
     def __exit__(self, *exc) -> None:
         import ray

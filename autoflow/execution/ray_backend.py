@@ -1,17 +1,17 @@
 """The Ray backend: the scheduler core's decisions carried out as real Ray tasks.
 
-Each start launches, for every node of the placement the policy chose, one task pinned
-to that node (``NodeAffinitySchedulingStrategy(soft=False)``) holding exactly that
-node's share of GPUs (``num_gpus``: the GPU count, or the fraction of one GPU for a
-shared one). A replayed trace job runs for its remaining duration (plus the restart
-overhead after a preemption), scaled by ``time_scale`` (0.001: a trace second is a
-millisecond). Preemption cancels the job's tasks (the core keeps its progress, as at a
-checkpoint). Completions come back through ``ray.wait`` and are reported to the core
-(``SchedulerCore.finish``) when every task of the job has ended.
+Each start launches the job through a :class:`~autoflow.execution.ray_runner.RayRunner`:
+one task per node of the placement the policy chose, pinned there, holding exactly that
+node's GPUs or GPU share. A replayed trace job runs for what is left of its duration after
+its last checkpoint (plus the restart overhead after a stop), scaled by ``time_scale``
+(0.001: a trace second is a millisecond). Preemption asks the job to checkpoint and stop;
+it resumes from that checkpoint. A node that dies takes its jobs with it: the core
+requeues them (``node_down``) with the progress of their last checkpoint, and the work
+they lost is recorded (``lost``).
 
-Time is the wall clock, scaled: ``now()`` is trace seconds since the run began. Each
-task reports the node it ran on and when it began, so the launch delay (decision to
-process start) is measured per segment.
+Time is the wall clock, scaled: ``now()`` is trace seconds since the run began. The wall
+time spent in the core's passes (policy decisions and task submission) is measured
+(``pass_s``), as is each segment's launch delay (decision to process start).
 """
 
 from __future__ import annotations
@@ -23,39 +23,33 @@ from collections.abc import Callable
 
 from ..core.jobstate import RUNNING, JobState
 from ..core.scheduler import SchedulingError
+from ..errors import ClusterError
 from ..state import Placement
+from . import checkpoints
+from .ray_runner import Failed, Finished, NodeLost, RayRunner
 
 POLL_S = 0.05  # real seconds between looks at the running tasks, at most
 
 
-def _segment(seconds: float) -> dict:
-    """One run segment of a replayed job: holds its GPUs for ``seconds``."""
-    import ray
-
-    began = time.time()
-    time.sleep(seconds)
-    return {"node": ray.get_runtime_context().get_node_id(), "began": began,
-            "ended": time.time()}
+def parts_of(placement: Placement) -> list[tuple[int, float]]:
+    """(node index, Ray ``num_gpus``) for each node of a placement."""
+    return [(node, float(len(gpus)) if milli >= 1000 else milli / 1000.0)
+            for node, gpus, milli, _cpu, _mem in placement]
 
 
 class RayBackend:
-    def __init__(self, node_ids: list[str], durations: list[float], time_scale: float):
-        import ray
-
-        if not time_scale > 0:
-            raise ValueError(f"time_scale must be > 0, got {time_scale}")
-        self.ray = ray
-        self.task = ray.remote(num_cpus=0, max_retries=0)(_segment)
-        self.node_ids = node_ids
+    def __init__(self, runner: RayRunner, durations: list[float], keys: list[str]):
+        self.runner = runner
         self.durations = durations
-        self.scale = float(time_scale)
+        self.keys = keys
+        self.index = {k: i for i, k in enumerate(keys)}
+        self.scale = runner.scale
         self.core = None
         self.t0 = time.monotonic()
         self._timers: list[tuple[float, int, Callable]] = []
         self._seq = itertools.count()
-        self._refs: dict = {}  # ObjectRef -> (job index, version, node index, wall at launch)
-        self._pending: dict[int, tuple[int, set]] = {}  # job -> (version, refs not done)
-        self.segments: list[dict] = []  # every finished task: job, node, times
+        self.pass_s = 0.0  # wall seconds in timer calls: scheduling passes, arrivals
+        self.lost: list[dict] = []  # work lost with a node: job, node, trace seconds
 
     # -- the Backend protocol -------------------------------------------------------------
     def now(self) -> float:
@@ -65,69 +59,57 @@ class RayBackend:
         heapq.heappush(self._timers, (t, next(self._seq), fn))
 
     def launch(self, js: JobState, placement: Placement) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        left = js.seg_overhead + max(0.0, self.durations[js.idx] - js.progress)
-        refs = set()
-        for node, gpus, milli, _cpu, _mem in placement:
-            share = len(gpus) if milli >= 1000 else milli / 1000.0
-            ref = self.task.options(
-                num_gpus=share,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_ids[node],
-                                                                   soft=False),
-            ).remote(left * self.scale)
-            self._refs[ref] = (js.idx, js.version, node, time.time())
-            refs.add(ref)
-        self._pending[js.idx] = (js.version, refs)
+        self.runner.launch(self.keys[js.idx], js.version, parts_of(placement),
+                           self.durations[js.idx], js.seg_overhead)
 
     def halt(self, js: JobState) -> None:
-        _version, refs = self._pending.pop(js.idx, (None, set()))
-        for ref in refs:
-            self._refs.pop(ref, None)
-            self.ray.cancel(ref, force=True)
+        self.runner.stop(self.keys[js.idx])
 
     def true_duration(self, js: JobState) -> float:
         return self.durations[js.idx]  # a replay knows it; handed only to oracles
 
+    @property
+    def segments(self) -> list[dict]:
+        return self.runner.segments
+
     # -- the loop -------------------------------------------------------------------------
     def run(self, done: Callable[[], bool]) -> None:
-        """Runs timers and collects completions until ``done()``."""
-        ray = self.ray
+        """Runs timers and collects what the tasks report until ``done()``."""
         while not done():
             now = self.now()
             while self._timers and self._timers[0][0] <= now:
                 _t, _s, fn = heapq.heappop(self._timers)
+                t0 = time.perf_counter()
                 fn()
+                self.pass_s += time.perf_counter() - t0
                 now = self.now()
             wait = POLL_S
             if self._timers:
                 wait = min(wait, max(0.0, (self._timers[0][0] - now) * self.scale))
-            refs = list(self._refs)
-            if not refs:
-                if not self._timers:  # nothing runs and nothing is due: it would wait forever
-                    waiting = sum(js.status == "waiting" for js in self.core.jobs)
-                    raise SchedulingError(
-                        f"{self.core.policy.label} left the cluster idle with {waiting} "
-                        f"job(s) waiting and nothing due: the replay cannot end")
-                time.sleep(wait)
-                continue
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait)
-            for ref in ready:
-                self._collect(ref)
+            elif not self.runner.busy():  # nothing runs and nothing is due: forever
+                waiting = sum(js.status == "waiting" for js in self.core.jobs)
+                raise SchedulingError(
+                    f"{self.core.policy.label} left the cluster idle with {waiting} "
+                    f"job(s) waiting and nothing due: the replay cannot end")
+            for ev in self.runner.poll(wait):
+                t0 = time.perf_counter()
+                self._event(ev)
+                self.pass_s += time.perf_counter() - t0
 
-    def _collect(self, ref) -> None:
-        idx, version, node, launched = self._refs.pop(ref)
-        info = self.ray.get(ref)
-        self.segments.append({"job": idx, "node": node, "ray_node": info["node"],
-                              "launched": launched, "began": info["began"],
-                              "ended": info["ended"]})
-        v, refs = self._pending.get(idx, (None, set()))
-        if v != version:
-            return
-        refs.discard(ref)
-        if refs:
-            return  # a gang: the other nodes' parts still run
-        del self._pending[idx]
-        js = self.core.jobs[idx]
-        if js.status == RUNNING and js.version == version:
-            self.core.finish(js, self.durations[idx])
+    def _event(self, ev) -> None:
+        core = self.core
+        if isinstance(ev, Finished):
+            js = core.jobs[self.index[ev.key]]
+            if js.status == RUNNING and js.version == ev.token:
+                core.finish(js, self.durations[js.idx])
+        elif isinstance(ev, NodeLost):
+            for key in ev.keys:
+                self.lost.append({"job": key, "node": ev.node, "lost_s": ev.lost_s[key]})
+            core.node_down(ev.node, keep=self._keep)
+        elif isinstance(ev, Failed):
+            raise ClusterError(f"job {ev.key} failed on Ray: {ev.message}")
+
+    def _keep(self, js: JobState, work: float) -> float:
+        """Of a lost segment's ``work``, what its last checkpoint kept."""
+        saved = checkpoints.progress(self.runner.folder, self.keys[js.idx])
+        return min(work, max(0.0, saved - js.progress))

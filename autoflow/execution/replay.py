@@ -4,7 +4,9 @@ backend (``RayBackend``) on a local multi-node Ray cluster shaped like the clust
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..cluster import ClusterSpec
@@ -14,25 +16,39 @@ from ..core.scheduler import SchedulerCore
 from ..errors import ConfigError
 from ..feasibility import check_all_fit
 from ..policies.base import Policy
+from ..sim.meter import SimMeter
 from ..workload import Workload
 from .local_ray import LocalRayCluster
 from .ray_backend import RayBackend
+from .ray_runner import RayRunner
+
+CHECKPOINT_INTERVAL_S = 1800.0  # trace seconds between a replayed job's checkpoints
 
 
 @dataclass
 class RayRun:
     jobs: list[JobState]  # the core's records: submit, first start, finish (trace seconds)
-    segments: list[dict]  # every task that ran to its end: job, node, ray node, wall times
+    segments: list[dict]  # every task that ended: job, node, ray node, wall times, outcome
+    lost: list[dict]  # work lost with a node: job, node, trace seconds
     node_ids: list[str]  # Ray node id of each cluster node
     wall_s: float
+    pass_s: float  # wall seconds in the core's passes (decisions and task submission)
+    decisions: int  # starts and preemptions
+    meter: SimMeter  # GPU allocation and fragmentation, integrated over the run
 
 
 def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_scale: float,
                   restart_overhead_s: float = 30.0,
-                  cluster: LocalRayCluster | None = None) -> RayRun:
-    """Runs ``workload`` under ``policy`` with each job a Ray task pinned where the policy
+                  cluster: LocalRayCluster | None = None,
+                  checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
+                  checkpoint_dir: str | None = None,
+                  during: Callable[[RayBackend], None] | None = None) -> RayRun:
+    """Runs ``workload`` under ``policy`` with each job Ray tasks pinned where the policy
     placed it; on ``cluster`` if given (already entered), else on a local one started and
-    stopped here."""
+    stopped here. Checkpoints go to ``checkpoint_dir`` (a temporary folder by default).
+    ``during(backend)``, if given, is called once the first jobs run (a fault test)."""
+    if not time_scale > 0:
+        raise ConfigError(f"time_scale must be > 0, got {time_scale}")
     durations = []
     for j in workload.jobs:
         if j.duration is None:
@@ -40,13 +56,21 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
         durations.append(float(j.duration))
     if cluster is None:
         with LocalRayCluster(spec) as rc:
-            return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s, rc)
-    backend = RayBackend(cluster.node_ids, durations, time_scale)
+            return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s, rc,
+                                 checkpoint_interval_s, checkpoint_dir, during)
+    if checkpoint_dir is None:
+        with tempfile.TemporaryDirectory(prefix="autoflow-ckpt-") as tmp:
+            return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s,
+                                 cluster, checkpoint_interval_s, tmp, during)
+    runner = RayRunner(cluster.node_ids, checkpoint_dir, time_scale, checkpoint_interval_s)
+    backend = RayBackend(runner, durations, [j.job_id for j in workload.jobs])
     core = SchedulerCore(spec, policy, backend, DurationEstimator(),
                          restart_overhead_s=restart_overhead_s)
     backend.core = core
     jobs = [core.register(j) for j in workload.jobs]
     check_all_fit(core.state.copy(), jobs, spec)
+    span = workload.span + (sorted(durations)[len(durations) // 2] if durations else 1.0)
+    core.meter = meter = SimMeter(core.state, durations, span / 500)
     if policy.oracle:
         for js, d in zip(jobs, durations):
             js.reveal(d)
@@ -67,5 +91,11 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
     backend.t0 = time.monotonic()
     if order:
         backend.call_at(order[0].submit, arrive)
+    if during is not None:
+        backend.run(lambda: core.all_done() or bool(core.running))
+        during(backend)
     backend.run(core.all_done)
-    return RayRun(jobs, backend.segments, list(cluster.node_ids), time.perf_counter() - t0)
+    meter.advance(backend.now())
+    decisions = sum(js.starts + js.preemptions for js in jobs)
+    return RayRun(jobs, runner.segments, backend.lost, list(cluster.node_ids),
+                  time.perf_counter() - t0, backend.pass_s, decisions, meter)

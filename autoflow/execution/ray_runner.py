@@ -1,0 +1,223 @@
+"""Runs jobs as Ray tasks pinned where the scheduler placed them, and reports how they end.
+
+One job is one task per node of its placement (a gang spans several nodes), each pinned
+to its node by ``NodeAffinitySchedulingStrategy(soft=False)`` — Ray's own scheduler never
+moves it — and holding exactly that node's share of GPUs (``num_gpus``: the GPU count, or
+the fraction of one GPU for a shared one). What a task runs is ``tasks.trace_job``.
+
+``stop`` asks the job to checkpoint and stop (a graceful ``ray.cancel``); a job that has
+not stopped within ``grace_s`` wall seconds is killed. A job launched again while its
+stopped tasks still run waits for them (it resumes from the checkpoint they write).
+
+``poll`` collects what ended: a job's last part done (``Finished``), a node that died
+(``NodeLost``: its jobs' other parts are killed; they keep their last checkpoint) or a
+task that failed on a live node (``Failed``). Every task that ran is kept in
+``segments``: job, node, Ray node, launched / began / ended (wall), the progress it
+resumed from and reached, and how it ended.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from . import checkpoints
+from .tasks import trace_job
+
+DEATH_NOTICE_S = 5.0  # wall seconds Ray may take to mark a node dead after its tasks fail
+GRACE_S = 10.0  # wall seconds a stopped job has to checkpoint before it is killed
+
+
+@dataclass
+class Finished:
+    key: str
+    token: object  # what the caller passed to launch (e.g. the run segment's version)
+
+
+@dataclass
+class NodeLost:
+    node: int
+    keys: list[str]  # the jobs that ran on it, killed everywhere
+    lost_s: dict[str, float]  # trace seconds of work each lost (since its last checkpoint)
+
+
+@dataclass
+class Failed:
+    key: str
+    token: object
+    message: str
+
+
+@dataclass
+class _Job:
+    key: str
+    token: object
+    parts: dict  # ObjectRef -> node index (the parts still running)
+    launched: float  # wall time of the launch
+    nodes: frozenset = frozenset()  # every node of its placement
+    stop_at: float | None = None  # wall time by which a stopped job must have ended
+    lost_node: int | None = None  # the dead node that ended it
+    ranks: dict = field(default_factory=dict)  # ObjectRef -> rank
+
+
+class RayRunner:
+    def __init__(self, node_ids: list[str], folder: str, scale: float, interval: float,
+                 grace_s: float = GRACE_S):
+        import ray
+
+        self.ray = ray
+        self.task = ray.remote(num_cpus=0, max_retries=0)(trace_job)
+        self.node_ids = list(node_ids)
+        self.node_index = {nid: i for i, nid in enumerate(node_ids)}
+        self.folder = str(folder)
+        self.scale = scale
+        self.interval = interval
+        self.grace_s = grace_s
+        self.running: dict[str, _Job] = {}
+        self.stopping: dict[str, _Job] = {}
+        self.deferred: dict[str, tuple] = {}  # key -> launch arguments, until its stop ends
+        self.dead: set[int] = set()
+        self.segments: list[dict] = []
+        self._owner: dict = {}  # ObjectRef -> _Job
+
+    # -- commands --------------------------------------------------------------------------
+    def launch(self, key: str, token: object, parts: list[tuple[int, float]], duration: float,
+               overhead: float) -> None:
+        """Runs job ``key`` on ``parts`` (node index, GPUs: a count or a fraction of one) for
+        what is left of ``duration`` after its checkpoint, plus ``overhead`` (trace s)."""
+        if key in self.running:
+            raise RuntimeError(f"job {key} launched while it runs")
+        if key in self.stopping:
+            self.deferred[key] = (token, parts, duration, overhead)
+            return
+        self._launch(key, token, parts, duration, overhead)
+
+    def _launch(self, key, token, parts, duration, overhead) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        job = _Job(key, token, {}, time.time(), frozenset(n for n, _ in parts))
+        for rank, (node, gpus) in enumerate(parts):
+            ref = self.task.options(
+                num_gpus=gpus, name=f"job-{key}",
+                scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_ids[node],
+                                                                   soft=False),
+            ).remote(key, rank, duration, overhead, self.scale, self.folder, self.interval)
+            job.parts[ref] = node
+            job.ranks[ref] = rank
+            self._owner[ref] = job
+        self.running[key] = job
+
+    def stop(self, key: str) -> None:
+        """Asks job ``key`` to checkpoint and stop (a launch still waiting is dropped)."""
+        self.deferred.pop(key, None)
+        job = self.running.pop(key, None)
+        if job is None:
+            return
+        job.stop_at = time.time() + self.grace_s
+        self.stopping[key] = job
+        for ref in job.parts:
+            self.ray.cancel(ref, force=False)
+
+    def busy(self) -> bool:
+        return bool(self._owner)
+
+    # -- what ended -------------------------------------------------------------------------
+    def poll(self, timeout: float) -> list:
+        """Waits up to ``timeout`` wall seconds for tasks to end; returns the events."""
+        now = time.time()
+        for job in list(self.stopping.values()):
+            if job.stop_at is not None and now > job.stop_at:
+                job.stop_at = None  # killed once
+                for ref in job.parts:
+                    self.ray.cancel(ref, force=True)
+        refs = list(self._owner)
+        if not refs:
+            time.sleep(timeout)
+            return []
+        ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        events: list = []
+        for ref in ready:
+            job = self._owner.pop(ref, None)
+            if job is not None:
+                self._ended(job, ref, events)
+        return events
+
+    def _ended(self, job: _Job, ref, events: list) -> None:
+        ray = self.ray
+        node = job.parts.pop(ref)
+        rank = job.ranks.pop(ref)
+        seg = {"job": job.key, "rank": rank, "node": node, "launched": job.launched}
+        try:
+            info = ray.get(ref)
+            seg |= info
+            seg["outcome"] = "stopped" if info["stopped"] else "finished"
+        except ray.exceptions.TaskCancelledError as e:
+            seg["outcome"] = "lost" if node == job.lost_node else "killed"
+            seg["error"] = type(e).__name__
+        except ray.exceptions.RayError as e:
+            if job.key in self.stopping:
+                seg["outcome"] = "lost" if node == job.lost_node else "killed"
+            elif isinstance(e, (ray.exceptions.NodeDiedError,
+                                ray.exceptions.TaskUnschedulableError)):
+                seg["outcome"] = "lost"  # Ray says the node is gone
+            else:  # a node that dies may show first as a crashed worker
+                seg["outcome"] = "lost" if self._dead(node) else "failed"
+            seg["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        self.segments.append(seg)
+        key = job.key
+        if key in self.stopping and self.stopping[key] is job:
+            if not job.parts:  # the stop is complete: a launch that waited goes now
+                del self.stopping[key]
+                args = self.deferred.pop(key, None)
+                if args is not None:
+                    self._launch(key, *args)
+            return
+        if self.running.get(key) is not job:
+            return
+        if seg["outcome"] == "lost":
+            self.dead.add(node)
+            events.append(self._node_lost(node))
+            return
+        if seg["outcome"] == "failed":
+            self._kill(job)
+            events.append(Failed(key, job.token, seg.get("error", seg["outcome"])))
+            return
+        if not job.parts:
+            del self.running[key]
+            events.append(Finished(key, job.token))
+
+    def _dead(self, node: int) -> bool:
+        """Whether the node has died; Ray may learn of it a moment after its tasks fail,
+        so a node still alive is asked again for up to ``DEATH_NOTICE_S``."""
+        if node in self.dead:
+            return True
+        nid = self.node_ids[node]
+        deadline = time.monotonic() + DEATH_NOTICE_S
+        while True:
+            if not any(n["NodeID"] == nid and n["Alive"] for n in self.ray.nodes()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+    def _kill(self, job: _Job) -> None:
+        """Ends every part of ``job`` at once (no checkpoint): its gang is broken."""
+        self.running.pop(job.key, None)
+        if job.parts:
+            job.stop_at = None
+            self.stopping[job.key] = job
+            for ref in job.parts:
+                self.ray.cancel(ref, force=True)
+
+    def _node_lost(self, node: int) -> NodeLost:
+        now = time.time()
+        keys, lost = [], {}
+        for job in list(self.running.values()):
+            if node in job.nodes:
+                keys.append(job.key)
+                job.lost_node = node
+                ck = checkpoints.read(self.folder, job.key)
+                since = ck["wall"] if ck is not None and ck["wall"] >= job.launched else None
+                lost[job.key] = 0.0 if since is None else max(0.0, (now - since) / self.scale)
+                self._kill(job)
+        return NodeLost(node, keys, lost)
