@@ -162,6 +162,65 @@ def bench(
     out.print(f"wrote {out_dir}/results.json, {out_dir}/manifest.json, {out_dir}/jct_cdf.png")
 
 
+@app.command("run")
+def run_cmd(
+    trace: str = typer.Option(..., help="Workload source FORMAT:PATH, e.g. "
+                              "builtin:philly-mix-small:200, itp:cluster08.csv."),
+    policies: str = typer.Option("fifo,las", help="Comma-separated policies, each NAME or "
+                                 "NAME+PLACER (see `autoflow policies`); each is one run."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for results.json, manifest.json, "
+                                 "jobs.csv, jct_cdf.png and (ray) jct_real_vs_sim.png."),
+    backend: str = typer.Option("sim", help="sim: the simulator; ray: every job as real "
+                                "processes on a local Ray cluster shaped like --cluster (one "
+                                "Ray node per node, its GPUs as logical GPUs), pinned where "
+                                "the policy placed it, and compared with the simulated run."),
+    cluster: str = typer.Option(None, help="YAML file, built-in name or "
+                                "alibaba-openb:NODES.csv (default philly-64)."),
+    time_scale: float = typer.Option(0.001, help="ray: wall seconds per trace second "
+                                     "(0.001: a trace hour runs 3.6 s)." + _range("--time-scale")),
+    load: float = typer.Option(None, help="Target offered load, as for `autoflow bench`."
+                               + _range("--load")),
+    seed: int = typer.Option(0, help="Seed of built-in workloads.", min=0),
+    restart_overhead: float = typer.Option(30.0, help="Seconds lost at every restart."
+                                                      + _range("--restart-overhead")),
+    checkpoint_interval: float = typer.Option(1800.0, help="Seconds between a training "
+                                              "job's checkpoints (ray: each job writes its "
+                                              "progress this often, in trace seconds)."
+                                              + _range("--checkpoint-interval")),
+    skip_bad_rows: bool = typer.Option(False, help="Import the rest of a trace with bad rows, "
+                                       "reporting how many were skipped and why."),
+    trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
+                                          help="An SB3 zip given as rl:PATH: " + TRUST_HELP),
+) -> None:
+    """Replay a workload under each policy on a backend: the simulator, or real processes
+    on Ray (then also how closely they followed the simulated run: per-job JCT correlation,
+    average JCT real / simulated, overhead per decision)."""
+    from .limits import check_flags
+    from .run import RunConfig, check, run, table
+    from .sim.simulator import SimConfig
+
+    try:
+        check_flags(time_scale=time_scale, load=load, restart_overhead=restart_overhead,
+                    checkpoint_interval=checkpoint_interval)
+        _trust(trust_file)
+        cfg = RunConfig(trace=trace, policies=policies.split(","), out=str(out_dir),
+                        backend=backend, cluster=cluster, load=load, seed=seed,
+                        time_scale=time_scale, skip_bad_rows=skip_bad_rows,
+                        sim=SimConfig(restart_overhead_s=restart_overhead,
+                                      checkpoint_interval_s=checkpoint_interval))
+        check(cfg)
+        results = run(cfg, err, command="autoflow " + shlex.join(sys.argv[1:]))
+    except KeyboardInterrupt as e:
+        interrupted(e)
+    except AutoflowError as e:
+        fail(e)
+    except OSError as e:
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+    out.print(table(results))
+    extra = ", jct_real_vs_sim.png" if backend == "ray" else ""
+    out.print(f"wrote {out_dir}/results.json, manifest.json, jobs.csv, jct_cdf.png{extra}")
+
+
 @app.command("policies")
 def list_policies() -> None:
     """List the registered policies and placers."""

@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("autoflow", "numpy", "simpy", "pandas", "pydantic", "matplotlib", "torch",
-            "gymnasium", "stable-baselines3", "sb3-contrib", "sdv")
+            "gymnasium", "stable-baselines3", "sb3-contrib", "sdv", "ray")
 
 
 def versions() -> dict:

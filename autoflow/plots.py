@@ -31,3 +31,30 @@ def jct_cdf(jcts: dict[str, np.ndarray], path: str | Path, title: str = "") -> N
     fig.tight_layout()
     atomic.save_figure(fig, path)
     plt.close(fig)
+
+
+def real_vs_simulated(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
+                      title: str = "") -> None:
+    """Per job, the real JCT against the simulated one (log-log), one panel per policy;
+    the diagonal is perfect agreement."""
+    n = max(1, len(pairs))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), dpi=120, squeeze=False)
+    for ax, (name, (sim, real)) in zip(axes[0], pairs.items()):
+        sim = np.maximum(np.asarray(sim, dtype=float), 1.0)
+        real = np.maximum(np.asarray(real, dtype=float), 1.0)
+        lo, hi = min(sim.min(), real.min()), max(sim.max(), real.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle="--")
+        ax.scatter(sim, real, s=9, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("simulated JCT (s)")
+        ax.set_ylabel("real JCT (s)")
+        ratio = real.mean() / sim.mean()
+        corr = np.corrcoef(sim, real)[0, 1] if len(sim) > 1 else float("nan")
+        ax.set_title(f"{name}: r = {corr:.3f}, avg real/sim = {ratio:.3f}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+    plt.close(fig)

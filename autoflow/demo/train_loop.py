@@ -1,11 +1,14 @@
 """A built-in demo training job: a small torch training loop on synthetic data that
 checkpoints every ``checkpoint_every`` steps and resumes from its last checkpoint.
 
-It is what a replayed training job runs when it has no entrypoint of its own, so that
-preemption (checkpoint, stop, resume) and lost work can be measured on real processes:
+It is a training job to submit with an entrypoint (``autoflow serve --executor ray``),
+so that preemption (checkpoint, stop, resume) and lost work can be seen on real processes:
 
     python -m autoflow.demo.train_loop --checkpoint-dir DIR --steps 200 \\
         [--checkpoint-every 10] [--seed 0] [--step-time 0.01]
+
+(``--checkpoint-dir`` defaults to ``$AUTOFLOW_CHECKPOINT_DIR``, which autoflow sets for a
+job it runs on Ray.)
 
 Every step's batch is drawn from a generator seeded with ``(seed, step)``, so a run that
 is stopped and resumed ends with exactly the weights of one that was never stopped. The
@@ -124,7 +127,9 @@ def run(ckpt_dir: str | Path, steps: int, checkpoint_every: int = 10, seed: int 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint-dir", required=True)
+    env_dir = os.environ.get("AUTOFLOW_CHECKPOINT_DIR")  # set for a job run by autoflow
+    ap.add_argument("--checkpoint-dir", required=env_dir is None, default=env_dir,
+                    help="default: $AUTOFLOW_CHECKPOINT_DIR (set when autoflow runs the job)")
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--checkpoint-every", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,6 @@
 """A local multi-node Ray cluster shaped like a ``ClusterSpec``: one Ray node per
 cluster node, with that node's GPUs as logical GPUs (``num_gpus`` works on a CPU-only
-machine) and a ``gpu-type:TYPE`` resource. Jobs are pinned to the node the policy chose
+machine), a ``gpu-type:TYPE`` resource and an ``autoflow-node:NAME`` resource. Jobs are pinned to the node the policy chose
 by node affinity (``RayBackend``), so Ray's own scheduler never moves them.
 
 The head's GCS port is a free port chosen here, never Ray's default 6379 (a local Redis
@@ -24,7 +24,8 @@ def free_port() -> int:
 # a node whose raylet is killed is declared dead after 3 missed checks 0.5 s apart
 # (Ray's defaults take up to half a minute)
 HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
-WARM_HOLD_S = 1.0  # each warm-up task holds its worker this long (all run at once)
+WARM_HOLD_S = 1.0
+NODE_RESOURCE = "autoflow-node:"  # each Ray node carries autoflow-node:NAME = 1  # each warm-up task holds its worker this long (all run at once)
 
 
 def _hold(seconds: float) -> None:
@@ -55,20 +56,33 @@ class LocalRayCluster:
             "include_dashboard": False, "_system_config": HEALTH_CHECKS})
         try:
             for node in self.spec.nodes:
-                added = self._cluster.add_node(
-                    num_cpus=1, num_gpus=node.gpus,
-                    resources={f"gpu-type:{node.gpu_type}": node.gpus} if node.gpus else {})
-                self.node_ids.append(added.node_id)
-                self._nodes.append(added)
+                self._add(node)
             self._cluster.wait_for_nodes()
             ray.init(address=self._cluster.address, log_to_driver=False)
-            self._warm()
+            self._warm(self.spec.nodes, self.node_ids)
         except BaseException:
             self._cluster.shutdown()
             raise
         return self
 
-    def _warm(self) -> None:
+    def _add(self, node) -> str:
+        resources = {f"{NODE_RESOURCE}{node.name}": 1.0}
+        if node.gpus:
+            resources[f"gpu-type:{node.gpu_type}"] = float(node.gpus)
+        added = self._cluster.add_node(num_cpus=1, num_gpus=node.gpus, resources=resources)
+        self.node_ids.append(added.node_id)
+        self._nodes.append(added)
+        return added.node_id
+
+    def add_node(self, node) -> str:
+        """Adds a Ray node shaped like ``node`` (a ``cluster.Node``) to the running cluster
+        and returns its Ray node id (the service adds nodes as they are registered)."""
+        nid = self._add(node)
+        self._cluster.wait_for_nodes()
+        self._warm([node], [nid])
+        return nid
+
+    def _warm(self, nodes, node_ids) -> None:
         """Starts the worker processes the jobs will run in before the first job: as many
         per node as it has GPUs, held at once so that none is reused. (A cold start costs
         0.9-2.7 s on a 2-core machine, 40-135 trace seconds at a time scale of 0.02.)"""
@@ -78,7 +92,7 @@ class LocalRayCluster:
         hold = ray.remote(num_cpus=0, max_retries=0)(_hold)
         refs = [hold.options(num_gpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(
                     nid, soft=False)).remote(WARM_HOLD_S)
-                for node, nid in zip(self.spec.nodes, self.node_ids)
+                for node, nid in zip(nodes, node_ids)
                 for _ in range(node.gpus)]
         ray.get(refs)
 

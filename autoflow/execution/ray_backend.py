@@ -50,6 +50,7 @@ class RayBackend:
         self._seq = itertools.count()
         self.pass_s = 0.0  # wall seconds in timer calls: scheduling passes, arrivals
         self.lost: list[dict] = []  # work lost with a node: job, node, trace seconds
+        self.progress: Callable[[int], object] | None = None  # told the jobs done
 
     # -- the Backend protocol -------------------------------------------------------------
     def now(self) -> float:
@@ -91,10 +92,13 @@ class RayBackend:
                 raise SchedulingError(
                     f"{self.core.policy.label} left the cluster idle with {waiting} "
                     f"job(s) waiting and nothing due: the replay cannot end")
-            for ev in self.runner.poll(wait):
+            events = self.runner.poll(wait)
+            for ev in events:
                 t0 = time.perf_counter()
                 self._event(ev)
                 self.pass_s += time.perf_counter() - t0
+            if events and self.progress is not None:
+                self.progress(self.core.done)
 
     def _event(self, ev) -> None:
         core = self.core

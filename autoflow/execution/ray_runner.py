@@ -3,13 +3,16 @@
 One job is one task per node of its placement (a gang spans several nodes), each pinned
 to its node by ``NodeAffinitySchedulingStrategy(soft=False)`` — Ray's own scheduler never
 moves it — and holding exactly that node's share of GPUs (``num_gpus``: the GPU count, or
-the fraction of one GPU for a shared one). What a task runs is ``tasks.trace_job``.
+the fraction of one GPU for a shared one). What a task runs is ``tasks.trace_job`` (a
+replayed trace job) or, for a job with an entrypoint (a command or ``module:function``,
+with its environment variables and Ray runtime environment), ``tasks.entry_job``.
 
 ``stop`` asks the job to checkpoint and stop (a graceful ``ray.cancel``); a job that has
 not stopped within ``grace_s`` wall seconds is killed. A job launched again while its
 stopped tasks still run waits for them (it resumes from the checkpoint they write).
 
-``poll`` collects what ended: a job's last part done (``Finished``), a node that died
+``poll`` collects what ended: a job's last part done (``Finished``), a stopped job's
+last part ended (``Stopped``), a node that died
 (``NodeLost``: its jobs' other parts are killed; they keep their last checkpoint) or a
 task that failed on a live node (``Failed``). Every task that ran is kept in
 ``segments``: job, node, Ray node, launched / began / ended (wall), the progress it
@@ -22,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import checkpoints
-from .tasks import trace_job
+from .tasks import entry_job, trace_job
 
 DEATH_NOTICE_S = 5.0  # wall seconds Ray may take to mark a node dead after its tasks fail
 GRACE_S = 10.0  # wall seconds a stopped job has to checkpoint before it is killed
@@ -32,6 +35,14 @@ GRACE_S = 10.0  # wall seconds a stopped job has to checkpoint before it is kill
 class Finished:
     key: str
     token: object  # what the caller passed to launch (e.g. the run segment's version)
+    info: dict = field(default_factory=dict)  # rank 0's segment: where, when, progress
+
+
+@dataclass
+class Stopped:
+    key: str
+    token: object
+    info: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +68,7 @@ class _Job:
     nodes: frozenset = frozenset()  # every node of its placement
     stop_at: float | None = None  # wall time by which a stopped job must have ended
     lost_node: int | None = None  # the dead node that ended it
+    info: dict = field(default_factory=dict)  # rank 0's segment, once it ended
     ranks: dict = field(default_factory=dict)  # ObjectRef -> rank
 
 
@@ -67,6 +79,7 @@ class RayRunner:
 
         self.ray = ray
         self.task = ray.remote(num_cpus=0, max_retries=0)(trace_job)
+        self.entry_task = ray.remote(num_cpus=0, max_retries=0)(entry_job)
         self.node_ids = list(node_ids)
         self.node_index = {nid: i for i, nid in enumerate(node_ids)}
         self.folder = str(folder)
@@ -82,26 +95,34 @@ class RayRunner:
 
     # -- commands --------------------------------------------------------------------------
     def launch(self, key: str, token: object, parts: list[tuple[int, float]], duration: float,
-               overhead: float) -> None:
-        """Runs job ``key`` on ``parts`` (node index, GPUs: a count or a fraction of one) for
-        what is left of ``duration`` after its checkpoint, plus ``overhead`` (trace s)."""
+               overhead: float, entry: dict | None = None) -> None:
+        """Runs job ``key`` on ``parts`` (node index, GPUs: a count or a fraction of one):
+        with ``entry`` (``entrypoint``, optional ``env`` and ``runtime_env``), that
+        entrypoint; else a trace job for what is left of ``duration`` after its checkpoint,
+        plus ``overhead`` (trace seconds)."""
         if key in self.running:
             raise RuntimeError(f"job {key} launched while it runs")
         if key in self.stopping:
-            self.deferred[key] = (token, parts, duration, overhead)
+            self.deferred[key] = (token, parts, duration, overhead, entry)
             return
-        self._launch(key, token, parts, duration, overhead)
+        self._launch(key, token, parts, duration, overhead, entry)
 
-    def _launch(self, key, token, parts, duration, overhead) -> None:
+    def _launch(self, key, token, parts, duration, overhead, entry=None) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         job = _Job(key, token, {}, time.time(), frozenset(n for n, _ in parts))
         for rank, (node, gpus) in enumerate(parts):
-            ref = self.task.options(
-                num_gpus=gpus, name=f"job-{key}",
-                scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_ids[node],
-                                                                   soft=False),
-            ).remote(key, rank, duration, overhead, self.scale, self.folder, self.interval)
+            where = NodeAffinitySchedulingStrategy(self.node_ids[node], soft=False)
+            if entry is None:
+                ref = self.task.options(num_gpus=gpus, name=f"job-{key}",
+                                        scheduling_strategy=where).remote(
+                    key, rank, duration, overhead, self.scale, self.folder, self.interval)
+            else:
+                opts = {"runtime_env": entry["runtime_env"]} if entry.get("runtime_env") else {}
+                ref = self.entry_task.options(num_gpus=gpus, name=f"job-{key}",
+                                              scheduling_strategy=where, **opts).remote(
+                    key, rank, entry["entrypoint"], entry.get("env") or {}, self.folder,
+                    self.grace_s)
             job.parts[ref] = node
             job.ranks[ref] = rank
             self._owner[ref] = job
@@ -164,10 +185,14 @@ class RayRunner:
                 seg["outcome"] = "lost" if self._dead(node) else "failed"
             seg["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
         self.segments.append(seg)
+        if rank == 0:
+            job.info = seg
         key = job.key
         if key in self.stopping and self.stopping[key] is job:
             if not job.parts:  # the stop is complete: a launch that waited goes now
                 del self.stopping[key]
+                if job.lost_node is None:
+                    events.append(Stopped(key, job.token, job.info))
                 args = self.deferred.pop(key, None)
                 if args is not None:
                     self._launch(key, *args)
@@ -184,7 +209,7 @@ class RayRunner:
             return
         if not job.parts:
             del self.running[key]
-            events.append(Finished(key, job.token))
+            events.append(Finished(key, job.token, job.info))
 
     def _dead(self, node: int) -> bool:
         """Whether the node has died; Ray may learn of it a moment after its tasks fail,

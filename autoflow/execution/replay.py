@@ -42,11 +42,13 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
                   cluster: LocalRayCluster | None = None,
                   checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
                   checkpoint_dir: str | None = None,
-                  during: Callable[[RayBackend], None] | None = None) -> RayRun:
+                  during: Callable[[RayBackend], None] | None = None,
+                  progress: Callable[[int], object] | None = None) -> RayRun:
     """Runs ``workload`` under ``policy`` with each job Ray tasks pinned where the policy
     placed it; on ``cluster`` if given (already entered), else on a local one started and
     stopped here. Checkpoints go to ``checkpoint_dir`` (a temporary folder by default).
-    ``during(backend)``, if given, is called once the first jobs run (a fault test)."""
+    ``during(backend)``, if given, is called once the first jobs run (a fault test);
+    ``progress(jobs_done)`` whenever jobs have finished."""
     if not time_scale > 0:
         raise ConfigError(f"time_scale must be > 0, got {time_scale}")
     durations = []
@@ -57,16 +59,17 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
     if cluster is None:
         with LocalRayCluster(spec) as rc:
             return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s, rc,
-                                 checkpoint_interval_s, checkpoint_dir, during)
+                                 checkpoint_interval_s, checkpoint_dir, during, progress)
     if checkpoint_dir is None:
         with tempfile.TemporaryDirectory(prefix="autoflow-ckpt-") as tmp:
             return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s,
-                                 cluster, checkpoint_interval_s, tmp, during)
+                                 cluster, checkpoint_interval_s, tmp, during, progress)
     runner = RayRunner(cluster.node_ids, checkpoint_dir, time_scale, checkpoint_interval_s)
     backend = RayBackend(runner, durations, [j.job_id for j in workload.jobs])
     core = SchedulerCore(spec, policy, backend, DurationEstimator(),
                          restart_overhead_s=restart_overhead_s)
     backend.core = core
+    backend.progress = progress
     jobs = [core.register(j) for j in workload.jobs]
     check_all_fit(core.state.copy(), jobs, spec)
     span = workload.span + (sorted(durations)[len(durations) // 2] if durations else 1.0)

@@ -31,7 +31,8 @@ def trace_job(key: str, rank: int, duration: float, overhead: float, scale: floa
     """Part ``rank`` of job ``key``: ``overhead`` trace seconds of restart, then the work
     left of ``duration`` after its checkpoint; all in trace seconds, slept at ``scale``
     wall seconds each. Returns what happened: where and when it ran, the progress it
-    resumed from and reached, and whether it was stopped before the end."""
+    resumed from and reached, and whether it was stopped before the end. An ``interval``
+    of 0 checkpoints only at the start of the work, at a stop and at the end."""
     import ray
 
     began = time.time()
@@ -45,7 +46,7 @@ def trace_job(key: str, rank: int, duration: float, overhead: float, scale: floa
             checkpoints.write(folder, key, resumed, time.time())
         done = resumed
         while done < duration:
-            done = min(duration, done + interval)
+            done = min(duration, done + interval) if interval > 0 else duration
             _sleep_until(work0 + (done - resumed) * scale)
             reached = done
             if rank == 0:
@@ -58,3 +59,18 @@ def trace_job(key: str, rank: int, duration: float, overhead: float, scale: floa
                 checkpoints.write(folder, key, reached, time.time())
     return {"ray_node": node, "began": began, "ended": time.time(), "resumed_from": resumed,
             "reached": reached, "stopped": stopped}
+
+
+def entry_job(key: str, rank: int, entrypoint: str, env: dict, folder: str,
+              grace_s: float) -> dict:
+    """Part ``rank`` of job ``key`` that has an entrypoint (a command or
+    ``module:function``, ``entrypoints.run_entrypoint``): its checkpoints go to its own
+    folder under ``folder``; a stop request reaches it as SIGTERM (a command) or
+    ``KeyboardInterrupt`` (a function)."""
+    import ray
+
+    from .entrypoints import run_entrypoint
+
+    node = ray.get_runtime_context().get_node_id()
+    out = run_entrypoint(key, rank, entrypoint, env, folder, grace_s)
+    return {"ray_node": node, "resumed_from": None, "reached": None} | out

@@ -37,7 +37,10 @@ NODE_ACTIONS = ("heartbeat", "cordon", "uncordon", "drain", "failure")
 class ServeConfig:
     db: str = "sqlite:///autoflow-data/autoflow.db"
     policy: str = "las"
-    executor: str = "none"  # none | sim
+    executor: str = "none"  # none | sim | ray
+    ray_address: str | None = None  # ray: an existing cluster (None: an embedded one)
+    checkpoint_dir: str = "autoflow-data/checkpoints"  # ray: where jobs checkpoint
+    checkpoint_interval_s: float = 300.0  # ray: cluster seconds between a job's checkpoints
     time_scale: float = 1.0
     restart_overhead_s: float = 0.0
     default_slo_s: float = 60.0
@@ -96,6 +99,11 @@ class Service:
             from .sim_executor import SimExecutor
 
             self.executor = SimExecutor(self.engine)
+        elif config.executor == "ray":
+            from .ray_executor import RayExecutor
+
+            self.executor = RayExecutor(self.engine, config.ray_address,
+                                        config.checkpoint_dir, config.checkpoint_interval_s)
         self._tokens: dict[str, tuple[dict, float]] = {}
         self.started = time.time()
 

@@ -12,7 +12,7 @@ from ..errors import AutoflowError, ConfigError
 from ..limits import check_flags
 from . import DEFAULT_DB
 
-EXECUTORS = ("none", "sim")
+EXECUTORS = ("none", "sim", "ray")
 NEEDS_SERVE = "the service needs the serve extra: pip install 'autoflow[serve]'"
 
 
@@ -41,7 +41,19 @@ def register(app: typer.Typer, out, err, fail) -> None:
                                    "last policy (switch with PUT /v1/policy)."),
         executor: str = typer.Option("none", help="none: an external executor reports "
                                      "outcomes; sim: a built-in executor runs each started "
-                                     "job for the duration it declared on the scaled clock."),
+                                     "job for the duration it declared on the scaled clock; "
+                                     "ray: each started job runs as Ray tasks pinned to its "
+                                     "node(s): its entrypoint, or its declared duration."),
+        ray_address: str = typer.Option(None, help="With --executor ray: an existing Ray "
+                                        "cluster (auto: the one this machine belongs to); "
+                                        "without it, an embedded local Ray cluster with "
+                                        "one Ray node per registered node."),
+        checkpoint_dir: str = typer.Option("autoflow-data/checkpoints", help="With "
+                                           "--executor ray: the folder jobs checkpoint to "
+                                           "(shared storage on a multi-machine cluster)."),
+        checkpoint_interval: float = typer.Option(300.0, help="With --executor ray: cluster "
+                                                  "seconds between the checkpoints of a job "
+                                                  "without an entrypoint (> 0)."),
         time_scale: float = typer.Option(1.0, help="Cluster seconds per wall second "
                                          "(> 0, <= 1e6): 600 runs ten cluster minutes a "
                                          "second."),
@@ -82,12 +94,17 @@ def register(app: typer.Typer, out, err, fail) -> None:
                 raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got "
                                   f"{executor!r}")
             check_flags(time_scale=time_scale, restart_overhead=restart_overhead,
-                        default_slo=default_slo, k8s_pod_sync=k8s_pod_sync)
+                        default_slo=default_slo, k8s_pod_sync=k8s_pod_sync,
+                        checkpoint_interval=checkpoint_interval)
+            if ray_address is not None and executor != "ray":
+                raise ConfigError("--ray-address is for --executor ray")
             from . import k8s
 
             tls = k8s.check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca,
                                         k8s_api, k8s_token_file, k8s_ca_file)
             cfg = ServeConfig(db=db, policy=policy, executor=executor, time_scale=time_scale,
+                              ray_address=ray_address, checkpoint_dir=checkpoint_dir,
+                              checkpoint_interval_s=checkpoint_interval,
                               restart_overhead_s=restart_overhead, default_slo_s=default_slo,
                               k8s_api=k8s_api, k8s_token_file=k8s_token_file,
                               k8s_ca_file=k8s_ca_file, k8s_pod_sync_s=k8s_pod_sync)

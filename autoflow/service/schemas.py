@@ -39,6 +39,15 @@ class ClusterIn(Strict):
         return self
 
 
+class RuntimeEnvIn(Strict):
+    """What a job's processes need beyond the worker's environment (Ray's runtime_env,
+    the keys autoflow passes through)."""
+
+    env_vars: dict[str, str] = Field(default_factory=dict, max_length=200)
+    working_dir: str | None = Field(None, min_length=1, max_length=1000)
+    pip: list[str] = Field(default_factory=list, max_length=200)
+
+
 class JobIn(Strict):
     """A job as submitted: the normalized job fields except its true duration."""
 
@@ -57,6 +66,27 @@ class JobIn(Strict):
     slo_s: float | None = Field(None, gt=0, le=31_536_000,
                                 description="start-delay SLO of an inference job")
     duration_estimate_s: float | None = Field(None, gt=0, le=MAX_DURATION_S)
+    entrypoint: str | None = Field(None, min_length=1, max_length=4000,
+                                   description="what the job runs under --executor ray: a "
+                                   "command, or module:function; without one it holds its "
+                                   "GPUs for duration_estimate_s")
+    runtime_env: RuntimeEnvIn | None = None
+
+    @model_validator(mode="after")
+    def runnable(self):
+        from ..execution.entrypoints import check_env, parse_entrypoint
+
+        try:
+            if self.entrypoint is not None:
+                parse_entrypoint(self.entrypoint)
+        except ValueError as e:
+            raise ValueError(f"entrypoint: {e}") from None
+        try:
+            if self.runtime_env is not None:
+                check_env(self.runtime_env.env_vars)
+        except ValueError as e:
+            raise ValueError(f"runtime_env.env_vars: {e}") from None
+        return self
 
     @model_validator(mode="after")
     def shares(self):
