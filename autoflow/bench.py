@@ -224,25 +224,36 @@ def _stop(stopped: BaseException, out: Path, status: str, finished: int, total: 
     failed (``AutoflowError``) or was interrupted (``Interrupted``), saying what was kept."""
     name, seed = current
     why = ("interrupted" if status == manifest_mod.INTERRUPTED
-           else f"{name} (seed {seed}) failed: {_reason(stopped)}")
+           else f"{name} (seed {seed}) failed: {failure_reason(stopped)}")
+    results = None
     if finished:
         man = manifest_mod.build(command or "autoflow bench", config, seed=0, status=status)
         results = {"policies": policies, "manifest": man, "partial": True, "status": status,
                    "stopped": {"policy": name, "seed": seed, "reason": why},
                    "finished_runs": [{"policy": n, "seeds": len(r)}
                                      for n, r in per_seed.items() if r]}
+    keep_partial(stopped, out, status, f"{name} (seed {seed})", why, results,
+                 f"the {finished} of {total} runs that finished", "run")
+
+
+def keep_partial(stopped: BaseException, out: Path, status: str, where: str, why: str,
+                 results: dict | None, what: str, unit: str) -> None:
+    """Writes ``results`` (partial; ``None``: nothing had finished) and its manifest, then
+    raises: ``Interrupted`` (Ctrl-C) or ``AutoflowError`` saying ``why`` and what was kept.
+    Shared by ``bench`` and ``run``."""
+    if results is not None:
         jsonsafe.write(out / "results.json", results)
-        manifest_mod.write(out / "manifest.json", man)
-        kept = (f"wrote the {finished} of {total} runs that finished to "
-                f"{out / 'results.json'} (marked partial) and {out / 'manifest.json'}")
+        manifest_mod.write(out / "manifest.json", results["manifest"])
+        kept = (f"wrote {what} to {out / 'results.json'} (marked partial) and "
+                f"{out / 'manifest.json'}")
     else:
-        kept = "no run had finished; nothing written"
+        kept = f"no {unit} had finished; nothing written"
     if status == manifest_mod.INTERRUPTED:
-        raise Interrupted(f"during {name} (seed {seed}); {kept}") from None
+        raise Interrupted(f"during {where}; {kept}") from None
     raise AutoflowError(f"{why}; {kept}") from stopped
 
 
-def _reason(e: BaseException) -> str:
+def failure_reason(e: BaseException) -> str:
     if isinstance(e, AutoflowError):
         return str(e)
     if isinstance(e, OSError):

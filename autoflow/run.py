@@ -24,8 +24,15 @@ from rich.table import Table
 
 from . import atomic, jsonsafe
 from . import manifest as manifest_mod
-from .bench import BASELINE, DEFAULT_CLUSTER, check_policy, prepare_fit
-from .errors import AutoflowError, ConfigError, Interrupted
+from .bench import (
+    BASELINE,
+    DEFAULT_CLUSTER,
+    check_policy,
+    failure_reason,
+    keep_partial,
+    prepare_fit,
+)
+from .errors import ConfigError
 from .evaluate import evaluate
 from .limits import check_output_dir
 from .plots import jct_cdf, real_vs_simulated
@@ -67,9 +74,6 @@ def check(cfg: RunConfig) -> list[str]:
             import ray  # noqa: F401
         except ImportError as e:
             raise ConfigError(f"{NEEDS_RAY} ({e})") from None
-        if cfg.sim.failure_rate_per_node_day:
-            raise ConfigError("--failure-rate is the simulator's: a real run's failures "
-                              "are real (use --backend sim)")
     return names
 
 
@@ -173,8 +177,9 @@ def _write(out: Path, results, man, workload, per_job, cfg, spec) -> None:
 def _stopped(e, out, cfg, names, policies, fidelity, config, command, current) -> None:
     status = (manifest_mod.INTERRUPTED if isinstance(e, KeyboardInterrupt)
               else manifest_mod.FAILED)
-    reason = (str(e) if isinstance(e, AutoflowError) else f"{type(e).__name__}: {e}")
-    why = "interrupted" if status == manifest_mod.INTERRUPTED else f"{current} failed: {reason}"
+    why = ("interrupted" if status == manifest_mod.INTERRUPTED
+           else f"{current} failed: {failure_reason(e)}")
+    results = None
     if policies:
         _ratios(policies)
         man = manifest_mod.build(command or "autoflow run", config, seed=cfg.seed,
@@ -183,15 +188,8 @@ def _stopped(e, out, cfg, names, policies, fidelity, config, command, current) -
                    "stopped": {"policy": current, "reason": why}}
         if cfg.backend == "ray":
             results["fidelity"] = fidelity
-        jsonsafe.write(out / "results.json", results)
-        manifest_mod.write(out / "manifest.json", man)
-        kept = (f"wrote the {len(policies)} of {len(names)} policies that finished to "
-                f"{out / 'results.json'} (marked partial)")
-    else:
-        kept = "no policy had finished; nothing written"
-    if status == manifest_mod.INTERRUPTED:
-        raise Interrupted(f"during {current}; {kept}") from None
-    raise AutoflowError(f"{why}; {kept}") from e
+    keep_partial(e, out, status, current, why, results,
+                 f"the {len(policies)} of {len(names)} policies that finished", "policy")
 
 
 def table(results: dict) -> Table:

@@ -4,29 +4,22 @@ has, preempted jobs checkpoint, stop and resume from their checkpoint, nothing i
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from raykit import local_cluster, need_ray, replay_on_ray
 
 from autoflow.cluster import ClusterSpec, Node
 from autoflow.job import Job
 from autoflow.policies import make_policy
 from autoflow.workload import Workload
 
-if os.environ.get("CI"):
-    import ray  # noqa: F401 - in CI Ray must be there: these tests never skip
-else:
-    pytest.importorskip("ray")
-
-from autoflow.execution.local_ray import LocalRayCluster
-from autoflow.execution.replay import replay_on_ray
+ray = need_ray()
 
 SPEC = ClusterSpec("two", [Node("a", "V100", 2), Node("b", "V100", 2)])
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalRayCluster(SPEC) as rc:
+    with local_cluster(SPEC) as rc:
         yield rc
 
 
@@ -96,3 +89,19 @@ def test_a_policy_that_leaves_the_cluster_idle_is_an_error_not_a_hang(cluster):
     w = Workload([Job("j0", 0.0, 10.0, 1)])
     with pytest.raises(SchedulingError, match="idle with 1 job"):
         replay_on_ray(w, SPEC, Idle(make_placer("best-fit")), time_scale=0.05, cluster=cluster)
+
+
+def test_shared_gpus_run_side_by_side_as_fractional_ray_gpus(cluster):
+    """Six half-GPU jobs fit three to a node at once (2 GPUs each): Ray runs them side by
+    side with num_gpus=0.5, where whole-GPU tasks could run only two to a node."""
+    jobs = [Job(f"h{i}", 0.0, 100.0, 1, 500) for i in range(6)]
+    w = Workload(jobs)
+    run = replay_on_ray(w, SPEC, make_policy("fifo"), time_scale=0.02, cluster=cluster)
+    assert all(js.status == "done" for js in run.jobs)
+    for js in run.jobs:  # none waited for another: all started at once
+        assert js.first_start - js.submit < 1.0
+    busiest = 0
+    for node in range(2):
+        spans = [(s["began"], s["ended"]) for s in run.segments if s["node"] == node]
+        busiest = max(busiest, max(sum(b <= t < e for b, e in spans) for t, _ in spans))
+    assert busiest >= 3  # more tasks at once on one node than it has GPUs

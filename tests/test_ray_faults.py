@@ -4,23 +4,17 @@ measured, every job finishes and Ray's resources agree with the core's at the en
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
+from raykit import local_cluster, need_ray, replay_on_ray
 
 from autoflow.cluster import ClusterSpec, Node
 from autoflow.job import Job
 from autoflow.policies import make_policy
 from autoflow.workload import Workload
 
-if os.environ.get("CI"):
-    import ray  # in CI Ray must be there: these tests never skip
-else:
-    ray = pytest.importorskip("ray")
-
-from autoflow.execution.local_ray import LocalRayCluster
-from autoflow.execution.replay import replay_on_ray
+ray = need_ray()
 
 SPEC = ClusterSpec("two", [Node("a", "V100", 2), Node("b", "V100", 2)])
 INTERVAL = 20.0  # trace seconds between checkpoints
@@ -50,7 +44,7 @@ def test_jobs_of_a_dead_node_resume_from_their_checkpoints_elsewhere():
                                  if any(p[0] == 1 for p in js.placement))
         rc.remove_node(1)
 
-    with LocalRayCluster(SPEC) as rc:
+    with local_cluster(SPEC) as rc:
         run = replay_on_ray(w, SPEC, make_policy("fifo"), time_scale=SCALE,
                             restart_overhead_s=5.0, cluster=rc,
                             checkpoint_interval_s=INTERVAL, during=kill_node_b)
@@ -75,3 +69,22 @@ def test_jobs_of_a_dead_node_resume_from_their_checkpoints_elsewhere():
     # every GPU of the live node is free again
     assert all(s["node"] == 0 for s in run.segments if s["outcome"] == "finished")
     assert free == 2.0
+
+
+def test_gpu_types_are_honoured_on_a_heterogeneous_ray_cluster():
+    """Jobs that allow only one GPU type run on the Ray node of that type, whose
+    resources say so (``gpu-type:TYPE``)."""
+    spec = ClusterSpec("mixed", [Node("v", "V100", 2), Node("a", "A100", 2)])
+    jobs = [Job(f"j{i}", 2.0 * i, 40.0, 1 + i % 2, gpu_types=(("A100",), ("V100",))[i % 2])
+            for i in range(6)]
+    w = Workload(jobs)
+    with local_cluster(spec) as rc:
+        run = replay_on_ray(w, spec, make_policy("fifo"), time_scale=0.02, cluster=rc)
+        resources = {n["NodeID"]: n["Resources"] for n in ray.nodes() if n["Alive"]}
+    want = {j.job_id: j.gpu_types[0] for j in jobs}
+    assert all(js.status == "done" for js in run.jobs)
+    for seg in run.segments:
+        assert seg["outcome"] == "finished"
+        gpu_type = want[seg["job"]]
+        assert spec.nodes[seg["node"]].gpu_type == gpu_type
+        assert resources[seg["ray_node"]].get(f"gpu-type:{gpu_type}") == 2.0

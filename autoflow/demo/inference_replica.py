@@ -212,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: asked.append(signum))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ready-file", required=True)
+    job_dir = os.environ.get("AUTOFLOW_CHECKPOINT_DIR")  # set for a job run by autoflow
+    ap.add_argument("--ready-file", required=job_dir is None,
+                    default=None if job_dir is None else os.path.join(job_dir, "ready.json"),
+                    help="default: $AUTOFLOW_CHECKPOINT_DIR/ready.json (set when autoflow "
+                    "runs the job)")
     ap.add_argument("--port", type=int, default=0, help="0: any free port (default)")
     ap.add_argument("--load-time", type=float, default=0.5,
                     help="seconds loading the model takes at least (default 0.5)")

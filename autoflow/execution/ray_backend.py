@@ -74,9 +74,15 @@ class RayBackend:
         return self.runner.segments
 
     # -- the loop -------------------------------------------------------------------------
-    def run(self, done: Callable[[], bool]) -> None:
-        """Runs timers and collects what the tasks report until ``done()``."""
+    def run(self, done: Callable[[], bool], timeout_s: float | None = None) -> None:
+        """Runs timers and collects what the tasks report until ``done()``; a
+        ``TimeoutError`` after ``timeout_s`` wall seconds, if given (a hang guard)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while not done():
+            if deadline is not None and time.monotonic() > deadline:
+                left = sum(js.status != "done" for js in self.core.jobs)
+                raise TimeoutError(f"the replay on Ray did not end within {timeout_s:g} s "
+                                   f"({left} job(s) not done)")
             now = self.now()
             while self._timers and self._timers[0][0] <= now:
                 _t, _s, fn = heapq.heappop(self._timers)

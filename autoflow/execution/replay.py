@@ -43,12 +43,14 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
                   checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
                   checkpoint_dir: str | None = None,
                   during: Callable[[RayBackend], None] | None = None,
-                  progress: Callable[[int], object] | None = None) -> RayRun:
+                  progress: Callable[[int], object] | None = None,
+                  timeout_s: float | None = None) -> RayRun:
     """Runs ``workload`` under ``policy`` with each job Ray tasks pinned where the policy
     placed it; on ``cluster`` if given (already entered), else on a local one started and
     stopped here. Checkpoints go to ``checkpoint_dir`` (a temporary folder by default).
     ``during(backend)``, if given, is called once the first jobs run (a fault test);
-    ``progress(jobs_done)`` whenever jobs have finished."""
+    ``progress(jobs_done)`` whenever jobs have finished. ``timeout_s``: a hang guard on
+    the replay's wall time (``TimeoutError``)."""
     if not time_scale > 0:
         raise ConfigError(f"time_scale must be > 0, got {time_scale}")
     durations = []
@@ -59,11 +61,13 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
     if cluster is None:
         with LocalRayCluster(spec) as rc:
             return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s, rc,
-                                 checkpoint_interval_s, checkpoint_dir, during, progress)
+                                 checkpoint_interval_s, checkpoint_dir, during, progress,
+                                 timeout_s)
     if checkpoint_dir is None:
         with tempfile.TemporaryDirectory(prefix="autoflow-ckpt-") as tmp:
             return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s,
-                                 cluster, checkpoint_interval_s, tmp, during, progress)
+                                 cluster, checkpoint_interval_s, tmp, during, progress,
+                                 timeout_s)
     runner = RayRunner(cluster.node_ids, checkpoint_dir, time_scale, checkpoint_interval_s)
     backend = RayBackend(runner, durations, [j.job_id for j in workload.jobs])
     core = SchedulerCore(spec, policy, backend, DurationEstimator(),
@@ -95,9 +99,9 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
     if order:
         backend.call_at(order[0].submit, arrive)
     if during is not None:
-        backend.run(lambda: core.all_done() or bool(core.running))
+        backend.run(lambda: core.all_done() or bool(core.running), timeout_s)
         during(backend)
-    backend.run(core.all_done)
+    backend.run(core.all_done, timeout_s)
     meter.advance(backend.now())
     decisions = sum(js.starts + js.preemptions for js in jobs)
     return RayRun(jobs, runner.segments, backend.lost, list(cluster.node_ids),

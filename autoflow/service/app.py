@@ -150,7 +150,7 @@ def job_view(row: dict, engine: Engine) -> dict:
     return {"job_id": row["job_id"], "state": row["state"], "placement": placement,
             **{k: spec.get(k) for k in ("num_gpus", "gpu_milli", "gpu_types", "kind", "qos",
                                          "cpu_milli", "memory_mib", "user", "slo_s",
-                                         "duration_estimate_s")},
+                                         "duration_estimate_s", "entrypoint", "runtime_env")},
             "submit_time": row["submit_time"], "first_start": row["first_start"],
             "start_time": row["start_time"], "finish_time": row["finish_time"],
             "attained_gpu_s": row["attained"], "run_seconds": row["run_seconds"],

@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 
 from ..cluster import Node
+from ..core.jobstate import RUNNING
 from ..errors import AutoflowError, ConfigError
 from .engine import Engine
 
@@ -69,15 +70,18 @@ class RayExecutor:
         self._thread = threading.Thread(target=self._loop, name="autoflow-ray-executor",
                                         daemon=True)
         engine.listeners.append(lambda seq: self._wake.set())
+        self._connect()  # before the service listens: a bad address is a one-line error
 
     # -- start and stop --------------------------------------------------------------------
-    def start(self) -> None:
+    def _connect(self) -> None:
         import ray
 
         from ..cluster import ClusterSpec
         from ..execution.local_ray import LocalRayCluster
         from ..execution.ray_runner import RayRunner
 
+        if ray.is_initialized():
+            raise ConfigError("--executor ray: this process is already connected to Ray")
         if self.address is None:
             self.cluster = LocalRayCluster(ClusterSpec("autoflow-serve", [])).__enter__()
         else:
@@ -88,6 +92,8 @@ class RayExecutor:
                                   f"{type(e).__name__}: {str(e).splitlines()[0]}") from None
         self.runner = RayRunner([], str(self.folder), 1.0 / self.engine.clock.scale,
                                 self.interval)
+
+    def start(self) -> None:
         eng = self.engine
         with eng.lock:  # jobs running before a restart run again from their checkpoints
             self.cursor = eng.seq
@@ -156,7 +162,7 @@ class RayExecutor:
                     events = []
                 for ev in events:
                     self._event(ev)
-            except Exception:  # noqa: BLE001 - logged; the executor goes on
+            except Exception:
                 log.exception("ray executor: a step failed")
                 self._wake.wait(IDLE_WAIT_S)
 
@@ -201,7 +207,14 @@ class RayExecutor:
         if isinstance(ev, Finished):
             self._report(ev.key, "finished", _detail(ev.info))
         elif isinstance(ev, Stopped):
-            self._report(ev.key, "preempted", _detail(ev.info))  # confirms the decision
+            # confirms the preempt decision, unless the job runs again already: then the
+            # report would read as the new run's loss (the engine takes an unasked
+            # "preempted" for a running job as lost)
+            runner = self.runner
+            js = self.engine.job(ev.key)
+            again = ev.key in runner.running or ev.key in runner.deferred
+            if not again and (js is None or js.status != RUNNING):
+                self._report(ev.key, "preempted", _detail(ev.info))
         elif isinstance(ev, Failed):
             self._report(ev.key, "failed", {"message": ev.message})
         elif isinstance(ev, NodeLost):

@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.cluster import ClusterSpec, Node
+from autoflow.execution.fidelity import compare
 from autoflow.execution.local_ray import LocalRayCluster
 from autoflow.execution.replay import replay_on_ray
 from autoflow.job import Job
@@ -60,20 +58,18 @@ def main(argv=None) -> int:
     out = []
     with LocalRayCluster(spec) as rc:
         for pol, scale in runs:
-            sim = Simulator(w, spec, make_policy(pol), SimConfig(restart_overhead_s=OVERHEAD_S)).run()
-            sj = np.array([js.finish - js.submit for js in sim.jobs])
-            t = time.perf_counter()
+            sim = Simulator(w, spec, make_policy(pol),
+                            SimConfig(restart_overhead_s=OVERHEAD_S)).run()
             run = replay_on_ray(w, spec, make_policy(pol), time_scale=scale,
                                 restart_overhead_s=OVERHEAD_S, cluster=rc)
-            rj = np.array([js.finish - js.submit for js in run.jobs])
-            lag = np.array([s["began"] - s["launched"] for s in run.segments])
-            r = {"policy": pol, "time_scale": scale, "wall_s": time.perf_counter() - t,
-                 "jct_correlation": float(np.corrcoef(sj, rj)[0, 1]),
-                 "avg_jct_ratio": float(rj.mean() / sj.mean()),
-                 "launch_delay_median_s": float(np.median(lag)),
-                 "launch_delay_max_s": float(lag.max()),
-                 "preemptions": int(sum(js.preemptions for js in run.jobs)),
-                 "preemptions_simulated": int(sum(js.preemptions for js in sim.jobs))}
+            f = compare(run, sim, scale)
+            r = {"policy": pol, "time_scale": scale, "wall_s": run.wall_s,
+                 "jct_correlation": f["jct_correlation"], "avg_jct_ratio": f["avg_jct_ratio"],
+                 "launch_delay_median_s": f["launch_delay_wall_ms"]["p50"] / 1000.0,
+                 "launch_delay_max_s": f["launch_delay_wall_ms"]["max"] / 1000.0,
+                 "preemptions": f["preemptions_real"],
+                 "preemptions_simulated": f["preemptions_simulated"],
+                 "overhead_per_decision_ms": f["overhead_per_decision_ms"]}
             out.append(r)
             print(f"{pol} @ {scale:g}: {r['wall_s']:.0f} s, JCT correlation "
                   f"{r['jct_correlation']:.3f}, avg JCT real/simulated {r['avg_jct_ratio']:.3f}, "
