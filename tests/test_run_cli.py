@@ -76,10 +76,12 @@ def test_run_on_ray_follows_the_simulation(tmp_path):
         assert KEYS <= set(m) and m["jobs"] == 10, name
         f = res["fidelity"][name]
         assert FIDELITY <= set(f), name
-        # real processes follow the simulated schedule (loosely: a tiny, noisy run)
-        assert f["jct_correlation"] > 0.8, (name, f)
-        assert 0.8 < f["avg_jct_ratio"] < 1.3, (name, f)
         assert f["decisions"] >= 10 and f["overhead_per_decision_ms"] > 0
+        assert f["avg_jct_real_s"] == pytest.approx(m["avg_jct"])
+    # without preemption real processes follow the simulated schedule closely (with LAS
+    # on ten jobs, which job a preemption picks can flip on a few ms: no bound there)
+    f = res["fidelity"]["fifo"]
+    assert f["jct_correlation"] > 0.9 and 0.9 < f["avg_jct_ratio"] < 1.2, f
     assert res["manifest"]["config"]["time_scale"] == 0.02
     assert "ray" in res["manifest"]["versions"]
     rows = list(csv.reader((out / "jobs.csv").open()))

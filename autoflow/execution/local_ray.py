@@ -39,8 +39,13 @@ class LocalRayCluster:
     ``rc.node_ids[i]`` is the Ray node id of ``spec.nodes[i]``. Leaving the block shuts
     it all down."""
 
-    def __init__(self, spec: ClusterSpec):
+    def __init__(self, spec: ClusterSpec, exit_hooks: bool = True):
         self.spec = spec
+        # Ray's exit and SIGTERM hooks for the node processes can be installed from the
+        # main thread only; a cluster that grows from another thread (the service's
+        # executor) goes without them and is shut down by its owner (the processes also
+        # die with this one: Ray ties them to it on Linux)
+        self.exit_hooks = exit_hooks
         self.node_ids: list[str] = []
         self._nodes: list = []  # ray.cluster_utils node handles, one per spec node
         self._cluster = None
@@ -51,7 +56,8 @@ class LocalRayCluster:
 
         if ray.is_initialized():
             raise RuntimeError("this process is already connected to a Ray cluster")
-        self._cluster = Cluster(initialize_head=True, shutdown_at_exit=True, head_node_args={
+        self._cluster = Cluster(initialize_head=True, shutdown_at_exit=self.exit_hooks,
+                                head_node_args={
             "num_cpus": 1, "num_gpus": 0, "gcs_server_port": free_port(),
             "include_dashboard": False, "_system_config": HEALTH_CHECKS})
         try:

@@ -83,7 +83,8 @@ class RayExecutor:
         if ray.is_initialized():
             raise ConfigError("--executor ray: this process is already connected to Ray")
         if self.address is None:
-            self.cluster = LocalRayCluster(ClusterSpec("autoflow-serve", [])).__enter__()
+            self.cluster = LocalRayCluster(ClusterSpec("autoflow-serve", []),
+                                           exit_hooks=False).__enter__()
         else:
             try:
                 ray.init(address=self.address, log_to_driver=False)
