@@ -188,3 +188,18 @@ def test_entrypoint_jobs_run_checkpoint_on_preemption_and_resume(tmp_path):
             assert bad.status_code == 422 and "entrypoint" in bad.text
     finally:
         srv.stop()
+
+
+def test_a_ray_address_nobody_answers_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+
+    port = free_port()
+    out = subprocess.run([sys.executable, "-m", "autoflow", "serve", "--executor", "ray",
+                          "--ray-address", f"127.0.0.1:{port}", "--db",
+                          f"sqlite:///{tmp_path}/x.db", "--checkpoint-dir",
+                          str(tmp_path / "ck")], capture_output=True, text=True, check=False)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: --ray-address 127.0.0.1:{port}: nothing answers there (Connection "
+        "refused); is the Ray head running?")

@@ -53,7 +53,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
                                            "(shared storage on a multi-machine cluster)."),
         checkpoint_interval: float = typer.Option(300.0, help="With --executor ray: cluster "
                                                   "seconds between the checkpoints of a job "
-                                                  "without an entrypoint (> 0)."),
+                                                  "without an entrypoint (0: only when it "
+                                                  "stops)."),
         time_scale: float = typer.Option(1.0, help="Cluster seconds per wall second "
                                          "(> 0, <= 1e6): 600 runs ten cluster minutes a "
                                          "second."),

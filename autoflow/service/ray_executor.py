@@ -41,7 +41,8 @@ from .engine import Engine
 log = logging.getLogger("autoflow.service")
 
 POLL_S = 0.05  # wall seconds between looks at the running tasks, at most
-IDLE_WAIT_S = 0.5  # wall seconds between looks at the decision feed when nothing runs
+IDLE_WAIT_S = 0.5
+CONNECT_S = 5.0  # wall seconds a --ray-address HOST:PORT has to accept a connection  # wall seconds between looks at the decision feed when nothing runs
 NEEDS_RAY = "--executor ray needs the ray extra: pip install 'autoflow[ray]'"
 
 
@@ -86,6 +87,7 @@ class RayExecutor:
             self.cluster = LocalRayCluster(ClusterSpec("autoflow-serve", []),
                                            exit_hooks=False).__enter__()
         else:
+            _check_reachable(self.address)
             try:
                 ray.init(address=self.address, log_to_driver=False)
             except Exception as e:  # noqa: BLE001 - Ray's own errors, said in one line
@@ -232,6 +234,22 @@ class RayExecutor:
             self.engine.report(job_id, event, detail=detail)
         except AutoflowError as e:  # e.g. cancelled meanwhile: nothing to report
             log.info("ray executor: %s %s not accepted: %s", job_id, event, e)
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT address must accept a connection within ``CONNECT_S`` (Ray itself retries
+    an unreachable one for minutes); ``auto`` and ``ray://`` are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_S):
+            pass
+    except OSError as e:
+        raise ConfigError(f"--ray-address {address}: nothing answers there "
+                          f"({e.strerror or e}); is the Ray head running?") from None
 
 
 def _detail(info: dict) -> dict:
