@@ -32,13 +32,11 @@ def check_run(run, workload):
     for js in run.jobs:  # a job takes at least its duration, from submission
         assert js.finish - js.submit >= by_id[js.job.job_id].duration * 0.99
     # Ray never ran more GPUs on a node than it has (from the tasks' own clocks)
-    gpus = {js.job.job_id: js.job.num_gpus for js in run.jobs}
     for node in range(len(SPEC.nodes)):
         events = []
         for seg in run.segments:
             if seg["node"] == node:
-                share = gpus[seg["job"]]
-                events += [(seg["began"], share), (seg["ended"], -share)]
+                events += [(seg["began"], seg["gpus"]), (seg["ended"], -seg["gpus"])]
         used = 0
         for _t, d in sorted(events, key=lambda e: (e[0], e[1])):
             used += d
@@ -105,3 +103,19 @@ def test_shared_gpus_run_side_by_side_as_fractional_ray_gpus(cluster):
         spans = [(s["began"], s["ended"]) for s in run.segments if s["node"] == node]
         busiest = max(busiest, max(sum(b <= t < e for b, e in spans) for t, _ in spans))
     assert busiest >= 3  # more tasks at once on one node than it has GPUs
+
+
+def test_a_gang_over_two_nodes_starts_as_one_placement_group(cluster):
+    """A 4-GPU job on two 2-GPU nodes: one task per node, both in one placement group
+    whose bundles are held to the nodes the policy chose; the group is removed after."""
+    from ray.util.placement_group import placement_group_table
+
+    w = Workload([Job("gang", 0.0, 60.0, 4), Job("solo", 5.0, 30.0, 1)])
+    run = replay_on_ray(w, SPEC, make_policy("fifo"), time_scale=0.02, cluster=cluster)
+    check_run(run, w)
+    parts = [s for s in run.segments if s["job"] == "gang"]
+    assert sorted(s["node"] for s in parts) == [0, 1] and {s["rank"] for s in parts} == {0, 1}
+    pgs = {s["placement_group"] for s in parts}
+    assert len(pgs) == 1
+    assert placement_group_table()[pgs.pop()]["state"] == "REMOVED"
+    assert "placement_group" not in next(s for s in run.segments if s["job"] == "solo")

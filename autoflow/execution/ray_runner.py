@@ -1,9 +1,12 @@
 """Runs jobs as Ray tasks pinned where the scheduler placed them, and reports how they end.
 
-One job is one task per node of its placement (a gang spans several nodes), each pinned
-to its node by ``NodeAffinitySchedulingStrategy(soft=False)`` — Ray's own scheduler never
-moves it — and holding exactly that node's share of GPUs (``num_gpus``: the GPU count, or
-the fraction of one GPU for a shared one). What a task runs is ``tasks.trace_job`` (a
+One job is one task per node of its placement, holding exactly that node's share of GPUs
+(``num_gpus``: the GPU count, or the fraction of one GPU for a shared one) and never
+moved by Ray's own scheduler: a job on one node is one task pinned there by
+``NodeAffinitySchedulingStrategy(soft=False)`` (all its GPUs in one process: packed); a
+gang over several nodes is a placement group with one bundle per node, each held to its
+node (``STRICT_SPREAD``, a ``ray.io/node-id`` label selector per bundle), so that its
+parts start together. What a task runs is ``tasks.trace_job`` (a
 replayed trace job) or, for a job with an entrypoint (a command or ``module:function``,
 with its environment variables and Ray runtime environment), ``tasks.entry_job``.
 
@@ -69,7 +72,8 @@ class _Job:
     stop_at: float | None = None  # wall time by which a stopped job must have ended
     lost_node: int | None = None  # the dead node that ended it
     info: dict = field(default_factory=dict)  # rank 0's segment, once it ended
-    ranks: dict = field(default_factory=dict)  # ObjectRef -> rank
+    pg: object = None  # a gang's placement group, removed once its parts have ended
+    ranks: dict = field(default_factory=dict)  # ObjectRef -> (rank, GPUs it holds)
 
 
 class RayRunner:
@@ -108,11 +112,9 @@ class RayRunner:
         self._launch(key, token, parts, duration, overhead, entry)
 
     def _launch(self, key, token, parts, duration, overhead, entry=None) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         job = _Job(key, token, {}, time.time(), frozenset(n for n, _ in parts))
-        for rank, (node, gpus) in enumerate(parts):
-            where = NodeAffinitySchedulingStrategy(self.node_ids[node], soft=False)
+        wheres = self._gang(job, parts) if len(parts) > 1 else [self._pin(parts[0][0])]
+        for rank, ((node, gpus), where) in enumerate(zip(parts, wheres)):
             if entry is None:
                 ref = self.task.options(num_gpus=gpus, name=f"job-{key}",
                                         scheduling_strategy=where).remote(
@@ -124,9 +126,28 @@ class RayRunner:
                     key, rank, entry["entrypoint"], entry.get("env") or {}, self.folder,
                     self.grace_s)
             job.parts[ref] = node
-            job.ranks[ref] = rank
+            job.ranks[ref] = (rank, gpus)
             self._owner[ref] = job
         self.running[key] = job
+
+    def _pin(self, node: int):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(self.node_ids[node], soft=False)
+
+    def _gang(self, job: _Job, parts: list[tuple[int, float]]) -> list:
+        """A gang over several nodes: one placement group, one bundle per node, each
+        bundle held to its node by a label selector (``ray.io/node-id``), so that its
+        parts start together once every node's share is free, never on other nodes."""
+        from ray.util.placement_group import NODE_ID_LABEL_KEY, placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        job.pg = placement_group(
+            [{"GPU": gpus} for _node, gpus in parts], strategy="STRICT_SPREAD",
+            bundle_label_selector=[{NODE_ID_LABEL_KEY: self.node_ids[node]}
+                                   for node, _gpus in parts])
+        return [PlacementGroupSchedulingStrategy(job.pg, placement_group_bundle_index=i)
+                for i in range(len(parts))]
 
     def stop(self, key: str) -> None:
         """Asks job ``key`` to checkpoint and stop (a launch still waiting is dropped)."""
@@ -166,8 +187,9 @@ class RayRunner:
     def _ended(self, job: _Job, ref, events: list) -> None:
         ray = self.ray
         node = job.parts.pop(ref)
-        rank = job.ranks.pop(ref)
-        seg = {"job": job.key, "rank": rank, "node": node, "launched": job.launched}
+        rank, gpus = job.ranks.pop(ref)
+        seg = {"job": job.key, "rank": rank, "node": node, "gpus": gpus,
+               "launched": job.launched}
         try:
             info = ray.get(ref)
             seg |= info
@@ -184,6 +206,12 @@ class RayRunner:
             else:  # a node that dies may show first as a crashed worker
                 seg["outcome"] = "lost" if self._dead(node) else "failed"
             seg["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+        if job.pg is not None:
+            seg["placement_group"] = job.pg.id.hex()
+            if not job.parts:
+                from ray.util.placement_group import remove_placement_group
+
+                remove_placement_group(job.pg)
         self.segments.append(seg)
         if rank == 0:
             job.info = seg
