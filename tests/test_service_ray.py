@@ -203,3 +203,43 @@ def test_a_ray_address_nobody_answers_is_one_clear_line(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == (
         f"error: --ray-address 127.0.0.1:{port}: nothing answers there (Connection "
         "refused); is the Ray head running?")
+
+
+def test_jobs_running_when_the_service_is_killed_resume_after_its_restart(tmp_path,
+                                                                        ray_cluster):
+    """SIGKILL the service while its jobs run on an existing Ray cluster (Ray ends the dead
+    driver's tasks); the restarted service launches them again on their nodes and they
+    resume from their checkpoints; nothing acknowledged is lost."""
+    cluster, _nodes = ray_cluster
+    args = ("--ray-address", cluster.address, "--time-scale", str(SCALE),
+            "--checkpoint-interval", str(INTERVAL))
+    srv, h = serve_ray(tmp_path, *args)
+    ckpt = tmp_path / "ckpt"
+    try:
+        with httpx.Client(base_url=srv.url, headers=h, timeout=30) as c:
+            assert c.post("/v1/clusters", json={"name": "two", "nodes": [
+                {"name": n, "gpu_type": "V100", "gpus": 2} for n in ("a", "b")]}
+                ).status_code == 201
+            for i in range(2):
+                assert c.post("/v1/jobs", json={"job_id": f"r{i}", "num_gpus": 2,
+                                                 "duration_estimate_s": DURATION}
+                              ).status_code == 201
+            until(lambda: all(_progress(ckpt, f"r{i}") >= 2 * INTERVAL for i in range(2)),
+                  "both jobs checkpointed twice", polls=3000)
+        srv.kill()
+        saved = {f"r{i}": _progress(ckpt, f"r{i}") for i in range(2)}
+        srv = Server(srv.db, tmp_path / "serve.log", "--executor", "ray", "--policy", "fifo",
+                     "--checkpoint-dir", str(ckpt), *args, port=srv.port).start(timeout=180)
+        with httpx.Client(base_url=srv.url, headers=h, timeout=30) as c:
+            until(lambda: all(j["state"] == "succeeded"
+                              for j in c.get("/v1/jobs").json()["jobs"]),
+                  "both jobs succeed after the restart", polls=6000)
+            for key, was in saved.items():
+                fin = [e for e in c.get(f"/v1/jobs/{key}/events").json()["events"]
+                       if e["event"] == "finished"]
+                assert len(fin) == 1
+                # the relaunched run resumed from at least the checkpoint seen before
+                assert fin[0]["detail"]["resumed_from"] >= was >= 2 * INTERVAL
+                assert fin[0]["detail"]["reached"] == DURATION
+    finally:
+        srv.stop()
