@@ -73,6 +73,16 @@ def _mount_generate() -> None:
 _mount_generate()
 
 
+def _mount_predictor() -> None:
+    from .predict.cli import app as predictor_app
+
+    app.add_typer(predictor_app, name="predictor", help="Fit and evaluate duration "
+                  "predictors (quantiles of a job's remaining run time).")
+
+
+_mount_predictor()
+
+
 def _mount_service() -> None:
     from .service.cli import register
 
