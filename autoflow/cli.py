@@ -83,6 +83,63 @@ def _mount_predictor() -> None:
 _mount_predictor()
 
 
+def _mount_pretrain() -> None:
+    @app.command("pretrain")
+    def pretrain_cmd(
+        workloads: str = typer.Option(..., help="Comma-separated trace SOURCES (FORMAT:PATH "
+                                      "or builtin:NAME): every job's decision-time row, "
+                                      "censored and unknown-duration jobs included; no "
+                                      "job's own duration is used."),
+        out_dir: Path = typer.Option(..., "--out", help="Encoder folder to write "
+                                     "(encoder.pt, encoder.json, manifest.json)."),
+        objective: str = typer.Option("vime", help="vime (masked-feature reconstruction: "
+                                      "what the shipped encoder-v1 used, the better of the "
+                                      "two on held-out traces) or scarf "
+                                      "(corruption-contrastive)."),
+        epochs: int = typer.Option(10, help="Passes over the rows." + _range("--epochs")),
+        seed: int = typer.Option(0, help="Seed of the draws and the training."
+                                 + _range("--seed")),
+        max_rows: int = typer.Option(0, help="Cap on pretraining rows, a seeded subset "
+                                     "(0: all)."),
+    ) -> None:
+        """Pretrain the duration predictor's encoder on job rows, without durations."""
+        from .limits import check_flags, check_output_dir
+        from .predict import pretrain as P
+
+        try:
+            check_flags(epochs=epochs, seed=seed)
+            if epochs < 1:
+                raise AutoflowError("--epochs must be at least 1 to pretrain")
+            if max_rows < 0 or 0 < max_rows < 2:
+                raise AutoflowError(f"--max-rows must be 0 (all) or at least 2, got {max_rows}")
+            if objective not in P.OBJECTIVES:
+                raise AutoflowError(f"--objective must be one of {', '.join(P.OBJECTIVES)}, "
+                                    f"got {objective!r}")
+            sources = [s.strip() for s in workloads.split(",") if s.strip()]
+            if not sources:
+                raise AutoflowError("--workloads: name at least one trace SOURCE")
+            check_output_dir(out_dir)
+
+            def progress(epoch: int, total: int, loss: float) -> None:
+                err.print(f"epoch {epoch}/{total}: {objective} loss {loss:.4f}",
+                          highlight=False)
+
+            rec = P.pretrain_sources(sources, out_dir, objective=objective, epochs=epochs,
+                                     seed=seed, max_rows=max_rows or None, progress=progress,
+                                     command="autoflow " + shlex.join(sys.argv[1:]))
+        except KeyboardInterrupt:
+            interrupted(KeyboardInterrupt("nothing was written"))
+        except AutoflowError as e:
+            fail(e)
+        except OSError as e:
+            fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+        out.print(f"pretrained a {rec['objective']} encoder on {rec['rows']:,} rows of "
+                  f"{len(rec['sources'])} source(s) -> {out_dir}", highlight=False)
+
+
+_mount_pretrain()
+
+
 def _mount_service() -> None:
     from .service.cli import register
 

@@ -252,3 +252,14 @@ def test_cli_bad_input_one_line(tmp_path, args, msg):
     assert r.exit_code == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and msg in lines[0] and lines[0].startswith("error:")
+
+
+def test_a_job_that_runs_for_no_time_is_not_its_own_history():
+    """A zero-duration job "finishes" at its own submit time: its own row must not count
+    it as completed (a job submitted after it at the same instant may: it was done by
+    then)."""
+    w = Workload([Job("a", 0.0, 100.0, 1), Job("z", 50.0, 0.0, 1), Job("y", 50.0, 5.0, 1),
+                  Job("b", 200.0, 10.0, 1)])
+    rows = F.job_features(w)
+    n = F.NAMES.index("log_done_n")
+    assert [round(math.expm1(r[n])) for r in rows] == [0, 0, 1, 3]

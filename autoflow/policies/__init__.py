@@ -28,6 +28,7 @@ from .las_fcfs import LasFcfs
 from .sjf import Sjf
 from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
+from .ssl import check_ssl
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill, Gittins,
@@ -84,13 +85,28 @@ def _las_fcfs(arg: str, placer) -> Policy:
     return LasFcfs(placer, parse_thresholds(arg, "las-fcfs")) if arg else LasFcfs(placer)
 
 
+def _sjf(arg: str, placer) -> Policy:
+    """sjf:ssl (the duration predictor shipped with autoflow) or sjf:ssl=PATH (a folder
+    from autoflow predictor fit): sjf by the predicted median remaining time."""
+    return Sjf(placer, arg or None)
+
+
+def _easy_backfill(arg: str, placer) -> Policy:
+    """easy-backfill:ssl or easy-backfill:ssl=PATH: EASY backfilling on the duration
+    predictor's median remaining time."""
+    return EasyBackfill(placer, arg or None)
+
+
 # Heuristics that take an argument after a colon register a factory here ...
-POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {"las": _las,
-                                                               "las-fcfs": _las_fcfs}
+POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {
+    "las": _las, "las-fcfs": _las_fcfs, "sjf": _sjf, "easy-backfill": _easy_backfill}
 # ... and, where the argument can be checked without building the policy, a check
-ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {"las": parse_thresholds,
-                                                       "las-fcfs": lambda arg: parse_thresholds(
-                                                           arg, "las-fcfs")}
+ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {
+    "las": parse_thresholds,
+    "las-fcfs": lambda arg: parse_thresholds(arg, "las-fcfs"),
+    "sjf": lambda arg: check_ssl(arg, "sjf"),
+    "easy-backfill": lambda arg: check_ssl(arg, "easy-backfill"),
+}
 
 
 def known_policies() -> list[str]:

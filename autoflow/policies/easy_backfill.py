@@ -22,7 +22,9 @@ reservation is a place, not a count of GPUs anywhere (a long job cannot take the
 GPU of the node the head will need, while it may use a GPU elsewhere; a gang head
 keeps its whole nodes idle; a type-constrained head holds GPUs of its types only).
 Predictions come from the history estimator (``SchedContext.predicted_remaining``,
-``JobState.predicted``), never the true durations. Where a whole-GPU head may take any
+``JobState.predicted``), never the true durations; with ``easy-backfill:ssl`` (or
+``:ssl=PATH``) ``JobState.predicted`` is the duration predictor's (``policies.ssl``: work
+done + median remaining, set when the job joins the queue). Where a whole-GPU head may take any
 of a node's idle GPUs, the reservation takes those busy now first, leaving the GPUs
 free now to backfill. A head that will not fit even when every running job has ended
 gets no reservation: everything that fits may start. (Lifka, "The ANL/IBM SP
@@ -49,6 +51,7 @@ from ..feasibility import Shape, needs_multi_node, shape_of
 from ..job import WHOLE_GPU
 from .base import Policy, greedy_pass
 from .easy_lanes import Lanes
+from .ssl import label, make_ssl
 
 if TYPE_CHECKING:
     from ..core.context import SchedContext
@@ -62,15 +65,32 @@ INF = float("inf")
 class EasyBackfill(Policy):
     name = "easy-backfill"
 
-    def __init__(self, placer):
+    def __init__(self, placer, predictor: str | None = None):
         super().__init__(placer)
         self._lanes = Lanes()
         self._gpus: tuple | None = None
         self._shapes: dict[Req, Shape] = {}  # queue shapes, for the run
+        # ``easy-backfill:ssl``: predictions from the duration predictor (``policies.ssl``)
+        self.ssl = make_ssl(predictor, self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{label(self.name, self.ssl)}+{self.placer.name}"
+
+    def queue_key(self, js) -> tuple:
+        if self.ssl is not None:
+            self.ssl.joined(js)
+        return (js.submit,)
+
+    def on_finish(self, ctx, js) -> None:
+        if self.ssl is not None:
+            self.ssl.completed(js)
 
     def prepare(self, ctx) -> None:
         self._lanes = Lanes()
         self._shapes = {}
+        if self.ssl is not None:
+            self.ssl.reset()
 
     def on_start(self, ctx, js) -> None:
         self._lanes.discard(js)
@@ -79,6 +99,8 @@ class EasyBackfill(Policy):
         self._lanes.stopped(js)
 
     def schedule(self, ctx) -> None:
+        if self.ssl is not None:  # before the lanes read the new jobs' predictions
+            self.ssl.refresh(ctx, rekey=False)
         head = greedy_pass(ctx, blocking=True)
         if head is None or ctx.nothing_fits():
             return

@@ -113,7 +113,9 @@ def job_features(workload: Workload) -> np.ndarray:
     subs_gpu: dict[int, list[float]] = defaultdict(list)
     for i, job in enumerate(jobs):
         t = job.submit_time
-        while ptr < n and fin[ptr] <= t:  # jobs completed by t, in finish order
+        # jobs completed by t, in finish order (ties in submission order); never j itself
+        # or a job submitted after it (both could "finish" at t with a duration of 0)
+        while ptr < n and fin[ptr] <= t and by_finish[ptr] < i:
             k = jobs[by_finish[ptr]]
             ld = _log_dur(k.duration)
             insort(done, ld)

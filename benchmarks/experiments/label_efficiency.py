@@ -9,18 +9,28 @@ cluster06 and cluster08:
   needs no training labels, so one row per trace);
 * ``gbm``: gradient-boosted trees on the same features (sklearn's
   ``HistGradientBoostingRegressor(loss="quantile")``, LightGBM's histogram algorithm);
-* ``mlp``: the quantile network from scratch (``--encoder none``).
+* ``mlp``: the quantile network from scratch (``--encoder none``);
+* ``mlp+NAME`` (with ``--encoder NAME=DIR``, or ``--pretrain OBJECTIVE``): the same
+  network fine-tuned from a pretrained encoder (``autoflow pretrain``). ``--pretrain``
+  pretrains one here on the training traces and openb with their labels hidden (never
+  on the held-out cluster06/08). ``--trunk-lr`` scales the trunk's learning rate (0:
+  frozen trunk) and ``--patience`` early-stops on 20% of the LABELLED training examples
+  (checked every pass; best state kept); both are recorded in the model's name.
 
 Scores: ``spearman`` of the predicted median against the true remaining time and
 ``mae_log`` (natural log), mean and range over ``--seeds``. Writes ``DIR/results.json``,
 ``DIR/manifest.json`` and ``DIR/label_efficiency.png``, and prints a markdown table.
 
     python benchmarks/experiments/label_efficiency.py --out runs/label-efficiency
+    python benchmarks/experiments/label_efficiency.py --out runs/label-efficiency-pretrain \
+        --models gbm,mlp,mlp+encoder --fractions 0.05 --encoder encoder=autoflow/models/encoder-v1
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import math
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +38,8 @@ import numpy as np
 from autoflow import atomic, jsonsafe, manifest
 from autoflow.predict import features as F
 from autoflow.predict import metrics, models
-from autoflow.predict.cli import fit_predictor
+from autoflow.predict import pretrain as PT
+from autoflow.predict.cli import fit_predictor, label_subset, training_examples
 from autoflow.traces.registry import load_workload
 
 ITP = "../shared/traces/itp"
@@ -36,6 +47,8 @@ FIT = [f"itp:{ITP}/cluster{c}.csv" for c in ("01", "02", "03", "05")]
 HELD_OUT = {c: f"itp:{ITP}/cluster{c}.csv" for c in ("06", "08")}
 FRACTIONS = (0.01, 0.05, 0.10, 1.0)
 MLP_PARAMS = {"epochs": 6, "min_steps": 300}  # a few minutes on 2 cores, all runs
+OPENB = "alibaba-openb:../shared/traces/alibaba-openb/openb_pod_list_default.csv"
+PRETRAIN = [*FIT, OPENB]  # --pretrain: labels hidden; censored openb pods included
 
 
 def main() -> None:
@@ -44,9 +57,43 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     ap.add_argument("--max-examples", type=int, default=40_000,
                     help="cap on training examples before labelling")
+    ap.add_argument("--models", default="gbm,mlp",
+                    help="comma-separated: gbm, mlp, and mlp+NAME for each --encoder NAME")
+    ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS),
+                    help="comma-separated label fractions")
+    ap.add_argument("--encoder", action="append", default=[], metavar="[NAME=]DIR",
+                    help="pretrained encoder folder for model mlp+NAME (default NAME "
+                    "encoder); repeatable")
+    ap.add_argument("--pretrain", action="append", default=[], metavar="OBJECTIVE",
+                    help="pretrain an encoder here (scarf or vime) on the training traces "
+                    "and openb, labels hidden: model mlp+OBJECTIVE; repeatable")
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--trunk-lr", type=float, default=1.0,
+                    help="encoder models: trunk learning rate / head learning rate (0: frozen)")
+    ap.add_argument("--patience", type=int, default=0,
+                    help="encoder models: early-stop after this many passes without a "
+                    "better pinball on 20%% of the labelled examples (0: no early stopping)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    fractions = [float(f) for f in args.fractions.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
+    encoders = {}
+    for spec in args.encoder:
+        name, _, folder = spec.rpartition("=")
+        encoders[name or "encoder"] = folder
+    for obj in args.pretrain:
+        folder = args.out / f"encoder-{obj}"
+        rec = PT.pretrain_sources(PRETRAIN, folder, objective=obj, epochs=args.pretrain_epochs,
+                                  seed=0, command="label_efficiency.py --pretrain " + obj)
+        print(f"pretrained {obj} on {rec['rows']:,} rows: loss {rec['loss'][0]:.3f} -> "
+              f"{rec['loss'][-1]:.3f}", flush=True)
+        encoders[obj] = str(folder)
+    kinds = args.models.split(",")
+    for k in kinds:
+        if k not in ("gbm", "mlp") and k.removeprefix("mlp+") not in encoders:
+            ap.error(f"model {k}: no --encoder {k.removeprefix('mlp+')}=DIR nor --pretrain")
+    suffix = "" if args.trunk_lr == 1.0 and not args.patience else \
+        f"(trunk-lr {args.trunk_lr:g}" + (f", patience {args.patience}" if args.patience else "") + ")"
 
     held = {}
     for name, src in HELD_OUT.items():
@@ -56,28 +103,104 @@ def main() -> None:
     for name, (w, ex) in held.items():
         r = metrics.evaluate(models.history_predict(w, ex), ex.y)
         rows.append({"trace": name, "model": "history", "fraction": None, "seed": None, **r})
-    for frac in FRACTIONS:
+    for frac in fractions:
         for seed in seeds:
-            for kind in ("gbm", "mlp"):
-                p = fit_predictor(FIT, kind=kind, label_fraction=frac, seed=seed,
-                                  max_examples=args.max_examples,
-                                  params=MLP_PARAMS if kind == "mlp" else None)
+            for kind in kinds:
+                if kind in ("gbm", "mlp"):
+                    p = fit_predictor(FIT, kind=kind, label_fraction=frac, seed=seed,
+                                      max_examples=args.max_examples,
+                                      params=MLP_PARAMS if kind == "mlp" else None)
+                    label = kind
+                else:
+                    ex = training_examples(FIT, seed=seed, max_examples=args.max_examples)
+                    lab = label_subset(ex, frac, seed)
+                    info = {"label_fraction": frac, "examples": len(ex), "labelled": len(lab)}
+                    p = fine_tune(lab, seed, encoders[kind.removeprefix("mlp+")],
+                                  args.trunk_lr, args.patience, info)
+                    label = kind + suffix
                 for name, (_, ex) in held.items():
                     r = metrics.evaluate(p.predict(ex.x), ex.y)
-                    rows.append({"trace": name, "model": kind, "fraction": frac, "seed": seed,
+                    rows.append({"trace": name, "model": label, "fraction": frac, "seed": seed,
                                  "labelled": p.meta["labelled"], **r})
-                print(f"fraction {frac:g} seed {seed} {kind}: " + ", ".join(
+                print(f"fraction {frac:g} seed {seed} {label}: " + ", ".join(
                     f"{x['trace']} {x['spearman']:.3f}" for x in rows[-len(held):]), flush=True)
 
     table = summarize(rows)
     print(markdown(table))
-    config = {"fit": FIT, "held_out": HELD_OUT, "fractions": FRACTIONS, "seeds": seeds,
-              "max_examples": args.max_examples, "mlp": MLP_PARAMS, "gbm": models.GBM_DEFAULTS}
+    config = {"fit": FIT, "held_out": HELD_OUT, "fractions": fractions, "seeds": seeds,
+              "max_examples": args.max_examples, "mlp": MLP_PARAMS, "gbm": models.GBM_DEFAULTS,
+              "models": kinds, "encoders": encoders, "pretrain": args.pretrain,
+              "pretrain_sources": PRETRAIN if args.pretrain else None,
+              "trunk_lr": args.trunk_lr, "patience": args.patience}
     man = manifest.build("python benchmarks/experiments/label_efficiency.py "
                          f"--out {args.out} --seeds {args.seeds}", config, seeds[0])
     jsonsafe.write(args.out / "results.json", {"rows": rows, "summary": table, "manifest": man})
     manifest.write(args.out / "manifest.json", man)
     plot(table, args.out / "label_efficiency.png")
+
+
+def fine_tune(lab: F.Examples, seed: int, encoder: str, trunk_lr: float, patience: int,
+              info: dict) -> models.Predictor:
+    """``models.fit_mlp`` on ``encoder`` with the same hyper-parameters; with a trunk
+    learning-rate scale other than 1 (0: frozen) or early stopping, the same loop here."""
+    if trunk_lr == 1.0 and not patience:
+        return models.fit_mlp(lab, seed=seed, encoder=encoder, params=MLP_PARAMS, info=info)
+    torch = models._torch()
+    p = {**models.MLP_DEFAULTS, **MLP_PARAMS}
+    torch.manual_seed(seed)
+    _, QuantileNet = models._modules()
+    trunk, enc_info = models.load_encoder(encoder)
+    p["hidden"], p["embedding"] = enc_info["hidden"], enc_info["embedding"]
+    net = QuantileNet(trunk, int(p["embedding"]), int(p["head"]))
+    ym, ys = float(lab.y.mean()), float(lab.y.std()) or 1.0
+    xt = torch.as_tensor(lab.x, dtype=torch.float32)
+    yt = torch.as_tensor((lab.y - ym) / ys, dtype=torch.float32)
+    n = len(yt)
+    if patience:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
+        k = max(1, n // 5)
+        xv, yv, xt, yt = xt[order[:k]], yt[order[:k]], xt[order[k:]], yt[order[k:]]
+        n = len(yt)
+    for q in trunk.parameters():
+        q.requires_grad_(trunk_lr > 0)
+    groups = [{"params": list(net.head.parameters()), "lr": p["lr"]}]
+    if trunk_lr > 0:
+        groups.append({"params": list(trunk.parameters()), "lr": p["lr"] * trunk_lr})
+    opt = torch.optim.Adam(groups, weight_decay=p["weight_decay"])
+    b = int(p["batch"])
+    per_pass = math.ceil(n / b)
+    steps = max(int(p["epochs"]) * per_pass, int(p["min_steps"]))
+    if patience:
+        steps *= 3  # room to stop early
+    gen = torch.Generator().manual_seed(seed)
+    perm, at = torch.randperm(n, generator=gen), 0
+    best, best_state, bad = math.inf, None, 0
+    for step in range(steps):
+        net.train()
+        if at >= n:
+            perm, at = torch.randperm(n, generator=gen), 0
+        idx = perm[at:at + b]
+        at += b
+        loss = models.pinball_torch(net(xt[idx]), yt[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if patience and (step + 1) % per_pass == 0:
+            net.eval()
+            with torch.no_grad():
+                v = float(models.pinball_torch(net(xv), yv))
+            if v < best - 1e-4:
+                best, best_state, bad = v, copy.deepcopy(net.state_dict()), 0
+            else:
+                bad += 1
+                if bad >= patience:
+                    break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    meta = models._meta("mlp", info, p, seed)
+    meta.update(label_norm={"mean": ym, "std": ys}, encoder=enc_info, steps=step + 1,
+                trunk_lr=trunk_lr, patience=patience)
+    return models.Predictor("mlp", meta, net=net)
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -116,7 +239,7 @@ def plot(table: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 4), dpi=120,
                              squeeze=False)
     for ax, trace in zip(axes[0], traces):
-        for model in ("gbm", "mlp"):
+        for model in sorted({r["model"] for r in table if r["fraction"] is not None}):
             rs = sorted((r for r in table if r["trace"] == trace and r["model"] == model),
                         key=lambda r: r["fraction"])
             x = [r["fraction"] for r in rs]
