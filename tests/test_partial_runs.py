@@ -75,7 +75,7 @@ def test_an_unreadable_model_is_refused_before_any_run(tmp_path, runs):
 
 def test_a_policy_with_a_bad_argument_is_refused_before_any_run(tmp_path, runs):
     r = invoke("bench", "--trace", TRACE, "--policies", "fifo,las,sjf:3", "--out", tmp_path / "o")
-    assert_one_line_error(r, "'sjf' takes no argument")
+    assert_one_line_error(r, "policy sjf takes ssl or ssl=PATH (a predictor folder), got '3'")
     assert runs[0] == []
 
 
