@@ -263,3 +263,17 @@ def test_a_job_that_runs_for_no_time_is_not_its_own_history():
     rows = F.job_features(w)
     n = F.NAMES.index("log_done_n")
     assert [round(math.expm1(r[n])) for r in rows] == [0, 0, 1, 3]
+
+
+def test_queue_concordance_scores_the_order_of_jobs_waiting_together():
+    submit = np.array([0.0, 10.0, 20.0, 10_000.0, 10_010.0])
+    true = np.array([1.0, 3.0, 2.0, 9.0, 0.5])
+    assert metrics.queue_concordance(true, true, submit) == 1.0
+    assert metrics.queue_concordance(-true, true, submit) == 0.0
+    assert metrics.queue_concordance(np.zeros(5), true, submit) == 0.5  # ties: a coin
+    # only pairs within the window count: the two groups are 10,000 s apart, so a
+    # prediction that orders the groups wrongly but each group rightly is perfect
+    pred = np.array([10.0, 30.0, 20.0, 2.0, 1.0])
+    assert metrics.queue_concordance(pred, true, submit) == 1.0
+    assert metrics.queue_concordance(pred, true, submit, window_s=1e9) < 1.0
+    assert metrics.queue_concordance(true[:1], true[:1], submit[:1]) is None

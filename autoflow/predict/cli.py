@@ -82,7 +82,9 @@ def evaluate_on(model: str | Path, source: str, seed: int = 0) -> dict:
         p = models.load(model)
         pred = p.predict(ex.x) if len(ex) else np.zeros((0, len(models.QUANTILES)))
         name = p.kind
-    return {**metrics.evaluate(pred, ex.y), "model": name, "trace": source}
+    submit = np.array([w.jobs[i].submit_time for i in ex.job], dtype=np.float64)
+    return {**metrics.evaluate(pred, ex.y, submit, ex.attained), "model": name,
+            "trace": source}
 
 
 @app.command()
