@@ -21,8 +21,7 @@ from autoflow.policies import make_policy, parse_policy
 from autoflow.policies.sjf import Sjf
 from autoflow.policies.ssl import SHIPPED, SslPredictions
 from autoflow.predict import features as F
-from autoflow.predict import models
-from autoflow.predict.fast import FastPredictor
+from autoflow.predict import models, trees
 from autoflow.predict.online import OnlineFeatures
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.workload import Workload
@@ -200,14 +199,15 @@ def test_a_bad_model_path_is_one_clear_error(tmp_path):
         make_policy(f"sjf:ssl={bad}")
 
 
-def test_the_shipped_predictor_loads_and_the_fast_path_agrees():
+def test_the_shipped_predictor_loads_and_the_compiled_forest_agrees():
     p = models.load(SHIPPED)
     assert p.kind == "gbm" and set(p.meta["trace"]) == {
         f"itp:../shared/traces/itp/cluster0{c}.csv" for c in (1, 2, 3, 5)}
     assert sum(f.stat().st_size for f in SHIPPED.iterdir()) < 2_000_000
     x = F.job_features(mixed_workload(200))
     x[::5, COL["log_mem_gib"]] = np.nan
-    np.testing.assert_array_equal(FastPredictor(p).predict(x), p.predict(x))
+    one_by_one = np.sort(np.stack([trees.predict(t, x) for t in p.trees], axis=1), axis=1)
+    np.testing.assert_array_equal(p.predict(x), one_by_one)
 
 
 def test_autoflow_policies_lists_the_ssl_specs():

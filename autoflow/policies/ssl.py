@@ -25,7 +25,6 @@ import numpy as np
 
 from ..core.jobstate import WAITING
 from ..errors import ConfigError
-from ..predict.fast import FastPredictor
 from ..predict.online import OnlineFeatures
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "predictor-v1"
@@ -135,7 +134,7 @@ def make_ssl(arg: str | None, name: str) -> SslPredictions | None:
     except ConfigError as e:
         why = str(e).replace(f"--model {folder}: ", "").replace(f"model {folder}: ", "")
         raise ConfigError(f"policy {name}:{arg}: predictor {folder}: {why}") from None
-    return SslPredictions(FastPredictor(predictor), arg)
+    return SslPredictions(predictor, arg)
 
 
 def label(base: str, ssl: SslPredictions | None) -> str:

@@ -37,7 +37,8 @@ from ..core.estimator import DurationEstimator
 from ..errors import ConfigError
 from ..workload import Workload
 from . import features as F
-from . import trees
+from .trees import Forest
+from .trees import export as export_trees
 
 QUANTILES = (0.1, 0.5, 0.9)
 FORMAT = "autoflow-predictor/1"
@@ -206,12 +207,12 @@ class Predictor:
 
     def __init__(self, kind: str, meta: dict, net=None, trees=None):
         self.kind, self.meta, self.net, self.trees = kind, meta, net, trees
+        self._forest = Forest(self.trees) if kind == "gbm" else None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
         if self.kind == "gbm":
-            out = np.stack([trees.predict(t, x) for t in self.trees], axis=1)
-            return np.sort(out, axis=1)
+            return np.sort(self._forest.predict(x), axis=1)
         torch = _torch()
         norm = self.meta["label_norm"]
         self.net.eval()
@@ -294,7 +295,7 @@ def fit_gbm(ex: F.Examples, *, seed: int, params: dict | None = None,
         m = HistGradientBoostingRegressor(loss="quantile", quantile=q, random_state=seed,
                                           early_stopping=False, **p)
         m.fit(ex.x, ex.y)
-        exported.append(trees.export(m))
+        exported.append(export_trees(m))
     return Predictor("gbm", _meta("gbm", info, p, seed), trees=exported)
 
 

@@ -1,7 +1,7 @@
 """The ``gbm`` baseline's trees as plain JSON and their evaluation in numpy: a fitted
 scikit-learn ``HistGradientBoostingRegressor`` is exported (``export``) so that a model
-file never holds a pickle, and ``predict`` walks the exported trees exactly as sklearn's
-predictor does (tested to 1e-9 against ``model.predict``)."""
+file never holds a pickle, and ``Forest`` walks the exported trees exactly as sklearn's
+predictor does (tested to 1e-9 against ``model.predict``), all quantiles at once."""
 
 from __future__ import annotations
 
@@ -26,24 +26,62 @@ def export(model) -> dict:
 
 
 def predict(model: dict, x: np.ndarray) -> np.ndarray:
-    """Sum of leaf values, as sklearn's predictor walks them (``x <= threshold`` left,
-    NaN follows ``missing_go_to_left``)."""
-    total = np.full(len(x), model["baseline"], dtype=np.float64)
-    rows = np.arange(len(x))
-    for t in model["trees"]:
-        feat = np.asarray(t["feature_idx"], dtype=np.int64)
-        thr = np.asarray(t["num_threshold"], dtype=np.float64)
-        mleft = np.asarray(t["missing_go_to_left"], dtype=bool)
-        left = np.asarray(t["left"], dtype=np.int64)
-        right = np.asarray(t["right"], dtype=np.int64)
-        leaf = np.asarray(t["is_leaf"], dtype=bool)
-        node = np.zeros(len(x), dtype=np.int64)
-        for _ in range(len(leaf)):
-            active = ~leaf[node]
+    """One exported model's prediction: the sum of its leaf values, as sklearn's
+    predictor walks them (``x <= threshold`` left, NaN follows ``missing_go_to_left``)."""
+    return Forest([model]).predict(x)[:, 0]
+
+
+class Forest:
+    """Exported models (one per quantile) compiled once into flat node arrays and walked
+    together, one numpy step per tree level for the whole batch: a policy predicts a few
+    jobs per scheduling pass, thousands of passes a run (14 ms a small batch walking the
+    trees one by one, 0.37 ms so). Each model's sum is taken in tree order from its
+    baseline, so the floats are those of a sequential walk."""
+
+    def __init__(self, models: list[dict]):
+        feat, thr, mleft, left, right, leaf, value, roots, owner = ([] for _ in range(9))
+        base = 0
+        self.baseline = np.asarray([m["baseline"] for m in models], dtype=np.float64)
+        for q, m in enumerate(models):
+            for t in m["trees"]:
+                roots.append(base)
+                owner.append(q)
+                feat.append(np.asarray(t["feature_idx"], dtype=np.int64))
+                thr.append(np.asarray(t["num_threshold"], dtype=np.float64))
+                mleft.append(np.asarray(t["missing_go_to_left"], dtype=bool))
+                left.append(np.asarray(t["left"], dtype=np.int64) + base)
+                right.append(np.asarray(t["right"], dtype=np.int64) + base)
+                leaf.append(np.asarray(t["is_leaf"], dtype=bool))
+                value.append(np.asarray(t["value"], dtype=np.float64))
+                base += len(t["is_leaf"])
+        cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dtype=dt))
+        self.feat, self.thr = cat(feat, np.int64), cat(thr, np.float64)
+        self.mleft, self.leaf = cat(mleft, bool), cat(leaf, bool)
+        self.left, self.right = cat(left, np.int64), cat(right, np.int64)
+        self.value = cat(value, np.float64)
+        self.feat[self.leaf] = 0  # (a leaf's split fields are unused)
+        self.roots = np.asarray(roots, dtype=np.int64)
+        self.owner = np.asarray(owner, dtype=np.int64)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """(n, models): each model's sum of leaf values."""
+        x = np.asarray(x, dtype=np.float64)
+        n = len(x)
+        node = np.repeat(self.roots[:, None], n, axis=1)  # (trees, rows)
+        rows = np.broadcast_to(np.arange(n), node.shape)
+        while node.size:
+            active = ~self.leaf[node]
             if not active.any():
                 break
-            v = x[rows, feat[node]]
-            go_left = np.where(np.isnan(v), mleft[node], v <= thr[node])
-            node = np.where(active, np.where(go_left, left[node], right[node]), node)
-        total += np.asarray(t["value"], dtype=np.float64)[node]
-    return total
+            v = x[rows, self.feat[node]]
+            go_left = np.where(np.isnan(v), self.mleft[node], v <= self.thr[node])
+            node = np.where(active, np.where(go_left, self.left[node], self.right[node]),
+                            node)
+        vals = self.value[node]  # (trees, rows)
+        out = np.empty((n, len(self.baseline)))
+        for q in range(len(self.baseline)):
+            total = np.full(n, self.baseline[q])
+            for v in vals[self.owner == q]:  # in tree order: the sequential sums
+                total += v
+            out[:, q] = total
+        return out
