@@ -62,6 +62,7 @@ class Forest:
         self.feat[self.leaf] = 0  # (a leaf's split fields are unused)
         self.roots = np.asarray(roots, dtype=np.int64)
         self.owner = np.asarray(owner, dtype=np.int64)
+        self._of = [np.nonzero(self.owner == q)[0] for q in range(len(models))]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """(n, models): each model's sum of leaf values."""
@@ -79,9 +80,7 @@ class Forest:
                             node)
         vals = self.value[node]  # (trees, rows)
         out = np.empty((n, len(self.baseline)))
-        for q in range(len(self.baseline)):
-            total = np.full(n, self.baseline[q])
-            for v in vals[self.owner == q]:  # in tree order: the sequential sums
-                total += v
-            out[:, q] = total
+        for q, idx in enumerate(self._of):  # cumsum adds in tree order: sequential sums
+            part = np.concatenate([np.full((1, n), self.baseline[q]), vals[idx]])
+            out[:, q] = np.cumsum(part, axis=0)[-1]
         return out
