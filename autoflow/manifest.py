@@ -67,3 +67,17 @@ def write(path: str | Path, manifest: dict) -> None:
     from . import jsonsafe
 
     jsonsafe.write(path, manifest, default=str)
+
+
+def save_run(out: str | Path, results: dict, command: str, config: dict,
+             seed: int = 0) -> dict:
+    """A benchmark's or experiment's results: ``out/results.json`` and, beside it,
+    ``out/manifest.json`` (``out`` created); returns the manifest."""
+    from . import jsonsafe
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    man = build(command, config, seed)
+    jsonsafe.write(out / "results.json", results)
+    write(out / "manifest.json", man)
+    return man

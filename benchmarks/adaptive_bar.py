@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoflow import atomic, jsonsafe
+from autoflow import atomic
 from autoflow import manifest as manifest_mod
 from autoflow.bench import prepare_fit
 from autoflow.evaluate import evaluate
@@ -259,10 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     summary = summarize(results)
     command = "python benchmarks/adaptive_bar.py " + " ".join(argv or sys.argv[1:])
-    jsonsafe.write(out / "results.json", {"cases": results, "summary": summary})
-    manifest_mod.write(out / "manifest.json", manifest_mod.build(
-        command, vars(args) | {"jitter_s": JITTER_S, "overhead_range": OVERHEAD_RANGE},
-        seed=0))
+    manifest_mod.save_run(out, {"cases": results, "summary": summary}, command,
+                          vars(args) | {"jitter_s": JITTER_S, "overhead_range": OVERHEAD_RANGE})
     text = table(summary, results)
     atomic.write_text(out / "bar.md", text)
     plot(summary, out / "bar.png")

@@ -20,7 +20,6 @@ import random
 import sys
 from pathlib import Path
 
-from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.cluster import ClusterSpec, Node
 from autoflow.execution.fidelity import compare
@@ -76,12 +75,10 @@ def main(argv=None) -> int:
                   f"launch delay median {r['launch_delay_median_s'] * 1000:.0f} ms, max "
                   f"{r['launch_delay_max_s'] * 1000:.0f} ms, preemptions {r['preemptions']} "
                   f"(simulated {r['preemptions_simulated']})", flush=True)
-    dest = Path(args.out)
-    dest.mkdir(parents=True, exist_ok=True)
-    jsonsafe.write(dest / "results.json", {"runs": out})
-    manifest_mod.write(dest / "manifest.json", manifest_mod.build(
+    manifest_mod.save_run(
+        args.out, {"runs": out},
         "python benchmarks/experiments/ray_fidelity.py " + " ".join(argv or sys.argv[1:]),
-        vars(args), seed=args.seed))
+        vars(args), seed=args.seed)
     return 0
 
 

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.cluster import load_cluster
 from autoflow.evaluate import evaluate
@@ -98,12 +97,10 @@ def main(argv=None) -> int:
         table[name] = {"gm": math.exp(float(np.mean(np.log(x)))), "worst": max(x)}
         print(f"{name:22s} x best of {', '.join(BASELINES)}: geometric mean "
               f"{table[name]['gm']:.4f}, worst {table[name]['worst']:.3f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    jsonsafe.write(out / "results.json", {"cases": results, "table": table})
-    manifest_mod.write(out / "manifest.json", manifest_mod.build(
+    manifest_mod.save_run(
+        args.out, {"cases": results, "table": table},
         "python benchmarks/experiments/sibling_constants.py " + " ".join(argv or sys.argv[1:]),
-        vars(args), seed=0))
+        vars(args))
     return 0
 
 

@@ -25,7 +25,6 @@ import sys
 from collections import defaultdict, deque
 from pathlib import Path
 
-from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.cluster import load_cluster
 from autoflow.core.estimator import DurationEstimator
@@ -87,12 +86,10 @@ def main(argv=None) -> int:
                       for k in ("recent", "blend")}}
             rows.append(row)
             print(row, flush=True)
-    dest = Path(args.out)
-    dest.mkdir(parents=True, exist_ok=True)
-    jsonsafe.write(dest / "results.json", {"rows": rows})
-    manifest_mod.write(dest / "manifest.json", manifest_mod.build(
+    manifest_mod.save_run(
+        args.out, {"rows": rows},
         "python benchmarks/experiments/sjf_estimators.py " + " ".join(argv or sys.argv[1:]),
-        vars(args), seed=0))
+        vars(args))
     return 0
 
 

@@ -30,7 +30,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from autoflow import jsonsafe
 from autoflow import manifest as manifest_mod
 from autoflow.bench import prepare_fit
 from autoflow.evaluate import evaluate
@@ -138,13 +137,10 @@ def main() -> None:
     text = table(results, policies)
     print(text)
     if a.out:
-        a.out.mkdir(parents=True, exist_ok=True)
-        jsonsafe.write(a.out / "results.json", {"cases": results})
-        (a.out / "table.md").write_text(text + "\n", encoding="utf-8")
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}
-        manifest_mod.write(a.out / "manifest.json",
-                           manifest_mod.build("benchmarks/experiments/ssl_policies.py",
-                                              config, 0))
+        manifest_mod.save_run(a.out, {"cases": results},
+                              "python benchmarks/experiments/ssl_policies.py", config)
+        (a.out / "table.md").write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
