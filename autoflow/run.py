@@ -37,7 +37,7 @@ from .evaluate import evaluate
 from .limits import check_output_dir
 from .plots import jct_cdf, real_vs_simulated
 from .policies import make_policy
-from .sim.simulator import SimConfig, Simulator
+from .sim.simulator import SimConfig
 
 BACKENDS = ("sim", "ray")
 NEEDS_RAY = "--backend ray needs the ray extra: pip install 'autoflow[ray]'"
@@ -133,7 +133,7 @@ def _run_ray(cfg, names, workload, spec, progress, policies, fidelity, per_job,
             current[0] = name
             task = progress.add_task(f"{name} on Ray (x{cfg.time_scale:g})",
                                      total=len(workload))
-            sim = Simulator(workload, spec, make_policy(name), cfg.sim).run()
+            sim = evaluate(name, workload, spec, cfg.sim, seed=cfg.seed).result
             pol = make_policy(name)
             r = replay_on_ray(workload, spec, pol, cfg.time_scale,
                               restart_overhead_s=cfg.sim.restart_overhead_s, cluster=rc,

@@ -26,15 +26,9 @@ from ..core.scheduler import SchedulingError
 from ..errors import ClusterError
 from ..state import Placement
 from . import checkpoints
-from .ray_runner import Failed, Finished, NodeLost, RayRunner
+from .ray_runner import Failed, Finished, NodeLost, RayRunner, parts_of
 
 POLL_S = 0.05  # real seconds between looks at the running tasks, at most
-
-
-def parts_of(placement: Placement) -> list[tuple[int, float]]:
-    """(node index, Ray ``num_gpus``) for each node of a placement."""
-    return [(node, float(len(gpus)) if milli >= 1000 else milli / 1000.0)
-            for node, gpus, milli, _cpu, _mem in placement]
 
 
 class RayBackend:

@@ -34,6 +34,13 @@ DEATH_NOTICE_S = 5.0  # wall seconds Ray may take to mark a node dead after its 
 GRACE_S = 10.0  # wall seconds a stopped job has to checkpoint before it is killed
 
 
+def parts_of(placement) -> list[tuple[int, float]]:
+    """(node index, Ray ``num_gpus``) for each node of a core placement: the GPU count,
+    or the fraction of one GPU for a shared one."""
+    return [(node, float(len(gpus)) if milli >= 1000 else milli / 1000.0)
+            for node, gpus, milli, _cpu, _mem in placement]
+
+
 @dataclass
 class Finished:
     key: str

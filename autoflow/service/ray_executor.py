@@ -179,6 +179,8 @@ class RayExecutor:
                 self.runner.stop(d["job_id"])
 
     def _start_job(self, job_id: str, seq: int) -> None:
+        from ..execution.ray_runner import parts_of
+
         eng = self.engine
         with eng.lock:
             js = eng.job(job_id)
@@ -195,9 +197,8 @@ class RayExecutor:
             entry = {"entrypoint": spec["entrypoint"], "env": renv.get("env_vars") or {},
                      "runtime_env": {k: v for k, v in renv.items() if v} or None}
         try:
-            parts = [(self.node_index(eng.node_names[n]),
-                      float(len(g)) if m >= 1000 else m / 1000.0)
-                     for n, g, m, _c, _mem in placement]
+            parts = [(self.node_index(eng.node_names[n]), gpus)
+                     for n, gpus in parts_of(placement)]
         except AutoflowError as e:
             self._report(job_id, "failed", {"message": str(e)})
             return
