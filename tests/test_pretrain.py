@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -167,3 +168,22 @@ def test_cli_writes_an_encoder(tmp_path):
     assert r.exit_code == 0, r.output
     assert "epoch 2/2" in r.stderr
     models.load_encoder(tmp_path / "e")
+
+
+def test_a_frozen_trunk_stays_and_early_stopping_stops(tmp_path, small):
+    out = tmp_path / "enc"
+    P.pretrain_sources([SMALL], out, objective="vime", epochs=1, seed=0, max_rows=400)
+    before = _state(models.load_encoder(out)[0])
+    ex = F.examples(small, seed=0)
+    frozen = models.fit_mlp(ex, seed=0, encoder=out,
+                            params={"epochs": 2, "min_steps": 20, "trunk_lr": 0.0})
+    after = frozen.net.trunk.state_dict()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
+    assert frozen.meta["hyperparameters"]["trunk_lr"] == 0.0
+    # early stopping (patience 1): it stops at the end of a pass, well before the 40
+    # passes a run without it makes
+    stopped = models.fit_mlp(ex, seed=0, encoder=out,
+                             params={"epochs": 40, "min_steps": 20, "patience": 1})
+    per_pass = math.ceil(len(ex) * 4 / 5 / models.MLP_DEFAULTS["batch"])
+    assert stopped.meta["steps"] < 40 * per_pass
+    assert stopped.meta["steps"] % per_pass == 0  # it stopped at the end of a pass

@@ -55,6 +55,9 @@ MLP_DEFAULTS = {
     "batch": 256,           # examples per step
     "lr": 2e-3,             # Adam learning rate
     "weight_decay": 1e-4,   # L2 on all weights (regularizes small label fractions)
+    "trunk_lr": 1.0,        # the trunk's learning rate, times lr (0: a frozen trunk)
+    "patience": 0,          # > 0: early stopping after this many passes without gain on
+                            # a seeded fifth of the labelled examples (3x the steps)
 }
 GBM_DEFAULTS = {"max_iter": 150, "learning_rate": 0.08, "max_leaf_nodes": 31,
                 "min_samples_leaf": 20, "l2_regularization": 0.0}
@@ -255,13 +258,29 @@ def fit_mlp(ex: F.Examples, *, seed: int, encoder: str | Path | None = None,
     ym, ys = float(ex.y.mean()), float(ex.y.std()) or 1.0
     xt = torch.as_tensor(x, dtype=torch.float32)
     yt = torch.as_tensor((ex.y - ym) / ys, dtype=torch.float32)
-    opt = torch.optim.Adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-    n, b = len(yt), int(p["batch"])
-    steps = max(int(p["epochs"]) * math.ceil(n / b), int(p["min_steps"]))
+    n, patience, trunk_lr = len(yt), int(p["patience"]), float(p["trunk_lr"])
+    if patience:  # a seeded fifth of the labelled examples judges when to stop
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
+        k = max(1, n // 5)
+        xv, yv, xt, yt = xt[order[:k]], yt[order[:k]], xt[order[k:]], yt[order[k:]]
+        n = len(yt)
+    if trunk_lr == 1.0:
+        groups = net.parameters()
+    else:
+        for w in trunk.parameters():
+            w.requires_grad_(trunk_lr > 0)
+        groups = [{"params": list(net.head.parameters()), "lr": p["lr"]}]
+        if trunk_lr > 0:
+            groups.append({"params": list(trunk.parameters()), "lr": p["lr"] * trunk_lr})
+    opt = torch.optim.Adam(groups, lr=p["lr"], weight_decay=p["weight_decay"])
+    b = int(p["batch"])
+    per_pass = math.ceil(n / b)
+    steps = max(int(p["epochs"]) * per_pass, int(p["min_steps"])) * (3 if patience else 1)
     gen = torch.Generator().manual_seed(seed)
-    net.train()
     perm, at = torch.randperm(n, generator=gen), 0
-    for _ in range(steps):
+    best, best_state, bad, done = math.inf, None, 0, 0
+    for step in range(steps):
+        net.train()
         if at >= n:
             perm, at = torch.randperm(n, generator=gen), 0
         idx = perm[at:at + b]
@@ -270,6 +289,21 @@ def fit_mlp(ex: F.Examples, *, seed: int, encoder: str | Path | None = None,
         opt.zero_grad()
         loss.backward()
         opt.step()
+        done = step + 1
+        if patience and done % per_pass == 0:
+            net.eval()
+            with torch.no_grad():
+                v = float(pinball_torch(net(xv), yv))
+            if v < best - 1e-4:
+                best, bad = v, 0
+                best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= patience:
+                    break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    steps = done
     meta = _meta("mlp", info, p, seed)
     meta.update(norm={"mean": mean.tolist(), "std": std.tolist()},
                 label_norm={"mean": ym, "std": ys}, encoder=enc_info, steps=steps)

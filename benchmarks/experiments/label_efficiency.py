@@ -29,8 +29,6 @@ Scores: ``spearman`` of the predicted median against the true remaining time and
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 from pathlib import Path
 
 import numpy as np
@@ -141,66 +139,10 @@ def main() -> None:
 
 def fine_tune(lab: F.Examples, seed: int, encoder: str, trunk_lr: float, patience: int,
               info: dict) -> models.Predictor:
-    """``models.fit_mlp`` on ``encoder`` with the same hyper-parameters; with a trunk
-    learning-rate scale other than 1 (0: frozen) or early stopping, the same loop here."""
-    if trunk_lr == 1.0 and not patience:
-        return models.fit_mlp(lab, seed=seed, encoder=encoder, params=MLP_PARAMS, info=info)
-    torch = models._torch()
-    p = {**models.MLP_DEFAULTS, **MLP_PARAMS}
-    torch.manual_seed(seed)
-    _, QuantileNet = models._modules()
-    trunk, enc_info = models.load_encoder(encoder)
-    p["hidden"], p["embedding"] = enc_info["hidden"], enc_info["embedding"]
-    net = QuantileNet(trunk, int(p["embedding"]), int(p["head"]))
-    ym, ys = float(lab.y.mean()), float(lab.y.std()) or 1.0
-    xt = torch.as_tensor(lab.x, dtype=torch.float32)
-    yt = torch.as_tensor((lab.y - ym) / ys, dtype=torch.float32)
-    n = len(yt)
-    if patience:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))
-        k = max(1, n // 5)
-        xv, yv, xt, yt = xt[order[:k]], yt[order[:k]], xt[order[k:]], yt[order[k:]]
-        n = len(yt)
-    for q in trunk.parameters():
-        q.requires_grad_(trunk_lr > 0)
-    groups = [{"params": list(net.head.parameters()), "lr": p["lr"]}]
-    if trunk_lr > 0:
-        groups.append({"params": list(trunk.parameters()), "lr": p["lr"] * trunk_lr})
-    opt = torch.optim.Adam(groups, weight_decay=p["weight_decay"])
-    b = int(p["batch"])
-    per_pass = math.ceil(n / b)
-    steps = max(int(p["epochs"]) * per_pass, int(p["min_steps"]))
-    if patience:
-        steps *= 3  # room to stop early
-    gen = torch.Generator().manual_seed(seed)
-    perm, at = torch.randperm(n, generator=gen), 0
-    best, best_state, bad = math.inf, None, 0
-    for step in range(steps):
-        net.train()
-        if at >= n:
-            perm, at = torch.randperm(n, generator=gen), 0
-        idx = perm[at:at + b]
-        at += b
-        loss = models.pinball_torch(net(xt[idx]), yt[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if patience and (step + 1) % per_pass == 0:
-            net.eval()
-            with torch.no_grad():
-                v = float(models.pinball_torch(net(xv), yv))
-            if v < best - 1e-4:
-                best, best_state, bad = v, copy.deepcopy(net.state_dict()), 0
-            else:
-                bad += 1
-                if bad >= patience:
-                    break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    meta = models._meta("mlp", info, p, seed)
-    meta.update(label_norm={"mean": ym, "std": ys}, encoder=enc_info, steps=step + 1,
-                trunk_lr=trunk_lr, patience=patience)
-    return models.Predictor("mlp", meta, net=net)
+    """``models.fit_mlp`` on ``encoder`` with the script's hyper-parameters, a trunk
+    learning-rate scale (0: frozen) and early stopping (``patience`` passes)."""
+    return models.fit_mlp(lab, seed=seed, encoder=encoder, info=info,
+                          params={**MLP_PARAMS, "trunk_lr": trunk_lr, "patience": patience})
 
 
 def summarize(rows: list[dict]) -> list[dict]:
