@@ -76,16 +76,13 @@ class JobIn(Strict):
     def runnable(self):
         from ..execution.entrypoints import check_env, parse_entrypoint
 
-        try:
-            if self.entrypoint is not None:
-                parse_entrypoint(self.entrypoint)
-        except ValueError as e:
-            raise ValueError(f"entrypoint: {e}") from None
+        if self.entrypoint is not None:
+            parse_entrypoint(self.entrypoint)  # its errors name the entrypoint
         try:
             if self.runtime_env is not None:
                 check_env(self.runtime_env.env_vars)
         except ValueError as e:
-            raise ValueError(f"runtime_env.env_vars: {e}") from None
+            raise ValueError(f"runtime_env.env_vars: {str(e).removeprefix('env: ')}") from None
         return self
 
     @model_validator(mode="after")
