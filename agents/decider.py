@@ -12,6 +12,7 @@ to starting the first job that fits in queue order; each case is counted in
 from __future__ import annotations
 
 import numpy as np
+from autoflow.envs.estimator import EstimatedSeat, make_estimator
 from autoflow.envs.las_choice import las_action
 from autoflow.envs.levels import agent_queue_key, arm_level_wakeup
 from autoflow.envs.obs_config import ObsConfig
@@ -21,15 +22,17 @@ from autoflow.errors import ConfigError
 from autoflow.policies.base import Policy
 
 
-class DeciderPolicy(Policy):
+class DeciderPolicy(EstimatedSeat, Policy):
     preemptive = True
 
     def __init__(self, placer, obs_config: ObsConfig | None = None):
         super().__init__(placer)
         self.observer = Observer(obs_config or ObsConfig())
+        self.ssl = make_estimator(self.observer.config.estimator)  # what it was trained on
         self.guard_stats = {"decisions": 0, "invalid": 0, "idle_wait": 0}
 
     def queue_key(self, js) -> tuple:
+        self.joined(js)
         return agent_queue_key(js)
 
     def decide(self, decision: Decision, ctx) -> int:
@@ -39,6 +42,7 @@ class DeciderPolicy(Policy):
         arm_level_wakeup(ctx, js)  # decide again when it reaches the next LAS level
 
     def schedule(self, ctx) -> None:
+        self.refresh(ctx)
         cfg = self.observer.config
         wait = cfg.wait_action
         for _ in range(4 * (len(ctx.waiting) + len(ctx.running)) + 8):  # bounded per pass

@@ -153,7 +153,8 @@ def obs_config_of(model) -> ObsConfig:
     r = spaces["running"].shape[0]
     extra = getattr(model, "autoflow_obs", None) or {}
     return ObsConfig(queue_slots=q, running_slots=r, head_slots=extra.get("head_slots", 4),
-                     preemption=extra.get("preemption", True))
+                     preemption=extra.get("preemption", True),
+                     estimator=extra.get("estimator", "history"))
 
 
 class RlPolicy(DeciderPolicy):

@@ -8,7 +8,7 @@ it, the *safe export* that ``rl:PATH`` loads without unpickling anything:
   ``numpy_actor.array_shapes``), read with ``numpy.load(allow_pickle=False)``;
 * ``NAME.json``: the card: ``format`` (``autoflow-model/1``), ``weights`` (the npz's file
   name), ``sha256`` (of the npz), ``feature_schema`` (``envs.features.schema_hash``),
-  ``obs`` (queue/running/head slots, preemption), ``network`` (kind, width, features per
+  ``obs`` (queue/running/head slots, preemption, the duration estimator it reads), ``network`` (kind, width, features per
   row), ``sb3_zip`` (file name and sha256 of the zip it was exported from) and whatever
   the writer adds (training command, validation results).
 
@@ -66,6 +66,9 @@ def export(actor: NumpyActor, obs: ObsConfig, stem: str | Path, sb3_zip: tuple[s
     """Writes ``stem.npz`` and ``stem.json`` (atomically, weights first) and returns the
     card. ``sb3_zip``: (file name, sha256) of the zip the actor comes from; ``extra``:
     more card fields (the format's own fields win)."""
+    if obs.estimator not in ("history", "ssl"):
+        raise ConfigError(f"a model trained on estimator {obs.estimator!r} cannot be exported: "
+                          f"its card may name only history or ssl (the shipped predictor)")
     card_path, npz_path = paths_of(stem)
     sha = write_weights(actor.arrays, npz_path)
     card = dict(extra or {})
@@ -77,7 +80,8 @@ def export(actor: NumpyActor, obs: ObsConfig, stem: str | Path, sb3_zip: tuple[s
         "sha256": sha,
         "feature_schema": schema_hash(),
         "obs": {"queue_slots": obs.queue_slots, "running_slots": obs.running_slots,
-                "head_slots": obs.head_slots, "preemption": obs.preemption},
+                "head_slots": obs.head_slots, "preemption": obs.preemption,
+                "estimator": obs.estimator},
         "network": {"kind": KIND, "dim": actor.dim, "features": features()},
     }
     if sb3_zip:
@@ -179,7 +183,12 @@ def _obs_config(d, what: str) -> ObsConfig:
         raise ConfigError(f"{what}: obs.head_slots ({h}) exceeds obs.queue_slots ({q})")
     if type(p) is not bool:
         raise ConfigError(f"{what}: obs.preemption must be true or false")
-    return ObsConfig(queue_slots=q, running_slots=r, head_slots=h, preemption=p)
+    est = d.get("estimator", "history")  # cards before issue 19: the history estimate
+    if est not in ("history", "ssl"):  # a card names no other file to load
+        raise ConfigError(f"{what}: obs.estimator must be history or ssl (the predictor "
+                          f"shipped with autoflow), got {est!r}")
+    return ObsConfig(queue_slots=q, running_slots=r, head_slots=h, preemption=p,
+                     estimator=est)
 
 
 def _read_arrays(data: bytes, shapes: dict[str, tuple], what: str) -> dict[str, np.ndarray]:

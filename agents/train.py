@@ -87,6 +87,8 @@ class TrainConfig:
     eval_episodes: int = 4  # validation episodes
     eval_jobs: int = 300  # jobs per validation episode
     eval_loads: tuple[float, ...] = (0.9, 1.1)  # validation loads, used in turn
+    estimator: str = "history"  # the predicted durations the agent sees: history or ssl
+    # (the duration predictor shipped with autoflow; envs.estimator)
     extra: dict = field(default_factory=dict)
 
 
@@ -167,8 +169,7 @@ def save(model, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None
     user's trust registry) and its safe export ``NAME.npz`` + ``NAME.json``, which
     ``rl:PATH`` loads without unpickling (``agents.safe_model``). Each file is written
     whole or not at all."""
-    model.autoflow_obs = {"head_slots": 4, "preemption": True, "dim": cfg.dim,
-                          "schema": schema_hash()}  # rl:PATH refuses another schema
+    model.autoflow_obs = obs_extra(cfg)
     buf = io.BytesIO()
     model.save(buf, include=["autoflow_obs"])
     data = buf.getvalue()
@@ -177,6 +178,12 @@ def save(model, path: Path, cfg: TrainConfig, extra: dict | None = None) -> None
     trust.record(path, sha, "sb3-model")
     safe_model.export(NumpyActor(model.policy), obs_config_of(model), path,
                       sb3_zip=(path.name, sha), extra=extra)
+
+
+def obs_extra(cfg: TrainConfig) -> dict:
+    """What a saved model records of its observation beyond its spaces."""
+    return {"head_slots": 4, "preemption": True, "dim": cfg.dim, "estimator": cfg.estimator,
+            "schema": schema_hash()}  # rl:PATH refuses another schema
 
 
 def _validation_sampler(cfg: TrainConfig):
@@ -211,6 +218,9 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
         raise ConfigError(f"--jobs-min must be >= 1 and <= --jobs-max, got {cfg.jobs}")
     if cfg.eval_every < 1:
         raise ConfigError(f"--eval-every must be >= 1, got {cfg.eval_every}")
+    if cfg.estimator not in ("history", "ssl"):
+        raise ConfigError(f"--estimator must be history or ssl (the duration predictor "
+                          f"shipped with autoflow), got {cfg.estimator!r}")
     out = check_output_dir(cfg.out)
     torch.manual_seed(cfg.seed)
     spec = EpisodeSpec(cfg.jobs, cfg.load, part=(0.0, 1.0 - HOLDOUT))
@@ -219,7 +229,8 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
 
     def make_env(i: int):
         def f():
-            return ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline)
+            return ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline,
+                                        estimator=cfg.estimator)
         return f
 
     venv = DummyVecEnv([make_env(i) for i in range(cfg.n_envs)])
@@ -234,6 +245,7 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
         policy_kwargs={"features_extractor_kwargs": {"dim": cfg.dim},
                        "share_features_extractor": cfg.share_features},
         device="cpu", verbose=0)
+    model.autoflow_obs = obs_extra(cfg)  # validation plays it with its estimator
     model.set_logger(configure(str(out / "tb"), ["tensorboard", "csv"]))
     t0 = time.perf_counter()
     summary: dict = {"config": asdict(cfg)}
@@ -246,7 +258,8 @@ def train(cfg: TrainConfig, console: Console | None = None, command: str = "") -
         if cfg.imitation_episodes:
             console.print(f"[bold]warm start[/]: {cfg.imitation_episodes} LAS episodes, "
                           f"{cfg.dagger_rounds} DAgger rounds")
-            demo_env = ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline)
+            demo_env = ClusterSchedulingEnv(workloads=sampler, reward_baseline=cfg.reward_baseline,
+                                            estimator=cfg.estimator)
             tb = time.perf_counter()
             demos = imitation.collect(demo_env, cfg.imitation_episodes, cfg.seed + 104729,
                                       cfg.gamma)

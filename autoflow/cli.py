@@ -411,6 +411,10 @@ def train(
                                   + _per_agent("eval_jobs") + _range("--eval-jobs")),
     trust_file: list[Path] = typer.Option(None, "--trust-file", metavar="PATH",
                                           help="A generator given as gen:FILE: " + TRUST_HELP),
+    estimator: str = typer.Option("history", help="slots: the predicted durations the agent "
+                                  "sees: history (by user and GPU count) or ssl (the "
+                                  "duration predictor shipped with autoflow); the model "
+                                  "records it and is served with it."),
 ) -> None:
     """Train the learned scheduler and keep the model that does best on validation
     workloads (the adaptive scheduler by default; see --agent)."""
@@ -432,6 +436,11 @@ def train(
         if reward_baseline:
             from .policies import parse_policy
             parse_policy(reward_baseline)  # an unknown name fails here, before any work
+        if estimator not in ("history", "ssl"):
+            raise AutoflowError(f"--estimator must be history or ssl, got {estimator!r}")
+        if estimator != "history" and agent != "slots":
+            raise AutoflowError("--estimator is for --agent slots (the adaptive agent chooses "
+                                "among heuristics, which read their own estimates)")
         check_output_dir(out_dir)
         _trust(trust_file)
     except AutoflowError as e:
@@ -463,7 +472,7 @@ def train(
                 reward_baseline=reward_baseline, learning_rate=v["learning_rate"],
                 clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
                 eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]),
-                eval_jobs=v["eval_jobs"])
+                eval_jobs=v["eval_jobs"], estimator=estimator)
         run_train(cfg, err, command=command)
     except KeyboardInterrupt as e:  # Interrupted: the model, summary and manifest are saved
         interrupted(e)

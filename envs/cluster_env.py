@@ -28,8 +28,8 @@ decision comes back with a reward of ``-invalid_penalty`` and ``info["invalid_ac
 ``[-10, 10]``; its size depends on neither the cluster nor the queue. ``jobs`` is a window
 of the queue: its head (fit or not) and jobs that fit now, earliest and shortest by
 predicted duration; per job: GPUs, share, type constraint, kind, waiting time, attained
-service, predicted duration and predicted time left (from the history estimator), SLO
-slack. ``running``: the likeliest victims, most attained service first. ``cluster``: free
+service, predicted duration and predicted time left (from the history estimator, or with
+``estimator="ssl"`` the duration predictor: ``envs.estimator``), SLO slack. ``running``: the likeliest victims, most attained service first. ``cluster``: free
 share, idle GPUs and nodes, free capacity of the four largest GPU types, fragmentation,
 queue length and how many jobs are not shown, demand summaries. The true duration of a
 job is never observed. Feature names: ``envs.features.JOB_FEATURES`` etc.
@@ -60,7 +60,8 @@ Terminated when every job has finished. Truncated after ``max_steps`` decisions,
 ``gymnasium.make("autoflow/ClusterScheduling-v0", workloads="builtin:philly-mix-small",
 objective="jct", reward_scale=0.01, slo_penalty=1.0, preemption=True, queue_slots=16,
 running_slots=8, head_slots=4, jobs=(150, 400), load=(0.7, 1.3), max_steps=None,
-placer="best-fit", invalid_penalty=1.0, sim_config=None, reward_baseline=None)``. ``workloads`` is a comma-separated list of sources
+placer="best-fit", invalid_penalty=1.0, sim_config=None, reward_baseline=None,
+estimator="history")``. ``workloads`` is a comma-separated list of sources
 (``envs.samplers.make_sampler``) or a sampler object.
 """
 
@@ -79,6 +80,7 @@ from autoflow.policies.base import Policy
 from autoflow.sim.simulator import SimConfig, Simulator
 
 from .baseline import BaselineCost
+from .estimator import EstimatedSeat, check_estimator, make_estimator
 from .features import CLIP, CLUSTER_FEATURES, JOB_FEATURES, RUNNING_FEATURES
 from .levels import agent_queue_key, arm_level_wakeup
 from .obs_config import ObsConfig
@@ -88,21 +90,24 @@ from .samplers import EpisodeSpec, make_sampler
 OBJECTIVES = ("jct", "slowdown", "makespan")
 
 
-class AgentSeat(Policy):
+class AgentSeat(EstimatedSeat, Policy):
     """The simulator's policy while an agent drives it: every pass with waiting jobs is
     handed over to the agent (``pending``); it starts nothing by itself."""
 
     name = "agent"
     preemptive = True
 
-    def __init__(self, placer):
+    def __init__(self, placer, estimator: str = "history"):
         super().__init__(placer)
         self.pending = False
+        self.ssl = make_estimator(estimator)
 
     def queue_key(self, js) -> tuple:
+        self.joined(js)
         return agent_queue_key(js)
 
     def schedule(self, ctx) -> None:
+        self.refresh(ctx)
         self.pending = True
 
     def on_start(self, ctx, js) -> None:
@@ -118,7 +123,8 @@ class ClusterSchedulingEnv(gym.Env):
                  head_slots: int = 4, jobs: tuple[int, int] = (150, 400),
                  load: tuple[float, float] = (0.7, 1.3), max_steps: int | None = None,
                  placer: str = "best-fit", invalid_penalty: float = 1.0,
-                 sim_config: SimConfig | None = None, reward_baseline: str | None = None):
+                 sim_config: SimConfig | None = None, reward_baseline: str | None = None,
+                 estimator: str = "history"):
         if objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}")
         if reward_baseline:
@@ -134,7 +140,8 @@ class ClusterSchedulingEnv(gym.Env):
         self.placer = placer
         self.sim_config = sim_config or SimConfig()
         self.obs_config = ObsConfig(queue_slots=queue_slots, head_slots=head_slots,
-                                    running_slots=running_slots, preemption=preemption)
+                                    running_slots=running_slots, preemption=preemption,
+                                    estimator=check_estimator(estimator))
         self.sampler = (make_sampler(workloads, EpisodeSpec(tuple(jobs), tuple(load)))
                         if isinstance(workloads, (str, list)) else workloads)
         self.observer = Observer(self.obs_config)
@@ -154,7 +161,7 @@ class ClusterSchedulingEnv(gym.Env):
         workload, cluster = self.sampler.sample(self.np_random)
         cfg = SimConfig(**{**self.sim_config.__dict__,
                            "seed": int(self.np_random.integers(2**31))})
-        self.seat = AgentSeat(make_placer(self.placer))
+        self.seat = AgentSeat(make_placer(self.placer), self.obs_config.estimator)
         self.sim = Simulator(workload, cluster, self.seat, cfg)
         self.baseline = (BaselineCost(workload, cluster, self.reward_baseline, cfg,
                                       self.objective) if self.reward_baseline else None)

@@ -2,7 +2,8 @@
 
 One frozen :class:`ObsConfig` fixes how many queue and running slots the agent sees, how
 the queue window is filled (``envs.window``), whether it may preempt, and whether LAS's
-choice is marked (``envs.las_choice``). Actions: ``0..Q-1`` start queue slot *i*;
+choice is marked (``envs.las_choice``), and which duration estimate it reads
+(``envs.estimator``). Actions: ``0..Q-1`` start queue slot *i*;
 ``Q..Q+R-1`` preempt running slot *j*; ``Q+R`` wait for the next event.
 """
 
@@ -21,6 +22,8 @@ class ObsConfig:
     reach_slots: int = 2  # blocked jobs that preempting would let start, first in queue order
     reach_scan_limit: int = 4096  # waiting jobs examined to find them (LAS's pass goes as far)
     las_hint: bool = True  # mark LAS's choice in the observation (``envs.las_choice``)
+    estimator: str = "history"  # the predicted durations shown: history, ssl or ssl=PATH
+    # (``envs.estimator``)
 
     @property
     def n_actions(self) -> int:

@@ -155,7 +155,8 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
                             "--dagger-rounds", "1",
                             "--eval-episodes", "1", "--eval-every", "128", "--n-envs", "1",
                             "--jobs-min", "30", "--jobs-max", "40", "--seed", "3",
-                            "--imitation-smoothing", "0.1", "--reward-baseline", "las"])
+                            "--imitation-smoothing", "0.1", "--reward-baseline", "las",
+                            "--estimator", "ssl"])
     assert r.exit_code == 0, r.output
     for f in ("model.zip", "best_model.zip", "train_summary.json", "manifest.json",
               "eval_curve.png", "model.npz", "model.json", "best_model.npz",
@@ -165,6 +166,10 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
     assert card["sha256"] == trust.sha256_file(out / "best_model.npz")
     assert card["sb3_zip"]["sha256"] == trust.sha256_file(out / "best_model.zip")
     assert card["sb3_zip"]["sha256"] in trust.recorded_hashes()  # the zip: registered
+    assert card["obs"]["estimator"] == "ssl"  # served with the predictor it was trained on
+    from autoflow.agents.rl_policy import RlPolicy
+    for f in ("best_model.json", "best_model.zip"):
+        assert RlPolicy(make_placer("best-fit"), str(out / f)).ssl is not None, f
     assert any((out / "tb").iterdir())
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["imitation"]["samples"] > 0 and len(summary["imitation"]["rounds"]) == 2
@@ -172,7 +177,7 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
     man = json.loads((out / "manifest.json").read_text())
     assert man["seed"] == 3 and man["config"]["timesteps"] == 256
     assert man["config"]["reward_baseline"] == "las"
-    assert man["config"]["imitation_smoothing"] == 0.1
+    assert man["config"]["imitation_smoothing"] == 0.1 and man["config"]["estimator"] == "ssl"
 
     b = runner.invoke(app, ["bench", "--trace", "builtin:philly-mix-small", "--policies",
                             f"fifo,rl:{out / 'best_model.zip'}", "--out", str(tmp_path / "b")])
@@ -185,7 +190,8 @@ def test_train_end_to_end_then_bench_the_model(tmp_path):
 @pytest.mark.parametrize("flag,value,field", [("--imitation-smoothing", "0.7", "smoothing"),
                                               ("--reward-baseline", "nosuch", "nosuch"),
                                               ("--clip-range", "1.5", "clip-range"),
-                                              ("--learning-rate", "0", "learning-rate")])
+                                              ("--learning-rate", "0", "learning-rate"),
+                                              ("--estimator", "oracle", "estimator")])
 def test_train_refuses_a_bad_setting_by_name(tmp_path, flag, value, field):
     for agent in ("slots", "adaptive"):
         r = runner.invoke(app, ["train", "--agent", agent, "--workloads",

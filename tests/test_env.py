@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from autoflow.envs.cluster_env import ClusterSchedulingEnv
-from autoflow.envs.features import CLUSTER_FEATURES
+from autoflow.envs.features import CLUSTER_FEATURES, JOB_FEATURES
 from autoflow.envs.obs_config import ObsConfig
 from autoflow.envs.observation import Observer
 from autoflow.envs.samplers import make_sampler
@@ -337,3 +337,74 @@ def test_a_queue_that_fits_in_the_window_is_shown_whole_in_queue_order():
         if term or trunc:
             env.reset()
     assert shown_whole > 100
+
+
+def _predictable(tmp_path):
+    """Jobs whose run times only a (perfect, constructed) predictor knows, that one
+    predictor's folder, and one node on which they queue."""
+    from test_ssl_policies import _perfect
+
+    from autoflow.cluster import ClusterSpec, Node
+
+    levels = {k: 100.0 * (1 + (7 * k) % 23) for k in range(20)}
+    jobs = [Job(f"j{k}", 0.0, levels[k], num_gpus=1, cpu_milli=1000 * k)
+            for k in range(len(levels))]  # all at once: a queue of 20 on 2 GPUs
+    _perfect(tmp_path / "perfect", levels)
+    return Workload(jobs, source="t"), ClusterSpec("one", [Node("n", "V100", 2)]), levels
+
+
+def _shown_predictions(obs, queue):
+    col = JOB_FEATURES.index("predicted_log")
+    return {js.job.job_id: float(obs["jobs"][i, col]) for i, js in enumerate(queue)
+            if js is not None}
+
+
+def test_an_ssl_estimator_shows_the_predictors_durations(tmp_path):
+    w, cluster, levels = _predictable(tmp_path)
+    first, shown = {}, {}
+    for est in ("history", f"ssl={tmp_path / 'perfect'}"):
+        env = ClusterSchedulingEnv(workloads=FixedSampler(w, cluster), estimator=est)
+        obs, _ = env.reset(seed=0)
+        first[est] = _shown_predictions(obs, env.decision.queue)
+        for _ in range(6):  # a few starts or waits, never a preemption
+            shown.setdefault(est, {}).update(_shown_predictions(obs, env.decision.queue))
+            starts = np.flatnonzero(env.action_masks()[: env.obs_config.queue_slots])
+            obs, *_ = env.step(int(starts[0]) if starts.size else env.obs_config.wait_action)
+    ssl = shown[f"ssl={tmp_path / 'perfect'}"]
+    assert len(ssl) >= 16
+    for job_id, v in ssl.items():  # predicted_log = log1p(minutes) / 5, at attained 0
+        assert v == pytest.approx(np.log1p(levels[int(job_id[1:])] / 60.0) / 5.0, abs=1e-6)
+    assert len(set(first["history"].values())) == 1  # history: nothing completed yet
+    assert len(set(first[f"ssl={tmp_path / 'perfect'}"].values())) == 16
+
+
+def test_a_decider_reads_the_estimator_it_was_given(tmp_path):
+    from autoflow.agents.decider import LasExpert
+
+    from autoflow.placers import make_placer
+    from autoflow.sim.simulator import Simulator
+
+    w, cluster, levels = _predictable(tmp_path)
+    seen = {}
+
+    class Watching(LasExpert):
+        def decide(self, d, ctx):
+            seen.update(_shown_predictions(d.obs, d.queue))
+            return super().decide(d, ctx)
+
+    pol = Watching(make_placer("best-fit"), ObsConfig(estimator=f"ssl={tmp_path / 'perfect'}"))
+    res = Simulator(w, cluster, pol, SimConfig(check_invariants=True)).run()
+    assert all(js.finish is not None for js in res.jobs)
+    assert len(seen) >= 10
+    for job_id, v in seen.items():  # none preempted (LAS's first level holds them all)
+        assert v == pytest.approx(np.log1p(levels[int(job_id[1:])] / 60.0) / 5.0, abs=1e-6)
+
+
+def test_a_bad_estimator_is_one_clear_error(tmp_path):
+    from autoflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="estimator must be history, ssl or ssl=PATH"):
+        ClusterSchedulingEnv(workloads="builtin:philly-mix-small", estimator="oracle")
+    with pytest.raises(ConfigError, match="no such folder"):
+        ClusterSchedulingEnv(workloads="builtin:philly-mix-small",
+                             estimator=f"ssl={tmp_path / 'none'}")

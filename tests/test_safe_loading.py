@@ -254,6 +254,8 @@ def _tamper(kind: str, card: Path, npz: Path, marker: Path) -> None:
     elif kind == "obs":
         _set_card(card, obs={"queue_slots": -1, "running_slots": 8, "head_slots": 4,
                              "preemption": True})
+    elif kind == "estimator-path":  # a card may not name a predictor file to load
+        _set_card(card, obs={**json.loads(card.read_text())["obs"], "estimator": "ssl=/tmp/x"})
     elif kind == "weights-path":
         _set_card(card, weights="../../etc/passwd")
     elif kind == "no-format":
@@ -267,7 +269,7 @@ def _tamper(kind: str, card: Path, npz: Path, marker: Path) -> None:
 
 
 TAMPERS = ["object-array-weights", "pickle-as-weights", "weights-changed", "wrong-shape",
-           "nan-weights", "schema", "dim", "obs", "weights-path", "no-format", "not-json",
+           "nan-weights", "schema", "dim", "obs", "estimator-path", "weights-path", "no-format", "not-json",
            "card-list"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from autoflow.errors import ConfigError
 from autoflow.job import Job
 from autoflow.placers import make_placer
 from autoflow.policies import make_policy, parse_policy
+from autoflow.policies.gittins_ssl import POINTS, predicted_sizes
 from autoflow.policies.sjf import Sjf
 from autoflow.policies.ssl import SHIPPED, SslPredictions
 from autoflow.predict import features as F
@@ -128,7 +130,7 @@ def test_online_features_cannot_read_an_unfinished_duration():
 
 def test_sjf_ssl_finishes_every_job_with_the_shipped_predictor():
     w = mixed_workload(60)
-    for spec in ("sjf:ssl", "easy-backfill:ssl"):
+    for spec in ("sjf:ssl", "easy-backfill:ssl", "gittins:ssl"):
         res = Simulator(w, small_cluster(), make_policy(spec),
                         SimConfig(check_invariants=True)).run()
         assert all(js.finish is not None for js in res.jobs), spec
@@ -183,7 +185,8 @@ def test_a_perfect_predictor_orders_like_the_oracle(tmp_path):
 
 
 def test_a_bad_model_path_is_one_clear_error(tmp_path):
-    for spec in (f"sjf:ssl={tmp_path / 'nothing'}", f"easy-backfill:ssl={tmp_path / 'nothing'}"):
+    for spec in (f"sjf:ssl={tmp_path / 'nothing'}", f"easy-backfill:ssl={tmp_path / 'nothing'}",
+                 f"gittins:ssl={tmp_path / 'nothing'}"):
         with pytest.raises(ConfigError, match="no such folder") as e:
             parse_policy(spec)
         assert "\n" not in str(e.value) and str(tmp_path / "nothing") in str(e.value)
@@ -214,4 +217,53 @@ def test_autoflow_policies_lists_the_ssl_specs():
     res = CliRunner().invoke(app, ["policies"], env={**os.environ, "COLUMNS": "400"})
     assert res.exit_code == 0, res.output
     assert "sjf[:ARG]" in res.output and "sjf:ssl=PATH" in res.output
-    assert "easy-backfill[:ARG]" in res.output
+    assert "easy-backfill[:ARG]" in res.output and "gittins:ssl=PATH" in res.output
+
+
+def test_predicted_sizes_are_the_lognormal_through_the_quantiles():
+    sizes = predicted_sizes(100.0, 400.0, 1600.0, work=50.0, demand=2.0)
+    assert len(sizes) == POINTS and np.all(np.diff(sizes) > 0)
+    left = sizes / 2.0 - 50.0  # back to seconds of run time left
+    assert math.sqrt(left[POINTS // 2 - 1] * left[POINTS // 2]) == pytest.approx(400.0)
+    # the log-normal whose 0.1 and 0.9 quantiles are 100 s and 1600 s, at the middle of
+    # the first and last eighth of its probability
+    sigma = math.log(16.0) / (2.0 * NormalDist().inv_cdf(0.9))
+    z = NormalDist().inv_cdf(0.5 / POINTS)
+    assert left[0] == pytest.approx(400.0 * math.exp(sigma * z))
+    assert left[-1] == pytest.approx(400.0 * math.exp(-sigma * z))
+    tight = predicted_sizes(400.0, 400.0, 400.0, work=0.0, demand=1.0)
+    assert tight[0] < 400.0 < tight[-1] and tight[-1] / tight[0] < 1.25  # MIN_SIGMA
+
+
+def test_gittins_ssl_runs_short_predicted_jobs_first(tmp_path):
+    """One GPU, a queue of jobs whose run times only the (perfect) predictor knows:
+    gittins cannot tell them apart and runs them in arrival order (time-slicing them at
+    its queue thresholds); gittins:ssl brings each short one forward, and preempts a
+    long running one for it: with a perfect predictor that is srtf-oracle's schedule."""
+    rng = np.random.default_rng(5)
+    levels = {k: float(d) for k, d in enumerate(rng.permutation([60.0, 120.0, 200.0,
+                                                                  5000.0, 9000.0, 30.0,
+                                                                  20000.0, 90.0] * 2))}
+    jobs = [Job(f"j{k}", 10.0 * k, levels[k], num_gpus=1, cpu_milli=1000 * k)
+            for k in range(len(levels))]
+    _perfect(tmp_path / "perfect", levels)
+    runs = {}
+    for spec in ("gittins", f"gittins:ssl={tmp_path / 'perfect'}", "srtf-oracle"):
+        done = _run(jobs, [Node("n", "V100", 1)], make_policy(spec))
+        assert all(js.finish is not None for js in done)
+        runs[spec.split("=")[0]] = float(np.mean([js.finish - js.submit for js in done]))
+    assert runs["gittins:ssl"] < 0.6 * runs["gittins"]
+    assert runs["gittins:ssl"] == pytest.approx(runs["srtf-oracle"])
+
+
+def test_gittins_ssl_predicts_a_preempted_job_again_at_its_work_done(tmp_path):
+    levels = {0: 5000.0, 1: 50.0}
+    jobs = [Job("long", 0.0, 5000.0, num_gpus=1, cpu_milli=0),
+            Job("short", 100.0, 50.0, num_gpus=1, cpu_milli=1000)]
+    _perfect(tmp_path / "perfect", levels)
+    pol = make_policy(f"gittins:ssl={tmp_path / 'perfect'}")
+    done = _run(jobs, [Node("n", "V100", 1)], pol)
+    long_, short = done
+    assert short.finish == pytest.approx(100.0 + 50.0, abs=1.0)  # it preempted "long"
+    assert long_.preemptions == 1
+    assert pol.ssl.at_work[long_.idx] == pytest.approx(100.0, abs=1.0)  # predicted again

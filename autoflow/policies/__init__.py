@@ -23,6 +23,7 @@ from .easy_backfill import EasyBackfill
 from .fifo import Fifo
 from .gittins import Gittins
 from .gittins_siblings import GittinsSiblings
+from .gittins_ssl import GittinsSsl
 from .las import Las, parse_thresholds
 from .las_fcfs import LasFcfs
 from .sjf import Sjf
@@ -91,6 +92,12 @@ def _sjf(arg: str, placer) -> Policy:
     return Sjf(placer, arg or None)
 
 
+def _gittins(arg: str, placer) -> Policy:
+    """gittins:ssl or gittins:ssl=PATH: gittins, each job also ranked by the duration
+    predictor's distribution of its remaining run time."""
+    return GittinsSsl(placer, arg) if arg else Gittins(placer)
+
+
 def _easy_backfill(arg: str, placer) -> Policy:
     """easy-backfill:ssl or easy-backfill:ssl=PATH: EASY backfilling on the duration
     predictor's median remaining time."""
@@ -99,13 +106,15 @@ def _easy_backfill(arg: str, placer) -> Policy:
 
 # Heuristics that take an argument after a colon register a factory here ...
 POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {
-    "las": _las, "las-fcfs": _las_fcfs, "sjf": _sjf, "easy-backfill": _easy_backfill}
+    "las": _las, "las-fcfs": _las_fcfs, "sjf": _sjf, "easy-backfill": _easy_backfill,
+    "gittins": _gittins}
 # ... and, where the argument can be checked without building the policy, a check
 ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {
     "las": parse_thresholds,
     "las-fcfs": lambda arg: parse_thresholds(arg, "las-fcfs"),
     "sjf": lambda arg: check_ssl(arg, "sjf"),
     "easy-backfill": lambda arg: check_ssl(arg, "easy-backfill"),
+    "gittins": lambda arg: check_ssl(arg, "gittins"),
 }
 
 

@@ -97,9 +97,11 @@ class SslPredictions:
         """The batch's feature rows (``OnlineFeatures.rows``)."""
         return self.online.rows(jobs, now)
 
-    def refresh(self, ctx, rekey: bool) -> None:
+    def refresh(self, ctx, rekey: bool, changed=None) -> None:
         """Predicts, in one batch, the waiting jobs that joined since the last pass and
-        sets their ``predicted``; with ``rekey`` they are sorted again in the queue."""
+        sets their ``predicted``; with ``rekey`` they are sorted again in the queue
+        (``changed(js)``, if given, is called for each between leaving the queue and
+        joining it again: where a policy drops what it cached from the old estimate)."""
         if not self.pending:
             return
         seen, jobs = set(), []
@@ -121,6 +123,8 @@ class SslPredictions:
             self.quantiles[js.idx] = (lo, mid, hi)
             self.at_work[js.idx] = work
             js.predicted = work + mid
+            if changed is not None:
+                changed(js)
             if rekey:
                 waiting.add(js)
 
