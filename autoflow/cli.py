@@ -93,9 +93,12 @@ def _mount_pretrain() -> None:
         out_dir: Path = typer.Option(..., "--out", help="Encoder folder to write "
                                      "(encoder.pt, encoder.json, manifest.json)."),
         objective: str = typer.Option("vime", help="vime (masked-feature reconstruction: "
-                                      "what the shipped encoder-v1 used, the better of the "
+                                      "what the shipped encoder-v2 used, the better of the "
                                       "two on held-out traces) or scarf "
                                       "(corruption-contrastive)."),
+        bins: int = typer.Option(16, help="Piecewise-linear encoding of each feature in this "
+                                 "many bins between quantiles of the rows (0: standardized "
+                                 "features, as encoder-v1); at most 64."),
         epochs: int = typer.Option(10, help="Passes over the rows." + _range("--epochs")),
         seed: int = typer.Option(0, help="Seed of the draws and the training."
                                  + _range("--seed")),
@@ -112,6 +115,8 @@ def _mount_pretrain() -> None:
                 raise AutoflowError("--epochs must be at least 1 to pretrain")
             if max_rows < 0 or 0 < max_rows < 2:
                 raise AutoflowError(f"--max-rows must be 0 (all) or at least 2, got {max_rows}")
+            if not 0 <= bins <= 64:
+                raise AutoflowError(f"--bins must be in [0, 64], got {bins}")
             if objective not in P.OBJECTIVES:
                 raise AutoflowError(f"--objective must be one of {', '.join(P.OBJECTIVES)}, "
                                     f"got {objective!r}")
@@ -126,6 +131,7 @@ def _mount_pretrain() -> None:
 
             rec = P.pretrain_sources(sources, out_dir, objective=objective, epochs=epochs,
                                      seed=seed, max_rows=max_rows or None, progress=progress,
+                                     params={"bins": bins},
                                      command="autoflow " + shlex.join(sys.argv[1:]))
         except KeyboardInterrupt:
             interrupted(KeyboardInterrupt("nothing was written"))

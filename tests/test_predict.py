@@ -198,6 +198,33 @@ def test_encoder_trunk(tmp_path, small):
         models.load_encoder(tmp_path / "enc")
 
 
+def test_piecewise_linear_encoding_is_bounded_and_monotone(small):
+    """Each feature enters as ``bins`` inputs between quantiles of the training rows: 0
+    below a bin, 1 above it, linear inside. A value past the range seen (a longer trace's
+    counts) encodes as the range's end, so the network cannot extrapolate on it."""
+    torch = models._torch()
+    Encoder, _ = models._modules()
+    x = F.examples(small).x
+    enc = Encoder(len(F.NAMES), [16], 8, bins=4)
+    enc.set_inputs(x)
+    col = F.NAMES.index("log_done_n")
+    lo, hi = float(np.min(x[:, col])), float(np.max(x[:, col]))
+    grid = np.repeat(x[:1], 5, axis=0)
+    grid[:, col] = [lo - 5.0, lo, 0.5 * (lo + hi), hi, hi + 5.0]
+    t = torch.as_tensor(grid, dtype=torch.float32)
+    z = ((t.unsqueeze(-1) - enc.lo) / enc.width).clamp(0.0, 1.0)[:, col, :].numpy()
+    assert np.all(z[0] == 0.0) and np.all(z[-1] == 1.0)  # below and past the range
+    np.testing.assert_allclose(z[0], z[1], atol=1e-5)  # float32 edges
+    np.testing.assert_allclose(z[3], z[4], atol=1e-5)
+    assert np.all(np.diff(z.sum(axis=1)) >= 0)  # monotone in the value
+    with torch.no_grad():
+        out = enc(t).numpy()
+    np.testing.assert_allclose(out[3], out[4], atol=1e-4)  # no extrapolation past the range
+    np.testing.assert_allclose(out[0], out[1], atol=1e-4)
+    edges_lo, _ = models.ple_edges(x, 4)
+    np.testing.assert_allclose(edges_lo[col, 0], lo)
+
+
 def test_learned_beats_constant_and_history(small):
     """Trained on one seed of the workload, scored on another draw of it."""
     other = load_workload("builtin:philly-mix-small:300", seed=1)

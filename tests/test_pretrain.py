@@ -1,5 +1,5 @@
 """Issue 19: ``autoflow pretrain`` - an encoder of jobs pretrained without durations
-(``autoflow.predict.pretrain``) and the shipped ``autoflow/models/encoder-v1``."""
+(``autoflow.predict.pretrain``) and the shipped ``autoflow/models/encoder-v2``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from autoflow.traces.registry import load_workload
 from autoflow.workload import Workload
 
 SMALL = "builtin:philly-mix-small:300"
-SHIPPED = Path(autoflow.__file__).parent / "models" / "encoder-v1"
+SHIPPED = Path(autoflow.__file__).parent / "models" / "encoder-v2"
 # columns computed from durations of OTHER jobs completed before the submission
 DONE_COLS = [i for i, n in enumerate(F.NAMES) if n.startswith(("done_", "log_done_",
                                                                  "recent_", "log_recent_"))]
@@ -138,6 +138,7 @@ def test_shipped_encoder_loads_and_hash_matches():
     srcs = [s["source"] for s in card["pretraining"]["sources"]]
     assert srcs and not any("cluster06" in s or "cluster08" in s for s in srcs)  # held out
     assert card["pretraining"]["objective"] in (*P.OBJECTIVES,)
+    assert card["bins"] == info["bins"] == 16  # piecewise-linear inputs
     x = P.unlabelled_rows(load_workload("builtin:philly-mix-small:20"), seed=0)
     z = enc(models._torch().as_tensor(x, dtype=models._torch().float32))
     assert z.shape == (len(x), info["embedding"])
@@ -149,6 +150,7 @@ def test_shipped_encoder_loads_and_hash_matches():
     (("--workloads", SMALL, "--epochs", "0"), "--epochs"),
     (("--workloads", SMALL, "--max-rows", "-3"), "--max-rows"),
     (("--workloads", SMALL, "--seed", "-1"), "--seed"),
+    (("--workloads", SMALL, "--bins", "65"), "--bins"),
     (("--workloads", " , "), "--workloads"),
 ])
 def test_cli_bad_input_one_line(tmp_path, args, needle):

@@ -239,7 +239,7 @@ def test_gittins_ssl_runs_short_predicted_jobs_first(tmp_path):
     """One GPU, a queue of jobs whose run times only the (perfect) predictor knows:
     gittins cannot tell them apart and runs them in arrival order (time-slicing them at
     its queue thresholds); gittins:ssl brings each short one forward, and preempts a
-    long running one for it: with a perfect predictor that is srtf-oracle's schedule."""
+    long running one for it: with a perfect predictor it is as good as the oracles."""
     rng = np.random.default_rng(5)
     levels = {k: float(d) for k, d in enumerate(rng.permutation([60.0, 120.0, 200.0,
                                                                   5000.0, 9000.0, 30.0,
@@ -248,12 +248,12 @@ def test_gittins_ssl_runs_short_predicted_jobs_first(tmp_path):
             for k in range(len(levels))]
     _perfect(tmp_path / "perfect", levels)
     runs = {}
-    for spec in ("gittins", f"gittins:ssl={tmp_path / 'perfect'}", "srtf-oracle"):
+    for spec in ("gittins", f"gittins:ssl={tmp_path / 'perfect'}", "srtf-oracle", "sjf-oracle"):
         done = _run(jobs, [Node("n", "V100", 1)], make_policy(spec))
         assert all(js.finish is not None for js in done)
         runs[spec.split("=")[0]] = float(np.mean([js.finish - js.submit for js in done]))
     assert runs["gittins:ssl"] < 0.6 * runs["gittins"]
-    assert runs["gittins:ssl"] == pytest.approx(runs["srtf-oracle"])
+    assert runs["gittins:ssl"] <= 1.01 * min(runs["srtf-oracle"], runs["sjf-oracle"])
 
 
 def test_gittins_ssl_predicts_a_preempted_job_again_at_its_work_done(tmp_path):

@@ -3,7 +3,8 @@
 Every predictor maps decision-time features (``features.NAMES``) to quantiles
 ``QUANTILES`` of the log remaining run time.
 
-* ``mlp``: standardized features -> trunk (an ``Encoder``: a plain MLP to an embedding;
+* ``mlp``: features, piecewise-linearly encoded in 16 quantile bins each (or standardized:
+  ``bins`` 0) -> trunk (an ``Encoder``: a plain MLP to an embedding;
   pretrained from ``DIR/encoder.pt`` + ``DIR/encoder.json`` or, with ``--encoder none``,
   the same network from scratch) -> head -> the median and two softplus offsets (so that
   the quantiles never cross). Trained with the pinball loss on standardized labels.
@@ -58,6 +59,9 @@ MLP_DEFAULTS = {
     "trunk_lr": 1.0,        # the trunk's learning rate, times lr (0: a frozen trunk)
     "patience": 0,          # > 0: early stopping after this many passes without gain on
                             # a seeded fifth of the labelled examples (3x the steps)
+    "bins": 16,             # > 0: piecewise-linear encoding of each feature in this many
+                            # quantile bins (``Encoder``; 0: standardized features); an
+                            # encoder's own setting wins
 }
 GBM_DEFAULTS = {"max_iter": 150, "learning_rate": 0.08, "max_leaf_nodes": 31,
                 "min_samples_leaf": 20, "l2_regularization": 0.0}
@@ -69,26 +73,55 @@ def _torch():
     return torch
 
 
+def ple_edges(x: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, ``bins`` bins between quantiles of ``x`` (their lower edges and
+    widths, shape (features, bins)); repeated edges (a feature with few values) leave
+    bins of zero width, encoded as steps."""
+    q = np.nanquantile(x, np.linspace(0.0, 1.0, bins + 1), axis=0).T  # (features, bins+1)
+    lo, width = q[:, :-1], np.diff(q, axis=1)
+    return lo, np.where(width > 1e-9, width, 1e-9)
+
+
 def _modules():
     torch = _torch()
     nn = torch.nn
 
     class Encoder(nn.Module):
-        """Feature vector (raw) -> embedding; carries its own input normalisation."""
+        """Feature vector (raw) -> embedding; carries its own input normalisation. With
+        ``bins`` > 0 each feature enters piecewise-linearly encoded (``ple_edges``): one
+        input per bin, 0 below it, 1 above it, linear inside; bounded, so a feature
+        outside the range seen (a longer trace's counts) does not extrapolate."""
 
-        def __init__(self, n_in: int, hidden: list[int], embedding: int):
+        def __init__(self, n_in: int, hidden: list[int], embedding: int, bins: int = 0):
             super().__init__()
+            self.bins = int(bins)
             self.register_buffer("mean", torch.zeros(n_in))
             self.register_buffer("std", torch.ones(n_in))
-            layers, w = [], n_in
+            if self.bins:
+                self.register_buffer("lo", torch.zeros(n_in, self.bins))
+                self.register_buffer("width", torch.ones(n_in, self.bins))
+            layers, w = [], n_in * max(self.bins, 1)
             for h in hidden:
                 layers += [nn.Linear(w, h), nn.ReLU()]
                 w = h
             layers += [nn.Linear(w, embedding), nn.ReLU()]
             self.net = nn.Sequential(*layers)
 
+        def set_inputs(self, x: np.ndarray) -> None:
+            """Normalisation (and bin edges) from the rows ``x``."""
+            mean, std = x.mean(axis=0), x.std(axis=0)
+            self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.std.copy_(torch.as_tensor(np.where(std > 1e-8, std, 1.0), dtype=torch.float32))
+            if self.bins:
+                lo, width = ple_edges(x, self.bins)
+                self.lo.copy_(torch.as_tensor(lo, dtype=torch.float32))
+                self.width.copy_(torch.as_tensor(width, dtype=torch.float32))
+
         def forward(self, x):
-            return self.net((x - self.mean) / self.std)
+            if not self.bins:
+                return self.net((x - self.mean) / self.std)
+            z = ((x.unsqueeze(-1) - self.lo) / self.width).clamp(0.0, 1.0)
+            return self.net(z.flatten(1))
 
     class QuantileNet(nn.Module):
         def __init__(self, trunk: Encoder, embedding: int, head: int):
@@ -163,7 +196,7 @@ def save_encoder(encoder, folder: str | Path, extra: dict | None = None) -> None
     jsonsafe.write(folder / "encoder.json", {
         "format": ENCODER_FORMAT, "features": F.schema(),
         "hidden": [m.out_features for m in lin[:-1]], "embedding": lin[-1].out_features,
-        "sha256": trust.sha256_bytes(data), **(extra or {})})
+        "bins": encoder.bins, "sha256": trust.sha256_bytes(data), **(extra or {})})
 
 
 def load_encoder(folder: str | Path):
@@ -182,17 +215,20 @@ def load_encoder(folder: str | Path):
     try:
         hidden = [int(h) for h in card["hidden"]]
         emb = int(card["embedding"])
+        bins = int(card.get("bins", 0))  # encoders before the bins: 0
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{what}: encoder.json lacks hidden/embedding sizes") from None
+    if not 0 <= bins <= 64:
+        raise ConfigError(f"{what}: encoder.json's bins must be in [0, 64], got {bins}")
     state = _load_state(_hashed_bytes(folder / "encoder.pt", card.get("sha256"), what), what)
     Encoder, _ = _modules()
-    enc = Encoder(len(F.NAMES), hidden, emb)
+    enc = Encoder(len(F.NAMES), hidden, emb, bins)
     try:
         enc.load_state_dict(state)
     except (RuntimeError, KeyError) as e:
         raise ConfigError(f"{what}: weights do not fit encoder.json: {trust.why(e)}") from None
     return enc, {"path": str(folder.resolve()), "sha256": card["sha256"],
-                 "hidden": hidden, "embedding": emb}
+                 "hidden": hidden, "embedding": emb, "bins": bins}
 
 
 # ---------------------------------------------------------------- the MLP
@@ -250,10 +286,10 @@ def fit_mlp(ex: F.Examples, *, seed: int, encoder: str | Path | None = None,
     if encoder is not None:
         trunk, enc_info = load_encoder(encoder)
         p["hidden"], p["embedding"] = enc_info["hidden"], enc_info["embedding"]
+        p["bins"] = enc_info["bins"]
     else:
-        trunk = Encoder(x.shape[1], list(p["hidden"]), int(p["embedding"]))
-        trunk.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        trunk.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        trunk = Encoder(x.shape[1], list(p["hidden"]), int(p["embedding"]), int(p["bins"]))
+        trunk.set_inputs(x)
     net = QuantileNet(trunk, int(p["embedding"]), int(p["head"]))
     ym, ys = float(ex.y.mean()), float(ex.y.std()) or 1.0
     xt = torch.as_tensor(x, dtype=torch.float32)
@@ -386,8 +422,12 @@ def load(folder: str | Path) -> Predictor:
     Encoder, QuantileNet = _modules()
     try:
         p = meta["hyperparameters"]
+        bins = int(p.get("bins", 0))  # models before the bins: 0
+        if not 0 <= bins <= 64:
+            raise ValueError(bins)
         net = QuantileNet(Encoder(len(F.NAMES), [int(h) for h in p["hidden"]],
-                                  int(p["embedding"])), int(p["embedding"]), int(p["head"]))
+                                  int(p["embedding"]), bins),
+                          int(p["embedding"]), int(p["head"]))
         float(meta["label_norm"]["mean"]), float(meta["label_norm"]["std"])
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f"{what}: model.json lacks its hyper-parameters or "

@@ -54,6 +54,8 @@ PRETRAIN_DEFAULTS = {
     "mask": 0.3,            # vime: share of features masked (resampled)
     "alpha": 2.0,           # vime: weight of the reconstruction loss
     "draws": F.ATTAINED_DRAWS,  # attained levels per job besides 0 (label-free draws)
+    "bins": 16,             # > 0: piecewise-linear input encoding (``models.Encoder``),
+                            # bin edges at quantiles of the unlabelled rows (0: standardized)
 }
 MIN_D_S, MAX_D_S = 60.0, 1e6  # the label-free attained draws: u * logU(MIN_D_S, MAX_D_S)
 
@@ -131,11 +133,8 @@ def pretrain(x: np.ndarray, *, objective: str = "vime", seed: int = 0,
     gen = torch.Generator().manual_seed(seed)
     Encoder, _ = models._modules()
     d, emb = x.shape[1], int(p["embedding"])
-    enc = Encoder(d, [int(h) for h in p["hidden"]], emb)
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std = np.where(std > 1e-8, std, 1.0)
-    enc.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-    enc.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+    enc = Encoder(d, [int(h) for h in p["hidden"]], emb, int(p["bins"]))
+    enc.set_inputs(x)
     if objective == "scarf":
         heads = nn.Sequential(nn.Linear(emb, int(p["projection"])), nn.ReLU(),
                               nn.Linear(int(p["projection"]), int(p["projection"])))

@@ -23,7 +23,7 @@ Scores: ``spearman`` of the predicted median against the true remaining time and
 
     python benchmarks/experiments/label_efficiency.py --out runs/label-efficiency
     python benchmarks/experiments/label_efficiency.py --out runs/label-efficiency-pretrain \
-        --models gbm,mlp,mlp+encoder --fractions 0.05 --encoder encoder=autoflow/models/encoder-v1
+        --models gbm,mlp,mlp+encoder --fractions 0.05 --encoder encoder=autoflow/models/encoder-v2
 """
 
 from __future__ import annotations
@@ -66,6 +66,10 @@ def main() -> None:
                     help="pretrain an encoder here (scarf or vime) on the training traces "
                     "and openb, labels hidden: model mlp+OBJECTIVE; repeatable")
     ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--bins", type=int, default=16,
+                    help="mlp from scratch and --pretrain encoders: piecewise-linear input "
+                    "encoding in this many quantile bins (0: standardized inputs, as "
+                    "encoder-v1)")
     ap.add_argument("--trunk-lr", type=float, default=1.0,
                     help="encoder models: trunk learning rate / head learning rate (0: frozen)")
     ap.add_argument("--patience", type=int, default=0,
@@ -82,6 +86,7 @@ def main() -> None:
     for obj in args.pretrain:
         folder = args.out / f"encoder-{obj}"
         rec = PT.pretrain_sources(PRETRAIN, folder, objective=obj, epochs=args.pretrain_epochs,
+                                  params={"bins": args.bins},
                                   seed=0, command="label_efficiency.py --pretrain " + obj)
         print(f"pretrained {obj} on {rec['rows']:,} rows: loss {rec['loss'][0]:.3f} -> "
               f"{rec['loss'][-1]:.3f}", flush=True)
@@ -107,7 +112,8 @@ def main() -> None:
                 if kind in ("gbm", "mlp"):
                     p = fit_predictor(FIT, kind=kind, label_fraction=frac, seed=seed,
                                       max_examples=args.max_examples,
-                                      params=MLP_PARAMS if kind == "mlp" else None)
+                                      params={**MLP_PARAMS, "bins": args.bins} if kind == "mlp"
+                                      else None)
                     label = kind
                 else:
                     ex = training_examples(FIT, seed=seed, max_examples=args.max_examples)
@@ -129,7 +135,7 @@ def main() -> None:
               "max_examples": args.max_examples, "mlp": MLP_PARAMS, "gbm": models.GBM_DEFAULTS,
               "models": kinds, "encoders": encoders, "pretrain": args.pretrain,
               "pretrain_sources": PRETRAIN if args.pretrain else None,
-              "trunk_lr": args.trunk_lr, "patience": args.patience}
+              "trunk_lr": args.trunk_lr, "patience": args.patience, "bins": args.bins}
     man = manifest.build("python benchmarks/experiments/label_efficiency.py "
                          f"--out {args.out} --seeds {args.seeds}", config, seeds[0])
     jsonsafe.write(args.out / "results.json", {"rows": rows, "summary": table, "manifest": man})

@@ -14,12 +14,16 @@ replayed ``--replays`` times (replay 0 as is, r > 0 perturbed as in
 [25, 35] s, seeded with r); every policy plays the same replays.
 
 Per case and replay, ``closed = (sjf - sjf:ssl) / (sjf - sjf-oracle)`` of the average JCT
-(1: as good as the oracle, 0: no better than history, < 0: worse); the table gives its
+(1: as good as the oracle, 0: no better than history, < 0: worse; with ``gittins``,
+``gittins:ssl`` and ``srtf-oracle`` among ``--policies``, the same for ``gittins:ssl``
+between ``gittins`` and ``srtf-oracle``, the preemptive pair); the table gives its
 mean over replays (and their range), the summary the median and minimum over cases.
 ``sim_s`` is each policy's wall time on the replay, for the slowdown of ``:ssl``.
 
     python benchmarks/experiments/ssl_policies.py --out runs/ssl-policies
     python benchmarks/experiments/ssl_policies.py --model /tmp/mlp --out runs/ssl-mlp
+    python benchmarks/experiments/ssl_policies.py --openb --out runs/ssl-gittins \
+        --policies fifo,las,sjf,sjf:ssl,sjf-oracle,gittins,gittins:ssl,srtf-oracle
 """
 
 from __future__ import annotations
@@ -86,8 +90,10 @@ def closed(runs: dict, ssl: str = "sjf:ssl", base: str = "sjf",
 
 def table(results: list[dict], policies: list[str]) -> str:
     shown = [p for p in policies]
+    git = "gittins" in shown and "gittins:ssl" in shown and "srtf-oracle" in shown
     head = ("| case | load | jobs | GPUs | " + " | ".join(f"{p} avg JCT (h)" for p in shown)
-            + " | gap closed by sjf:ssl | easy-backfill:ssl vs easy-backfill |")
+            + " | gap closed by sjf:ssl | easy-backfill:ssl vs easy-backfill |"
+            + (" gap closed by gittins:ssl (gittins -> srtf-oracle) |" if git else ""))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     shares = []
     for c in results:
@@ -101,9 +107,13 @@ def table(results: list[dict], policies: list[str]) -> str:
         easy = ""
         if "easy-backfill" in shown and "easy-backfill:ssl" in shown:
             easy = f"{avg['easy-backfill:ssl'] / avg['easy-backfill'] - 1:+.1%}"
+        gshare = ""
+        if git:
+            g = [closed(r["policies"], "gittins:ssl", "gittins", "srtf-oracle") for r in reps]
+            gshare = f" {statistics.mean(g):.0%} |"
         lines.append(f"| {c['case']} | {c['load']:g} | {c['jobs']} | {c['gpus']} | "
                      + " | ".join(f"{avg[p]:.3f}" for p in shown)
-                     + f" | {share:.0%}{spread} | {easy} |")
+                     + f" | {share:.0%}{spread} | {easy} |{gshare}")
     lines.append("")
     lines.append(f"gap closed: median {statistics.median(shares):.0%}, min {min(shares):.0%}, "
                  f"cases >= 50%: {sum(s >= 0.5 for s in shares)} of {len(shares)}")
