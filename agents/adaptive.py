@@ -120,6 +120,16 @@ class Adaptive(Switching):
         self.stats.record(js)  # completed: its duration is known now
         super().on_finish(ctx, js)
 
+    def swap(self, selector: Selector) -> None:
+        """Hot swap (the self-optimizing loop): from the next pass ``selector`` chooses,
+        on what the run shows from now on (the workload statistics start afresh: the loop
+        swaps because the workload changed), with choices as frequent as at a start. The
+        candidates keep their state; decisions already made stand."""
+        self.selector = selector
+        self.shared_in_copies = (selector,)
+        self.stats = WorkloadStats()
+        self.restart_choices()
+
     def observe(self, ctx) -> np.ndarray:
         """The observation at a choice (``envs.workload_features``)."""
         return self.stats.features(ctx, self.active_index, len(self.candidates),

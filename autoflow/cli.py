@@ -83,6 +83,15 @@ def _mount_predictor() -> None:
 _mount_predictor()
 
 
+def _mount_loop() -> None:
+    from .loop.cli import loop
+
+    app.command("loop")(loop)
+
+
+_mount_loop()
+
+
 def _mount_pretrain() -> None:
     @app.command("pretrain")
     def pretrain_cmd(
@@ -490,8 +499,9 @@ def train(
 
 models_app = typer.Typer(help="Export and trust learned models (see the README, \"Loading "
                                 "models and generators\").", no_args_is_help=True)
-app.add_typer(models_app, name="models", help="Export SB3 zips to the safe format; record "
-              "files as trusted.")
+app.add_typer(models_app, name="models", help="The model registry (register, list, show, "
+              "promote, rollback); export SB3 zips to the safe format; record files as "
+              "trusted.")
 
 @models_app.command("export")
 def models_export(
@@ -540,6 +550,217 @@ def models_trust(
     except OSError as e:
         fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
     out.print(f"trusted {path} (sha256 {sha}) in {trust.registry_path()}")
+
+
+# -- the model registry (autoflow.loop.registry): in the service's store, files beside it
+def _service_db() -> str:
+    from .service import DEFAULT_DB  # a constant: no extra needed
+
+    return DEFAULT_DB
+
+
+REGISTRY_DB_HELP = ("The service's database URL, where the registry lives: sqlite:///PATH "
+                    "or postgresql://USER@HOST/DB.")
+REGISTRY_FILES_HELP = ("Folder of the registered models' files (default: models/ beside a "
+                       "SQLite database file; autoflow-data/models for PostgreSQL).")
+
+
+def _open_registry(db: str, files: Path | None):
+    try:
+        from .loop.registry import Registry
+    except ImportError as e:
+        from .service.cli import NEEDS_SERVE
+
+        raise AutoflowError(f"the model registry lives in the service's store: "
+                            f"{NEEDS_SERVE} ({e})") from e
+    return Registry(db, files)
+
+
+def _json_flag(value: str | None, flag: str) -> dict | None:
+    import json
+
+    if value is None:
+        return None
+    try:
+        got = json.loads(value)
+    except ValueError as e:
+        raise AutoflowError(f"{flag}: not JSON ({e})") from None
+    if not isinstance(got, dict):
+        raise AutoflowError(f"{flag}: must be a JSON object, e.g. '{{\"key\": \"value\"}}'")
+    return got
+
+
+def _when(epoch: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_json(obj) -> None:
+    from .jsonsafe import dumps
+
+    print(dumps(obj, indent=2))
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def _registry_call(db: str, files: Path | None, fn):
+    """Runs ``fn(registry)``; every error is one line."""
+    reg = None
+    try:
+        reg = _open_registry(db, files)
+        return fn(reg)
+    except AutoflowError as e:
+        fail(e)
+    except OSError as e:
+        fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
+    finally:
+        if reg is not None:
+            reg.close()
+
+
+@models_app.command("register")
+def models_register(
+    path: Path = typer.Argument(..., help="The model: an adaptive (or rl) card NAME.json "
+                                "with its weights NAME.npz beside it, a predictor folder "
+                                "(model.json and its weights), or a generator file with "
+                                "its NAME.card.json."),
+    kind: str = typer.Option(..., help="adaptive, predictor, generator, or another short "
+                             "name ([a-z][a-z0-9_-], at most 32)."),
+    name: str = typer.Option(None, help="A name to show (default: the file's or folder's)."),
+    lineage: str = typer.Option(None, help="JSON object: data window, parent model, "
+                                "command, commit, ..."),
+    metrics: str = typer.Option(None, help="JSON object of the model's metrics."),
+    db: str = typer.Option(_service_db(), help=REGISTRY_DB_HELP),
+    files: Path = typer.Option(None, help=REGISTRY_FILES_HELP),
+) -> None:
+    """Copy a model into the registry, keyed by its card's sha256 (which records its
+    weights' sha256, checked first). The same content again changes nothing."""
+    def run(reg):
+        from .loop.registry import content_hash
+
+        lin, met = _json_flag(lineage, "--lineage"), _json_flag(metrics, "--metrics")
+        known = reg.get(content_hash(path)) is not None
+        sha = reg.register(path, kind=kind, name=name, lineage=lin, metrics=met)
+        return sha, known, reg.get(sha)
+
+    sha, known, rec = _registry_call(db, files, run)
+    if known:
+        out.print(f"already registered: {sha} ({rec['kind']} {rec['name']}), "
+                  f"first record kept", highlight=False, soft_wrap=True)
+    else:
+        out.print(f"registered {sha} ({rec['kind']} {rec['name']}) -> {rec['files']}",
+                  highlight=False, soft_wrap=True)
+
+
+@models_app.command("list")
+def models_list(
+    db: str = typer.Option(_service_db(), help=REGISTRY_DB_HELP),
+    files: Path = typer.Option(None, help=REGISTRY_FILES_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON."),
+) -> None:
+    """List the registered models, newest first, with their aliases."""
+    rows = _registry_call(db, files, lambda reg: reg.list())
+    if as_json:
+        _print_json(rows)
+        return
+    tb = Table(title=f"models ({len(rows)})")
+    for col in ("sha256", "kind", "name", "aliases", "feature schema", "registered"):
+        tb.add_column(col)
+    for r in rows:
+        tb.add_row(_short(r["sha256"]), escape(r["kind"]), escape(r["name"]),
+                   escape(", ".join(r["aliases"])) or "-", escape(r["feature_schema"] or "-"),
+                   _when(r["created_at"]))
+    out.print(tb)
+
+
+@models_app.command("show")
+def models_show(
+    ref: str = typer.Argument(..., help="An alias (champion, challenger, previous, ...), a "
+                              "sha256 or a prefix of at least 8 hex characters."),
+    db: str = typer.Option(_service_db(), help=REGISTRY_DB_HELP),
+    files: Path = typer.Option(None, help=REGISTRY_FILES_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the record and its events "
+                                 "as JSON."),
+) -> None:
+    """Show a model: its record, aliases, lineage, metrics and every event about it."""
+    def run(reg):
+        rec = reg.get(ref)
+        if rec is None:
+            raise AutoflowError(f"model {ref!r}: not in the registry (name a model by an "
+                                f"alias, its sha256 or a prefix of at least 8 hex "
+                                f"characters)")
+        return rec, reg.events(limit=1000, sha=rec["sha256"])
+
+    rec, events = _registry_call(db, files, run)
+    if as_json:
+        _print_json({"model": rec, "events": events})
+        return
+    import json
+
+    tb = Table(title=f"model {rec['sha256']}", show_header=False)
+    tb.add_column("field")
+    tb.add_column("value")
+    for key in ("kind", "name", "aliases", "feature_schema", "created_at", "files",
+                "lineage", "metrics"):
+        v = rec[key]
+        if key == "created_at":
+            v = _when(v)
+        elif key == "aliases":
+            v = ", ".join(v) or "-"
+        elif isinstance(v, dict | list):
+            v = json.dumps(v, sort_keys=True) if v else "-"
+        tb.add_row(key.replace("_", " "), escape(str(v if v is not None else "-")))
+    out.print(tb)
+    ev = Table(title=f"events ({len(events)})")
+    for col in ("when", "action", "alias", "model", "before", "reason", "evidence"):
+        ev.add_column(col)
+    for e in events:
+        ev.add_row(_when(e["at"]), e["action"], escape(e["alias"] or "-"),
+                   _short(e["sha256"]), _short(e["previous_sha256"]), escape(e["reason"]),
+                   escape(json.dumps(e["evidence"], sort_keys=True))
+                   if e["evidence"] is not None else "-")
+    out.print(ev)
+
+
+@models_app.command("promote")
+def models_promote(
+    ref: str = typer.Argument(..., help="The model to make champion: an alias (e.g. "
+                              "challenger), a sha256 or a prefix of at least 8 hex "
+                              "characters."),
+    reason: str = typer.Option(..., help="Why (recorded with the swap)."),
+    db: str = typer.Option(_service_db(), help=REGISTRY_DB_HELP),
+    files: Path = typer.Option(None, help=REGISTRY_FILES_HELP),
+) -> None:
+    """Make a model the champion; the champion before it becomes previous. Recorded with
+    the reason."""
+    def run(reg):
+        before = reg.alias("champion")
+        return reg.promote(ref, reason=reason), before
+
+    rec, before = _registry_call(db, files, run)
+    out.print(f"champion: {rec['sha256'][:12]} ({rec['kind']} {rec['name']}); previous: "
+              f"{before['sha256'][:12] if before else '-'}", highlight=False)
+
+
+@models_app.command("rollback")
+def models_rollback(
+    reason: str = typer.Option(..., help="Why (recorded with the swap)."),
+    db: str = typer.Option(_service_db(), help=REGISTRY_DB_HELP),
+    files: Path = typer.Option(None, help=REGISTRY_FILES_HELP),
+) -> None:
+    """Put the previous champion back (champion and previous swap: a second rollback
+    undoes the first). Recorded with the reason."""
+    def run(reg):
+        return reg.rollback(reason=reason), reg.alias("previous")
+
+    rec, prev = _registry_call(db, files, run)
+    out.print(f"champion: {rec['sha256'][:12]} ({rec['kind']} {rec['name']}); previous: "
+              f"{prev['sha256'][:12] if prev else '-'}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -75,6 +75,7 @@ class Switching(Policy):
         self.pending = False
         self.next_at = MIN_GAP
         self.completed = 0
+        self.since = 0  # completed count the choice schedule counts from (``restart``)
         self.choices: list[tuple[float, int, int]] = []  # (time, completed, candidate)
         self._views: dict[int, _CandidateCtx] = {}
         self._ctx = None
@@ -125,7 +126,15 @@ class Switching(Policy):
         self.completed += 1
         if self.completed >= self.next_at:
             self.due = True
-            self.next_at = max(self.completed + MIN_GAP, math.ceil(self.completed * GROWTH))
+            n = self.completed - self.since
+            self.next_at = self.since + max(n + MIN_GAP, math.ceil(n * GROWTH))
+
+    def restart_choices(self) -> None:
+        """A choice at the next pass, then again as the completed count grows from here
+        as it does from the start of a run (after a new chooser was swapped in)."""
+        self.since = self.completed
+        self.due = True
+        self.next_at = self.completed + MIN_GAP
 
     # -- choosing --------------------------------------------------------------------
     def schedule(self, ctx) -> None:

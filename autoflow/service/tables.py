@@ -13,6 +13,9 @@ evolve them; this module is what the code reads and writes through.
   ``seq`` is the cursor executors long-poll with.
 - ``tokens``: API tokens, stored as their SHA-256 only.
 - ``policy_changes``: every switch of the serving policy.
+- ``models``, ``model_aliases``, ``alias_events``: the model registry
+  (``autoflow.loop.registry``): every model by content hash, its aliases (``champion``,
+  ``challenger``, ``previous``, ...) and every change of them with its reason.
 """
 
 from __future__ import annotations
@@ -127,3 +130,36 @@ policy_changes = Table(
     Column("time", Float, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# -- the model registry (autoflow.loop.registry) -------------------------------------------
+models = Table(
+    "models", metadata,
+    Column("sha256", String(64), primary_key=True),  # of the card: it records the weights'
+    Column("kind", String(32), nullable=False),  # adaptive, predictor, generator, ...
+    Column("name", String(200), nullable=False),
+    Column("path", String(500), nullable=False),  # the stored copy, under the files folder
+    Column("feature_schema", Text),  # a hash of the feature schema it reads
+    Column("lineage", JSON, nullable=False),  # data window, parent, command, commit, ...
+    Column("metrics", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+model_aliases = Table(
+    "model_aliases", metadata,
+    Column("alias", String(32), primary_key=True),  # champion, challenger, previous, ...
+    Column("sha256", String(64), ForeignKey("models.sha256"), nullable=False),
+    Column("set_at", Float, nullable=False),
+)
+
+alias_events = Table(
+    "alias_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alias", String(32)),  # None for a registration
+    Column("sha256", String(64)),  # the model the event is about (None: alias removed)
+    Column("previous_sha256", String(64)),  # what the alias pointed at before
+    Column("action", String(16), nullable=False),  # register, promote, reject, rollback, set
+    Column("reason", Text, nullable=False),
+    Column("evidence", JSON),
+    Column("at", Float, nullable=False),  # wall clock (epoch seconds)
+)
+Index("ix_alias_events_sha256", alias_events.c.sha256)

@@ -1,0 +1,346 @@
+"""``autoflow loop``: the self-optimizing loop, offline, on a replayed workload.
+
+The sources are stitched one after the other (``stitch``: each starts where the previous
+one's arrivals end) and replayed through the scheduler core on the simulated backend,
+under the live policy: the champion of the model registry (an adaptive scheduler,
+``agents.adaptive``). The run is cut into windows (``--window``: a number of jobs, or a
+span such as ``12h``, ``3d``). At the end of each window the loop does what a running
+``autoflow serve --self-optimize`` would do with the outcomes it has seen:
+
+1. **Drift** (``loop.drift``): the window's outcomes against the reference window (the
+   one the champion was last chosen on; at first, the first window): durations of the
+   jobs that completed, GPU-size mix, arrivals, load. And the performance signal: the
+   window replayed (what-if) under the champion and every heuristic; the champion is
+   losing if a heuristic beats it by more than the margin.
+2. On drift or a losing champion, **retraining**: a generator refitted on the window, a
+   challenger trained from the champion on the window and its variants
+   (``loop.challenger``), both registered with their lineage.
+3. **Champion vs challenger** (``loop.compare``): paired replays; promoted only if the
+   paired bootstrap interval excludes zero in the challenger's favour; otherwise the
+   rejection and its evidence are recorded.
+4. **Hot swap**: a promoted challenger takes over the live run from the next pass
+   (``Adaptive.swap``: it observes the workload afresh from the swap on, with choices as
+   frequent as at a start); decisions issued stand. Refreshing the live policy's view
+   on every drift without a promotion was measured and left: on ITP cluster06 followed
+   by a light-tailed variant its windows averaged 1.17x the best heuristic's JCT,
+   against 1.11x without (``RESULTS.md``, "The self-optimizing loop").
+
+The loop knows only what the run has shown by a window's end: the jobs submitted in the
+window that have completed by then, and for the others what is known (``_outcomes``: a
+running job's work so far, a lower bound; a waiting job's the window's median). Replaying
+the completed jobs alone was tried first and left: in a heavy-tailed window the long
+jobs are the ones still running, and without them every policy looked alike.
+
+Writes ``DIR/loop_report.json`` (``segments``, ``windows`` with ``index``, ``start``,
+``end``, ``drift_detected``, ``promoted``, ``live_model`` and ``avg_jct`` of the live
+policy and every heuristic on the jobs submitted in the window; drift scores,
+retrainings and promotions with their evidence), ``DIR/timeline.png``, the registry
+(``DIR/registry.db`` and ``DIR/models/`` unless ``--db``), each retraining's files under
+``DIR/retrain-K/``, and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import jsonsafe
+from .. import manifest as manifest_mod
+from ..cluster import load_cluster
+from ..errors import ConfigError
+from ..evaluate import evaluate
+from ..job import Job
+from ..load import fit_load
+from ..traces.registry import load_workload
+from ..workload import Workload
+from .challenger import ChallengerConfig, train_challenger
+from .compare import CompareConfig, cases, compare, policy_of
+from .drift import DriftConfig, detect, performance_signal
+
+HEURISTICS = ("fifo", "sjf", "las", "las-fcfs", "gittins", "easy-backfill")
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "rl-default.json"
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass
+class LoopConfig:
+    sources: list[str]
+    out: str
+    window: str = "2000"  # jobs per window, or a span: 36h, 3d, 7200s
+    cluster: str = "itp-8gpu"  # the cluster, sized to --load over the whole replay
+    load: float | None = 1.0  # offered load of the stitched replay (None: the cluster as is)
+    champion: str = str(SHIPPED)  # the first champion's card
+    heuristics: tuple[str, ...] = HEURISTICS
+    seed: int = 0
+    db: str | None = None  # registry store URL (default: sqlite in DIR)
+    min_window_jobs: int = 50  # a window with fewer known outcomes is not acted on
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    challenger: ChallengerConfig = field(default_factory=ChallengerConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+
+
+# -- stitching and windows ----------------------------------------------------------------
+def stitch(sources: list[str], seed: int = 0) -> tuple[Workload, list[dict]]:
+    """The sources one after the other: each shifted to start one mean gap after the
+    previous one's last arrival; job ids prefixed with the segment's index."""
+    if not sources:
+        raise ConfigError("--trace: name at least one SOURCE")
+    jobs: list[Job] = []
+    segments = []
+    at = 0.0
+    for k, src in enumerate(sources):
+        w = load_workload(src, seed=seed).shifted()
+        if not len(w):
+            raise ConfigError(f"--trace {src}: no jobs")
+        segments.append({"source": src, "start": at, "jobs": len(w)})
+        jobs += [replace(j, job_id=f"{k}:{j.job_id}", submit_time=j.submit_time + at)
+                 for j in w.jobs]
+        gap = w.span / max(1, len(w) - 1)
+        at = jobs[-1].submit_time + gap
+    return Workload(jobs, source="+".join(sources)), segments
+
+
+def parse_window(text: str) -> tuple[str, float]:
+    """``("jobs", n)`` or ``("span", seconds)``; a ConfigError names --window."""
+    t = str(text).strip()
+    if t.isdigit() and int(t) >= 10:
+        return "jobs", float(int(t))
+    m = _SPAN.match(t)
+    if m and float(m.group(1)) > 0:
+        return "span", float(m.group(1)) * _UNIT[m.group(2)]
+    raise ConfigError(f"--window must be a number of jobs (at least 10) or a span such as "
+                      f"36h, 3d, 7200s; got {text!r}")
+
+
+def windows(workload: Workload, window: str) -> list[tuple[float, float]]:
+    """Consecutive [start, end) spans of submit time covering every job."""
+    kind, size = parse_window(window)
+    subs = np.array([j.submit_time for j in workload.jobs])
+    last = float(subs[-1]) + 1.0
+    if kind == "jobs":
+        n = int(size)
+        cuts = [float(subs[i]) for i in range(0, len(subs), n)]
+        if len(cuts) > 1 and len(subs) - (len(cuts) - 1) * n < n // 2:
+            cuts.pop()  # a short tail joins the window before it
+    else:
+        cuts = list(np.arange(float(subs[0]), last, size))
+    edges = [*cuts, last]
+    return [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def per_window_jct(result, spans: list[tuple[float, float]]) -> list[float | None]:
+    """Average JCT of the jobs submitted in each span (None where none was)."""
+    sub = np.array([js.submit for js in result.jobs])
+    jct = np.array([js.finish - js.submit for js in result.jobs])
+    out = []
+    for a, b in spans:
+        m = (sub >= a) & (sub < b)
+        out.append(float(jct[m].mean()) if m.any() else None)
+    return out
+
+
+# -- the loop -----------------------------------------------------------------------------
+def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
+             trainer=None) -> dict:
+    """The loop (see the module docstring). ``trainer(champion_card, window, cluster,
+    folder, seed=, cfg=)`` makes a challenger (default ``train_challenger``); it returns
+    the challenger's card and a summary with ``sources`` (the episode sources the
+    comparison's synthetic variants come from) and ``fit``."""
+    from rich.console import Console
+
+    from ..sim.simulator import SimConfig, Simulator
+    from .registry import Registry
+
+    console = console or Console(stderr=True)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    workload, segments = stitch(cfg.sources, cfg.seed)
+    base = load_cluster(cfg.cluster)
+    fit = fit_load(base, workload, cfg.load) if cfg.load else None
+    if fit is not None:
+        workload, spec = fit.workload, fit.spec
+        scale = fit.time_scale
+    else:
+        spec, scale = base, 1.0
+    for s in segments:
+        s["start"] *= scale
+    spans = windows(workload, cfg.window)
+    for s in segments:
+        s["first_window"] = next(i for i, (a, b) in enumerate(spans) if s["start"] < b)
+    console.print(f"{len(workload):,} jobs from {len(segments)} source(s) on {spec.name} "
+                  f"({spec.total_gpus} GPUs), {len(spans)} windows")
+
+    registry = Registry(cfg.db or f"sqlite:///{out / 'registry.db'}",
+                        None if cfg.db else out / "models")
+    first = registry.register(Path(cfg.champion), kind="adaptive", name="initial champion",
+                              lineage={"source": cfg.champion, "role": "initial champion"})
+    if (registry.alias("champion") or {}).get("sha256") != first:
+        registry.promote(first, reason="initial champion of autoflow loop",
+                         evidence={"command": command})
+
+    # the heuristics, each over the whole replay
+    heur: dict[str, list] = {}
+    for h in cfg.heuristics:
+        heur[h] = per_window_jct(evaluate(h, workload, spec, seed=cfg.seed).result, spans)
+        console.print(f"  {h}: replayed")
+
+    live = policy_of(registry.path_of("champion"), "rl")
+    sim = Simulator(workload, spec, live, SimConfig(seed=cfg.seed))
+    sim.begin()
+    live_sha = registry.alias("champion")["sha256"]
+    reference = 0  # the window the champion was chosen on
+    rows, events = [], []
+    for k, (a, b) in enumerate(spans):
+        while sim.env.peek() < b:
+            sim.step()
+        row = {"index": k, "start": a, "end": b, "live_model": live_sha,
+               "drift_detected": False, "promoted": False, "retrained": False,
+               "in_charge": live.candidate_names[live.active_index],
+               "choices": [live.candidate_names[c] for t, _, c in live.choices if a <= t < b]}
+        known, censored = _outcomes(sim, a, b)
+        row.update(jobs=len(known) + len(censored), outcomes=len(known),
+                   censored=len(censored))
+        if k == 0 or len(known) < cfg.min_window_jobs:
+            if k == 0:
+                ref_jobs = known
+            rows.append(row)
+            continue
+        ra, rb = spans[reference]
+        rep = detect(ref_jobs, known, ref_span=(ra, rb), cur_span=(a, b),
+                     capacity_gpus=spec.total_gpus, cfg=cfg.drift)
+        win = Workload([replace(j, censored=False) for j in known + censored],
+                       source=f"window {k}")
+        whatif = {h: evaluate(h, win.shifted(), spec, seed=cfg.seed).metrics["avg_jct"]
+                  for h in cfg.heuristics}
+        champ = evaluate(policy_of(registry.path_of("champion"), "champion"), win.shifted(),
+                         spec, seed=cfg.seed).metrics["avg_jct"]
+        perf = performance_signal(champ, whatif, cfg.drift)
+        row.update(drift_detected=rep.drift_detected, drift=rep.to_dict(),
+                   performance={**perf, "champion": champ, "heuristics": whatif})
+        console.print(f"window {k}: {len(known)} outcomes, drift "
+                      f"{'yes (' + ', '.join(rep.drifted) + ')' if rep.drift_detected else 'no'}"
+                      f", champion x{perf['ratio']:.3f} of {perf['best']}")
+        if rep.drift_detected or perf["losing"]:
+            row["retrained"] = True
+            folder = out / f"retrain-{k}"
+            card, summary = (trainer or train_challenger)(
+                registry.path_of("champion"), win, cfg.cluster, folder, seed=cfg.seed + k,
+                cfg=cfg.challenger)
+            lineage = {"window": [a, b], "window_index": k, "outcomes": len(known),
+                       "parent": registry.alias("champion")["sha256"], "command": command,
+                       "git_commit": manifest_mod.git_commit(),
+                       "trigger": "drift" if rep.drift_detected else "losing"}
+            if (folder / "generator.npz").is_file():
+                registry.register(folder / "generator.npz", kind="generator",
+                                  name=f"generator of window {k}", lineage=lineage)
+            chal = registry.register(card, kind="adaptive", name=f"challenger of window {k}",
+                                     lineage=lineage, metrics={"teacher": summary["fit"]})
+            if chal == registry.alias("champion")["sha256"]:  # it learned nothing new
+                events.append({"window": k, "challenger": chal, "champion": live_sha,
+                               "promoted": False, "ratio": 1.0, "ci": [0.0, 0.0],
+                               "reason": "the challenger is the champion (same content)",
+                               "evidence": None})
+                console.print("  the challenger is the champion (same content)")
+                rows.append(row)
+                continue
+            registry.set_alias("challenger", chal, reason=f"trained on window {k}")
+            ev = compare(registry.path_of("champion"), registry.path_of(chal),
+                         cases(win, spec, summary["sources"], cfg.compare), cfg.heuristics,
+                         cfg.compare)
+            event = {"window": k, "challenger": chal, "champion": live_sha,
+                     "promoted": ev["promote"], "reason": ev["reason"],
+                     "ratio": ev["ratio"], "ci": ev["ci"], "evidence": ev}
+            if ev["promote"]:
+                registry.promote(chal, reason=ev["reason"], evidence=_brief(ev))
+                live.swap(policy_of(registry.path_of(chal), "rl").selector)
+                live_sha, reference, ref_jobs = chal, k, known
+                row["promoted"] = True
+            else:
+                registry.reject(chal, reason=ev["reason"], evidence=_brief(ev))
+            events.append(event)
+            console.print(f"  {ev['reason']}")
+        rows.append(row)
+    while sim.step():
+        pass
+    result = sim.result(time.perf_counter() - t0)
+    live_jct = per_window_jct(result, spans)
+    for row, v in zip(rows, live_jct):
+        row["avg_jct"] = {"live": v, **{h: heur[h][row["index"]] for h in cfg.heuristics}}
+    report = {"segments": segments, "windows": rows, "retrainings": events,
+              "cluster": {"name": spec.name, "gpus": spec.total_gpus,
+                          **(fit.to_dict() if fit else {})},
+              "summary": summarize(rows, cfg.heuristics),
+              "registry": {"url": registry.url, "champion": registry.alias("champion")},
+              "wall_s": time.perf_counter() - t0}
+    man = manifest_mod.build(command, _config_dict(cfg), cfg.seed)
+    report["manifest"] = man
+    jsonsafe.write(out / "loop_report.json", report)
+    manifest_mod.write(out / "manifest.json", man)
+    from .timeline import plot_timeline
+    plot_timeline(report, out / "timeline.png")
+    console.print(f"wrote {out / 'loop_report.json'}, {out / 'timeline.png'}")
+    return report
+
+
+def _outcomes(sim, a: float, b: float) -> tuple[list[Job], list[Job]]:
+    """The jobs submitted in [a, b): those completed by now (true durations: outcomes),
+    and the others with what is known of them as their duration (``censored``): a
+    running job's work done so far or, if longer, the median duration of the jobs of
+    its GPU count completed in the run so far (the history estimate); a waiting job's
+    that median (``extra["censored"]`` says which). Drift tests read the completed
+    ones only; the what-if replays and the challenger's training read both, so that a
+    window keeps its long jobs (they are the ones still running at its end)."""
+    known, rest = [], []
+    now = sim.env.now
+    by_gpus: dict[int, list[float]] = {}
+    for js in sim.jobs:
+        if js.finish is not None:
+            by_gpus.setdefault(js.job.num_gpus, []).append(js.job.duration)
+        if a <= js.submit < b:
+            if js.finish is not None:
+                known.append(js.job)
+            else:
+                rest.append(js)
+    everyone = [d for v in by_gpus.values() for d in v]
+    fallback = float(np.median(everyone)) if everyone else 3600.0
+    med = {g: float(np.median(v)) for g, v in by_gpus.items()}
+    censored = []
+    for js in rest:
+        done = js.running_progress(now) if js.status == "running" else js.progress
+        how = "running" if js.status == "running" else "waiting"
+        d = max(done, med.get(js.job.num_gpus, fallback), 1.0)
+        censored.append(replace(js.job, duration=d, censored=True,
+                                extra={**js.job.extra, "censored": how}))
+    return known, censored
+
+
+def _brief(ev: dict) -> dict:
+    return {k: ev[k] for k in ("ratio", "ci", "mean_log_ratio", "confidence", "cases")}
+
+
+def summarize(rows: list[dict], heuristics: tuple[str, ...]) -> dict:
+    """Promotions, the first drift and promotion, and the live policy against the best
+    heuristic per window after the first promotion."""
+    first_promo = next((r["index"] for r in rows if r["promoted"]), None)
+    first_drift = next((r["index"] for r in rows if r["drift_detected"]), None)
+    after = []
+    for r in rows:
+        if first_promo is not None and r["index"] > first_promo and r["avg_jct"]["live"]:
+            best = min(r["avg_jct"][h] for h in heuristics if r["avg_jct"][h] is not None)
+            after.append(r["avg_jct"]["live"] / best)
+    return {"windows": len(rows), "promotions": sum(r["promoted"] for r in rows),
+            "retrainings": sum(r["retrained"] for r in rows), "first_drift": first_drift,
+            "first_promotion": first_promo,
+            "live_vs_best_after_promotion": after,
+            "worst_live_vs_best_after_promotion": max(after) if after else None}
+
+
+def _config_dict(cfg: LoopConfig) -> dict:
+    d = asdict(cfg)
+    return d
