@@ -120,15 +120,20 @@ class Adaptive(Switching):
         self.stats.record(js)  # completed: its duration is known now
         super().on_finish(ctx, js)
 
-    def swap(self, selector: Selector) -> None:
-        """Hot swap (the self-optimizing loop): from the next pass ``selector`` chooses,
-        on what the run shows from now on (the workload statistics start afresh: the loop
-        swaps because the workload changed), with choices as frequent as at a start. The
-        candidates keep their state; decisions already made stand."""
+    def swap(self, selector: Selector, history=(), origin: float = 0.0) -> None:
+        """Hot swap (the self-optimizing loop): from the next pass ``selector`` chooses.
+        It sees the workload from ``origin`` on, the jobs of ``history`` (completed job
+        states, oldest first) as completed (the loop swaps because the workload changed:
+        what came before describes the old one), with choices as frequent as in a run
+        that has seen that many. The candidates keep their state; decisions already
+        made stand."""
         self.selector = selector
         self.shared_in_copies = (selector,)
-        self.stats = WorkloadStats()
-        self.restart_choices()
+        self.stats = WorkloadStats(origin)
+        hist = sorted(history, key=lambda js: js.finish)
+        for js in hist:
+            self.stats.record(js)
+        self.restart_choices(len(hist))
 
     def observe(self, ctx) -> np.ndarray:
         """The observation at a choice (``envs.workload_features``)."""

@@ -73,7 +73,9 @@ def _residual(sizes: np.ndarray, a: float) -> float:
 class WorkloadStats:
     """What the completed jobs and the arrivals of one run have shown so far."""
 
-    def __init__(self):
+    def __init__(self, origin: float = 0.0):
+        self.origin = origin  # rates are per second since this time (a run's start, or
+        # where the self-optimizing loop started looking afresh)
         self.durations: list[float] = []  # seconds, of completed jobs, in completion order
         self.sizes: list[float] = []  # GPU-seconds
         self.predicted: list[float] = []  # the history estimator's prediction for them
@@ -132,8 +134,8 @@ class WorkloadStats:
             f["multi_gpu_share"] = float((g > 1).mean())
             mean_size = float(s.mean())
         # arrivals: overall and since the last choice
-        if now > 0:
-            rate = submitted / now  # jobs per second since the start
+        if now > self.origin:
+            rate = submitted / (now - self.origin)  # jobs per second since the start
             f["arrival_rate_log"] = math.log1p(rate * 3600) / 5
             f["offered_load"] = min(rate * mean_size / total_gpus, 9.0) / 3
             if self.marks:

@@ -25,12 +25,12 @@ from autoflow.workload import Workload
 HEAVY = "builtin:philly-mix-small:240"
 
 
-def convoy_csv(path: Path, n: int = 240) -> str:
+def convoy_csv(path: Path, n: int = 240, gpus: int = 16) -> str:
     """A heavy-tailed segment: every 4th job a 16-GPU job 6x longer than the others,
     about all philly-64 can run; under fifo the short jobs wait behind them, under las
     they pass."""
-    jobs = [Job(f"c{i}", 120.0 * i, 1800.0 if i % 4 == 0 else 300.0,
-                num_gpus=16 if i % 4 == 0 else 1) for i in range(n)]
+    jobs = [Job(f"c{i}", 120.0 * i, 1800.0 * 16 / gpus if i % 4 == 0 else 300.0,
+                num_gpus=gpus if i % 4 == 0 else 1) for i in range(n)]
     normalized.write(Workload(jobs), path)
     return f"csv:{path}"
 
@@ -99,8 +99,10 @@ def test_a_worse_challenger_is_never_promoted_and_why_is_recorded(tmp_path):
     champion = always("las", tmp_path / "las")
     worse = always("fifo", tmp_path / "fifo")
     trainer = fixed_trainer(worse)
-    cfg = _cfg(tmp_path, [convoy_csv(tmp_path / "c.csv"), uniform_csv(tmp_path / "u.csv")],
-               champion)
+    # two heavy-tailed segments (their GPU mix differs: drift, hence retraining), on both
+    # of which fifo lets short jobs wait behind long ones
+    cfg = _cfg(tmp_path, [convoy_csv(tmp_path / "c.csv"), convoy_csv(tmp_path / "d.csv",
+                                                                      gpus=8)], champion)
     report = run_loop(cfg, trainer=trainer)
     assert trainer.calls, "the loop never retrained"
     rows = report["windows"]

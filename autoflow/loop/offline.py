@@ -26,10 +26,12 @@ span such as ``12h``, ``3d``). At the end of each window the loop does what a ru
    against 1.11x without (``RESULTS.md``, "The self-optimizing loop").
 
 The loop knows only what the run has shown by a window's end: the jobs submitted in the
-window that have completed by then, and for the others what is known (``_outcomes``: a
-running job's work so far, a lower bound; a waiting job's the window's median). Replaying
+window that have completed by then, and for the others what is known (``_outcomes``: the
+larger of the work done so far and the history estimate of their GPU count). Replaying
 the completed jobs alone was tried first and left: in a heavy-tailed window the long
-jobs are the ones still running, and without them every policy looked alike.
+jobs are the ones still running, and without them every policy looked alike. A window's
+replay also starts with the jobs the live run had waiting or running at its start
+(``_backlog``, with the work they had left): the champion is judged where it runs.
 
 Writes ``DIR/loop_report.json`` (``segments``, ``windows`` with ``index``, ``start``,
 ``end``, ``drift_detected``, ``promoted``, ``live_model`` and ``avg_jct`` of the live
@@ -196,16 +198,19 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
     live_sha = registry.alias("champion")["sha256"]
     reference = 0  # the window the champion was chosen on
     rows, events = [], []
+    snap: dict[int, float] = {}  # unfinished jobs at the window's start: their work done
     for k, (a, b) in enumerate(spans):
         while sim.env.peek() < b:
             sim.step()
+        backlog = _backlog(sim, snap, a)
+        snap = _snapshot(sim)  # for the next window
         row = {"index": k, "start": a, "end": b, "live_model": live_sha,
                "drift_detected": False, "promoted": False, "retrained": False,
                "in_charge": live.candidate_names[live.active_index],
                "choices": [live.candidate_names[c] for t, _, c in live.choices if a <= t < b]}
         known, censored = _outcomes(sim, a, b)
         row.update(jobs=len(known) + len(censored), outcomes=len(known),
-                   censored=len(censored))
+                   censored=len(censored), backlog=len(backlog))
         if k == 0 or len(known) < cfg.min_window_jobs:
             if k == 0:
                 ref_jobs = known
@@ -214,7 +219,7 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
         ra, rb = spans[reference]
         rep = detect(ref_jobs, known, ref_span=(ra, rb), cur_span=(a, b),
                      capacity_gpus=spec.total_gpus, cfg=cfg.drift)
-        win = Workload([replace(j, censored=False) for j in known + censored],
+        win = Workload([replace(j, censored=False) for j in backlog + known + censored],
                        source=f"window {k}")
         whatif = {h: evaluate(h, win.shifted(), spec, seed=cfg.seed).metrics["avg_jct"]
                   for h in cfg.heuristics}
@@ -258,7 +263,10 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
                      "ratio": ev["ratio"], "ci": ev["ci"], "evidence": ev}
             if ev["promote"]:
                 registry.promote(chal, reason=ev["reason"], evidence=_brief(ev))
-                live.swap(policy_of(registry.path_of(chal), "rl").selector)
+                live.swap(policy_of(registry.path_of(chal), "rl").selector,
+                          history=[js for js in sim.jobs
+                                   if a <= js.submit < b and js.finish is not None],
+                          origin=a)
                 live_sha, reference, ref_jobs = chal, k, known
                 row["promoted"] = True
             else:
@@ -288,36 +296,72 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
     return report
 
 
-def _outcomes(sim, a: float, b: float) -> tuple[list[Job], list[Job]]:
-    """The jobs submitted in [a, b): those completed by now (true durations: outcomes),
-    and the others with what is known of them as their duration (``censored``): a
-    running job's work done so far or, if longer, the median duration of the jobs of
-    its GPU count completed in the run so far (the history estimate); a waiting job's
-    that median (``extra["censored"]`` says which). Drift tests read the completed
-    ones only; the what-if replays and the challenger's training read both, so that a
-    window keeps its long jobs (they are the ones still running at its end)."""
-    known, rest = [], []
-    now = sim.env.now
+def _history(sim) -> tuple[dict[int, float], float]:
+    """Median duration of the jobs completed so far, per GPU count, and over all (the
+    history estimate a scheduler has; 1 h before any job completed)."""
     by_gpus: dict[int, list[float]] = {}
     for js in sim.jobs:
         if js.finish is not None:
             by_gpus.setdefault(js.job.num_gpus, []).append(js.job.duration)
+    everyone = [d for v in by_gpus.values() for d in v]
+    fallback = float(np.median(everyone)) if everyone else 3600.0
+    return {g: float(np.median(v)) for g, v in by_gpus.items()}, fallback
+
+
+def _work_done(js, now: float) -> float:
+    return js.running_progress(now) if js.status == "running" else js.progress
+
+
+def _known_duration(js, now: float, med: dict[int, float], fallback: float) -> float:
+    """The true duration of a completed job; for another, at least its work done and
+    the history estimate of its GPU count."""
+    if js.finish is not None:
+        return float(js.job.duration)
+    return max(_work_done(js, now), med.get(js.job.num_gpus, fallback), 1.0)
+
+
+def _outcomes(sim, a: float, b: float) -> tuple[list[Job], list[Job]]:
+    """The jobs submitted in [a, b): those completed by now (true durations: outcomes),
+    and the others with what is known of them as their duration (``censored``): the
+    larger of the work done so far and the median duration of the jobs of its GPU count
+    completed in the run so far (the history estimate); ``extra["censored"]`` says
+    whether it is running or waiting."""
+    now = sim.env.now
+    med, fallback = _history(sim)
+    known, censored = [], []
+    for js in sim.jobs:
         if a <= js.submit < b:
             if js.finish is not None:
                 known.append(js.job)
             else:
-                rest.append(js)
-    everyone = [d for v in by_gpus.values() for d in v]
-    fallback = float(np.median(everyone)) if everyone else 3600.0
-    med = {g: float(np.median(v)) for g, v in by_gpus.items()}
-    censored = []
-    for js in rest:
-        done = js.running_progress(now) if js.status == "running" else js.progress
-        how = "running" if js.status == "running" else "waiting"
-        d = max(done, med.get(js.job.num_gpus, fallback), 1.0)
-        censored.append(replace(js.job, duration=d, censored=True,
-                                extra={**js.job.extra, "censored": how}))
+                how = "running" if js.status == "running" else "waiting"
+                censored.append(replace(js.job, duration=_known_duration(js, now, med, fallback),
+                                        censored=True,
+                                        extra={**js.job.extra, "censored": how}))
     return known, censored
+
+
+def _snapshot(sim) -> dict[int, float]:
+    """Work done by every job submitted and not finished by now."""
+    now = sim.env.now
+    return {js.idx: _work_done(js, now) for js in sim.jobs
+            if js.submit <= now and js.finish is None}
+
+
+def _backlog(sim, snap: dict[int, float], a: float) -> list[Job]:
+    """The jobs the window started with (waiting or running at ``a``, from ``snap``),
+    submitted at ``a`` with what they had left then (by their true duration where they
+    have completed since, else as ``_known_duration``): a window's replay starts from
+    the queue the live run had, not from an empty cluster."""
+    now = sim.env.now
+    med, fallback = _history(sim)
+    out = []
+    for idx, done in snap.items():
+        js = sim.jobs[idx]
+        left = _known_duration(js, now, med, fallback) - done
+        out.append(replace(js.job, submit_time=a, duration=max(left, 1.0),
+                           extra={**js.job.extra, "backlog": True}))
+    return out
 
 
 def _brief(ev: dict) -> dict:

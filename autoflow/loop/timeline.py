@@ -23,7 +23,7 @@ def plot_timeline(report: dict, path: Path) -> None:
         vals = [r["avg_jct"][n] for n in names if r["avg_jct"][n]]
         xs.append(r["index"])
         best.append(min(vals) if vals else None)
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, layout="constrained",
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1.2]})
     for i, n in enumerate(names):
         ys = [r["avg_jct"][n] / b if r["avg_jct"][n] and b else None
@@ -52,5 +52,6 @@ def plot_timeline(report: dict, path: Path) -> None:
     ax.legend(fontsize=7, ncol=4, loc="upper left")
     ax2.set_xlabel("window")
     ax.set_title("autoflow loop: the live policy per window")
+    fig.subplots_adjust(left=0.27, right=0.98, top=0.94, bottom=0.09, hspace=0.08)
     atomic.save_figure(fig, path, dpi=120)
     plt.close(fig)

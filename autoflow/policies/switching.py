@@ -129,12 +129,13 @@ class Switching(Policy):
             n = self.completed - self.since
             self.next_at = self.since + max(n + MIN_GAP, math.ceil(n * GROWTH))
 
-    def restart_choices(self) -> None:
+    def restart_choices(self, seen: int = 0) -> None:
         """A choice at the next pass, then again as the completed count grows from here
-        as it does from the start of a run (after a new chooser was swapped in)."""
-        self.since = self.completed
+        as it does in a run that has seen ``seen`` completions (after a new chooser was
+        swapped in, shown the last ``seen`` completions)."""
+        self.since = self.completed - seen
         self.due = True
-        self.next_at = self.completed + MIN_GAP
+        self.next_at = self.since + max(seen + MIN_GAP, math.ceil(seen * GROWTH))
 
     # -- choosing --------------------------------------------------------------------
     def schedule(self, ctx) -> None:
