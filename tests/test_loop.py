@@ -188,5 +188,6 @@ def test_loop_cli_end_to_end_with_a_trained_challenger(tmp_path):
     folder = out / f"retrain-{e['window']}"
     assert (folder / "challenger.json").is_file() and (folder / "generator.npz").is_file()
     man = json.loads((out / "manifest.json").read_text())
-    assert man["seed"] == 0 and "loop" in man["command"]
+    assert man["seed"] == 0 and man["command"].startswith("autoflow")
+    assert man["config"]["sources"] == [HEAVY, light] and man["config"]["window"] == "100"
 
