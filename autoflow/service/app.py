@@ -49,6 +49,8 @@ class ServeConfig:
     k8s_token_file: str | None = None  # its bearer token (a service-account token file)
     k8s_ca_file: str | None = None  # the CA that signed its certificate
     k8s_pod_sync_s: float = 5.0  # how often the pods bound through autoflow are checked
+    self_optimize: bool = False  # serve the model registry's champion, following promotions
+    self_optimize_interval_s: float = 5.0  # seconds between reads of the registry
 
 
 class Notifier:
@@ -104,6 +106,10 @@ class Service:
 
             self.executor = RayExecutor(self.engine, config.ray_address,
                                         config.checkpoint_dir, config.checkpoint_interval_s)
+        if config.self_optimize:
+            from ..loop.watch import ChampionWatcher
+
+            self.workers.append(ChampionWatcher(self, config.self_optimize_interval_s))
         self._tokens: dict[str, tuple[dict, float]] = {}
         self.started = time.time()
 

@@ -84,6 +84,13 @@ def register(app: typer.Typer, out, err, fail) -> None:
         k8s_pod_sync: float = typer.Option(5.0, help="Seconds between checks of the pods "
                                            "bound through autoflow (with --k8s-api: their "
                                            "outcomes become job events; > 0, <= 3,600)."),
+        self_optimize: bool = typer.Option(False, "--self-optimize", help="Serve the model "
+                                           "registry's champion (in this store) and follow "
+                                           "its promotions and rollbacks: the next pass is "
+                                           "the new champion's; decisions issued stand."),
+        self_optimize_interval: float = typer.Option(5.0, help="With --self-optimize: "
+                                                     "seconds between reads of the registry "
+                                                     "(> 0, <= 3,600)."),
     ) -> None:
         """Run the placement service (FastAPI under uvicorn)."""
         try:
@@ -99,6 +106,9 @@ def register(app: typer.Typer, out, err, fail) -> None:
                         checkpoint_interval=checkpoint_interval)
             if ray_address is not None and executor != "ray":
                 raise ConfigError("--ray-address is for --executor ray")
+            if not 0 < self_optimize_interval <= 3600:
+                raise ConfigError(f"--self-optimize-interval must be in (0, 3600], got "
+                                  f"{self_optimize_interval}")
             from . import k8s
 
             tls = k8s.check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca,
@@ -108,7 +118,9 @@ def register(app: typer.Typer, out, err, fail) -> None:
                               checkpoint_interval_s=checkpoint_interval,
                               restart_overhead_s=restart_overhead, default_slo_s=default_slo,
                               k8s_api=k8s_api, k8s_token_file=k8s_token_file,
-                              k8s_ca_file=k8s_ca_file, k8s_pod_sync_s=k8s_pod_sync)
+                              k8s_ca_file=k8s_ca_file, k8s_pod_sync_s=k8s_pod_sync,
+                              self_optimize=self_optimize,
+                              self_optimize_interval_s=self_optimize_interval)
             application = create_app(cfg)  # the store, the policy: checked before listening
         except ImportError as e:
             fail(ConfigError(f"{NEEDS_SERVE} ({e})"))
