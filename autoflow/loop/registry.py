@@ -49,7 +49,6 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -57,143 +56,33 @@ from sqlalchemy import delete, false, insert, or_, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .. import jsonsafe, trust
+from .. import jsonsafe
 from ..errors import ConfigError
 from ..service import tables as t
 from ..service.db import make_engine, migrate
+from .model_files import (
+    Layout,
+    card_schema,
+    content_hash,
+    copy_synced,
+    fsync_dir,
+    inspect_model,
+    schema_hash,
+    weights_problem,
+)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # alias names and kinds
 HEX_RE = re.compile(r"[0-9a-f]+")
-SHA_RE = re.compile(r"[0-9a-f]{64}")
 MIN_PREFIX = 8  # hex characters of a sha256 prefix that names a model
 KINDS = ("adaptive", "predictor", "generator")  # checked against their card's format
 KIND_FORMATS = {"adaptive": "autoflow-adaptive/1", "predictor": "autoflow-predictor/1",
                 "generator": "autoflow-generator-card/1"}  # generators.card.CARD_FORMAT
-FOLDER_CARDS = (("model.json", None), ("encoder.json", "encoder.pt"))
-GENERATOR_CARD = ".card.json"
-MAX_CARD_BYTES = 1 << 20
 ACTIONS = ("register", "promote", "reject", "rollback", "set")
 DEFAULT_FILES = Path("autoflow-data") / "models"
 
 log = logging.getLogger("autoflow.loop.registry")
-
-
-# -- what a path holds ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Layout:
-    root: Path  # the folder holding card and weights (the model's own folder if a folder)
-    folder: bool  # registered and stored as a whole folder
-    card_name: str
-    weights_name: str
-    load_name: str | None  # the file its loader takes (None: the folder)
-    card: dict
-    card_sha: str  # the content hash
-
-
-def _read_card(path: Path) -> tuple[dict, str]:
-    try:
-        size = path.stat().st_size
-        if size > MAX_CARD_BYTES:
-            raise ConfigError(f"{path}: a model card larger than {MAX_CARD_BYTES:,} bytes")
-        data = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
-    try:
-        card = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not a JSON model card ({trust.why(e)})") from None
-    if not isinstance(card, dict):
-        raise ConfigError(f"{path}: not a model card (a JSON object)")
-    return card, trust.sha256_bytes(data)
-
-
-def _file_beside(name, card_path: Path, field: str) -> str:
-    if (not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name
-            or "\\" in name or name == card_path.name):
-        raise ConfigError(f"{card_path}: its {field} field must name a file beside it, "
-                          f"got {name!r}")
-    return name
-
-
-def _recorded_sha(card: dict, card_path: Path) -> None:
-    sha = card.get("sha256")
-    if not isinstance(sha, str) or not SHA_RE.fullmatch(sha):
-        raise ConfigError(f"{card_path}: the card records no sha256 of its weights "
-                          f"(64 hex characters), so it cannot be verified")
-
-
-def _inspect(path: Path) -> _Layout:
-    """The card, weights and layout of a model at ``path`` (nothing verified but the
-    card's form)."""
-    if path.is_dir():
-        for card_name, default_weights in FOLDER_CARDS:
-            if (path / card_name).is_file():
-                break
-        else:
-            raise ConfigError(f"{path}: a model folder holds model.json (a predictor) or "
-                              f"encoder.json (an encoder); this one holds neither")
-        card, sha = _read_card(path / card_name)
-        weights = _file_beside(card.get("weights", default_weights), path / card_name,
-                               "weights")
-        _recorded_sha(card, path / card_name)
-        return _Layout(path, True, card_name, weights, None, card, sha)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file or folder")
-    if path.name.endswith(GENERATOR_CARD) and len(path.name) > len(GENERATOR_CARD):
-        card, sha = _read_card(path)  # NAME.card.json, for NAME
-        gen = _file_beside(card.get("file"), path, "file")
-        _recorded_sha(card, path)
-        return _Layout(path.parent, False, path.name, gen, gen, card, sha)
-    beside = path.with_name(path.name + GENERATOR_CARD)
-    if beside.is_file():  # a generator named by its file
-        card, sha = _read_card(beside)
-        if card.get("file") != path.name:
-            raise ConfigError(f"{beside}: its file field must name {path.name}, "
-                              f"got {card.get('file')!r}")
-        _recorded_sha(card, beside)
-        return _Layout(path.parent, False, beside.name, path.name, path.name, card, sha)
-    card, sha = _read_card(path)
-    if "weights" not in card:
-        raise ConfigError(f"{path}: not a model card (no weights field naming its weights "
-                          f"file)")
-    weights = _file_beside(card["weights"], path, "weights")
-    _recorded_sha(card, path)
-    return _Layout(path.parent, False, path.name, weights, path.name, card, sha)
-
-
-def _weights_problem(lay: _Layout) -> str | None:
-    """Why the weights do not match the card (None: they do)."""
-    w = lay.root / lay.weights_name
-    if not w.is_file():
-        return f"its weights file {lay.weights_name} is missing"
-    try:
-        got = trust.sha256_file(w)
-    except OSError as e:
-        return f"cannot read {lay.weights_name}: {e.strerror or e}"
-    if got != lay.card["sha256"]:
-        return (f"{lay.weights_name} does not match the sha256 its card records "
-                f"({got[:12]}… vs {lay.card['sha256'][:12]}…: changed or corrupted)")
-    return None
-
-
-def content_hash(path: str | Path) -> str:
-    """The registry's key of the model at ``path``: the sha256 of its card."""
-    return _inspect(Path(path).expanduser()).card_sha
-
-
-def _card_schema(card: dict) -> str | None:
-    for key in ("feature_schema", "schema_sha256"):  # model cards; generator cards
-        if isinstance(card.get(key), str):
-            return card[key]
-    if isinstance(card.get("features"), dict):  # predictor and encoder cards: the schema
-        return _schema_hash(card["features"])
-    return None
-
-
-def _schema_hash(schema) -> str:
-    return trust.sha256_bytes(json.dumps(schema, sort_keys=True).encode())[:16]
 
 
 def _json_value(value, field: str, *, obj: bool):
@@ -227,26 +116,6 @@ def _check_alias(name) -> str:
 
 def _alias_order(name: str):
     return (ALIASES.index(name) if name in ALIASES else len(ALIASES), name)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _copy_synced(src, dst) -> str:
-    shutil.copyfile(src, dst)
-    with open(dst, "rb+") as f:
-        os.fsync(f.fileno())
-    return str(dst)
 
 
 def default_files_dir(url: str) -> Path:
@@ -303,7 +172,7 @@ class Registry:
             raise ConfigError(f"kind {kind!r}: must match [a-z][a-z0-9_-]{{0,31}} (adaptive, "
                               f"predictor, generator, ...)")
         src = Path(path).expanduser()
-        lay = _inspect(src)
+        lay = inspect_model(src)
         card_path = lay.root / lay.card_name
         fmt = KIND_FORMATS.get(kind)
         if fmt and lay.card.get("format") != fmt:
@@ -312,17 +181,17 @@ class Registry:
         if kind == "predictor" and not lay.folder:
             raise ConfigError(f"{src}: a predictor is registered by its folder (the one "
                               f"holding model.json)")
-        problem = _weights_problem(lay)
+        problem = weights_problem(lay)
         if problem:
             raise ConfigError(f"{card_path}: {problem}: not registered")
         lineage = _json_value(lineage, "lineage", obj=True)
         metrics = _json_value(metrics, "metrics", obj=True)
         if feature_schema is None:
-            schema = _card_schema(lay.card)
+            schema = card_schema(lay.card)
         elif isinstance(feature_schema, str):
             schema = feature_schema
         else:
-            schema = _schema_hash(_json_value(feature_schema, "feature_schema", obj=False))
+            schema = schema_hash(_json_value(feature_schema, "feature_schema", obj=False))
         if name is None:
             name = src.resolve().name if lay.folder else Path(lay.load_name or src).stem
         if not isinstance(name, str) or not name.strip() or len(name) > 200 \
@@ -352,7 +221,7 @@ class Registry:
         log.info("registered %s %s %s from %s", kind, name, sha[:12], source)
         return sha
 
-    def _store_files(self, lay: _Layout, sha: str, src: Path) -> None:
+    def _store_files(self, lay: Layout, sha: str, src: Path) -> None:
         """``files_dir/<sha>/``: written to a temporary folder, verified, renamed."""
         final = self.files_dir / sha
         try:
@@ -365,14 +234,14 @@ class Registry:
                               f"{e.strerror or e}") from None
         try:
             if lay.folder:
-                shutil.copytree(lay.root, tmp, dirs_exist_ok=True, copy_function=_copy_synced)
+                shutil.copytree(lay.root, tmp, dirs_exist_ok=True, copy_function=copy_synced)
             else:
                 for n in (lay.weights_name, lay.card_name):
-                    _copy_synced(lay.root / n, tmp / n)
+                    copy_synced(lay.root / n, tmp / n)
             if not self._intact(tmp, lay, sha):  # the copy is what is kept: verify it
                 raise ConfigError(f"{src}: changed while it was being registered: not "
                                   f"registered")
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if final.exists():  # not intact (checked above) and not registered
                 shutil.rmtree(final)
             try:
@@ -380,7 +249,7 @@ class Registry:
             except OSError:
                 if not (final.exists() and self._intact(final, lay, sha)):
                     raise  # not one written by a concurrent registration
-            _fsync_dir(self.files_dir)
+            fsync_dir(self.files_dir)
         except OSError as e:
             raise ConfigError(f"{self.files_dir}: cannot copy {src} there: "
                               f"{e.strerror or e}") from None
@@ -389,12 +258,12 @@ class Registry:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     @staticmethod
-    def _intact(folder: Path, lay: _Layout, sha: str) -> bool:
+    def _intact(folder: Path, lay: Layout, sha: str) -> bool:
         try:
-            stored = _inspect(folder / lay.load_name if lay.load_name else folder)
+            stored = inspect_model(folder / lay.load_name if lay.load_name else folder)
         except ConfigError:
             return False
-        return stored.card_sha == sha and _weights_problem(stored) is None
+        return stored.card_sha == sha and weights_problem(stored) is None
 
     # -- reading ----------------------------------------------------------------------------
     def _row(self, sha: str) -> dict | None:
@@ -518,13 +387,13 @@ class Registry:
             raise ConfigError(f"{what}: its stored copy is missing (files folder "
                               f"{self.files_dir})")
         try:
-            lay = _inspect(p)
+            lay = inspect_model(p)
         except ConfigError as e:
             raise ConfigError(f"{what}: changed since it was registered ({e})") from None
         if lay.card_sha != sha:
             raise ConfigError(f"{what}: changed since it was registered (its card's sha256 "
                               f"is now {lay.card_sha[:12]}…): refusing to load it")
-        problem = _weights_problem(lay)
+        problem = weights_problem(lay)
         if problem:
             raise ConfigError(f"{what}: changed since it was registered ({problem}): "
                               f"refusing to load it")
