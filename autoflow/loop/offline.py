@@ -162,6 +162,8 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    registry = Registry(cfg.db or f"sqlite:///{out / 'registry.db'}",
+                        None if cfg.db else out / "models")  # a bad --db fails first
     workload, segments = stitch(cfg.sources, cfg.seed)
     base = load_cluster(cfg.cluster)
     fit = fit_load(base, workload, cfg.load) if cfg.load else None
@@ -178,8 +180,6 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
     console.print(f"{len(workload):,} jobs from {len(segments)} source(s) on {spec.name} "
                   f"({spec.total_gpus} GPUs), {len(spans)} windows")
 
-    registry = Registry(cfg.db or f"sqlite:///{out / 'registry.db'}",
-                        None if cfg.db else out / "models")
     first = registry.register(Path(cfg.champion), kind="adaptive", name="initial champion",
                               lineage={"source": cfg.champion, "role": "initial champion"})
     if (registry.alias("champion") or {}).get("sha256") != first:
