@@ -20,21 +20,25 @@ from autoflow.policies.ssl import SslPredictions, make_ssl
 HISTORY = "history"
 
 
-def check_estimator(spec: str) -> str:
-    """``history``, ``ssl`` or ``ssl=PATH`` (the predictor loads); else a ``ConfigError``."""
+def _spec(spec: str) -> str:
     spec = (spec or HISTORY).strip()
-    if spec == HISTORY:
-        return spec
-    if spec != "ssl" and not spec.startswith("ssl="):
+    if spec != HISTORY and spec != "ssl" and not spec.startswith("ssl="):
         raise ConfigError(f"estimator must be history, ssl or ssl=PATH (a predictor folder), "
                           f"got {spec!r}")
-    make_ssl(spec, "estimator")
     return spec
 
 
 def make_estimator(spec: str) -> SslPredictions | None:
-    """The predictions an agent's seat keeps (None: the history estimate as it is)."""
-    return None if check_estimator(spec) == HISTORY else make_ssl(spec, "estimator")
+    """The predictions an agent's seat keeps (None: the history estimate as it is); a
+    bad spec or predictor folder is a ``ConfigError``."""
+    spec = _spec(spec)
+    return None if spec == HISTORY else make_ssl(spec, "estimator")
+
+
+def check_estimator(spec: str) -> str:
+    """``history``, ``ssl`` or ``ssl=PATH`` (the predictor loads); else a ``ConfigError``."""
+    make_estimator(spec)
+    return _spec(spec)
 
 
 class EstimatedSeat:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hardening import assert_one_line_error, invoke
+from modelkit import always
 
-from autoflow.agents.adaptive import CANDIDATES, Selector, export
-from autoflow.envs.workload_features import obs_size
 from autoflow.job import Job
 from autoflow.loop.compare import CompareConfig
 from autoflow.loop.drift import DriftConfig
@@ -33,17 +32,6 @@ def convoy_csv(path: Path, n: int = 240, gpus: int = 16) -> str:
                 num_gpus=gpus if i % 4 == 0 else 1) for i in range(n)]
     normalized.write(Workload(jobs), path)
     return f"csv:{path}"
-
-
-def always(name: str, stem: Path) -> Path:
-    """An adaptive model card whose selector always puts ``name`` in charge."""
-    d = obs_size(len(CANDIDATES))
-    out = np.zeros(len(CANDIDATES), np.float32)
-    out[CANDIDATES.index(name)] = 10.0
-    sel = Selector([(np.zeros((d, 4), np.float32), np.zeros(4, np.float32)),
-                    (np.zeros((4, len(CANDIDATES)), np.float32), out)])
-    export(sel, CANDIDATES, stem, {"note": f"always {name} (test)"})
-    return stem.with_suffix(".json")
 
 
 def uniform_csv(path: Path, n: int = 240) -> str:
@@ -69,12 +57,12 @@ def fixed_trainer(card: Path):
 
 
 def _cfg(tmp_path: Path, sources: list[str], champion: Path, **kw) -> LoopConfig:
-    base = dict(sources=sources, out=str(tmp_path / "loop"), window="120", cluster="philly-64",
-                load=None, champion=str(champion), heuristics=("fifo", "las"),
-                min_window_jobs=20, drift=DriftConfig(min_rows=20),
-                compare=CompareConfig(replays=3, variants=0, bootstrap=500))
-    base.update(kw)
-    return LoopConfig(**base)
+    cfg = LoopConfig(sources=sources, out=str(tmp_path / "loop"), window="120",
+                     cluster="philly-64", load=None, champion=str(champion),
+                     heuristics=("fifo", "las"), min_window_jobs=20,
+                     drift=DriftConfig(min_rows=20),
+                     compare=CompareConfig(replays=3, variants=0, bootstrap=500))
+    return replace(cfg, **kw)
 
 
 def test_stitch_places_each_source_after_the_previous_and_windows_cover_all(tmp_path):

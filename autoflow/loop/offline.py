@@ -52,6 +52,7 @@ import numpy as np
 
 from .. import jsonsafe
 from .. import manifest as manifest_mod
+from ..agents.adaptive import CANDIDATES
 from ..cluster import load_cluster
 from ..errors import ConfigError
 from ..evaluate import evaluate
@@ -63,7 +64,7 @@ from .challenger import ChallengerConfig, train_challenger
 from .compare import CompareConfig, cases, compare, policy_of
 from .drift import DriftConfig, detect, performance_signal
 
-HEURISTICS = ("fifo", "sjf", "las", "las-fcfs", "gittins", "easy-backfill")
+HEURISTICS = CANDIDATES  # the adaptive scheduler's candidates, each replayed alone
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "rl-default.json"
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -202,13 +203,14 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
     for k, (a, b) in enumerate(spans):
         while sim.env.peek() < b:
             sim.step()
-        backlog = _backlog(sim, snap, a)
+        hist = _history(sim)
+        backlog = _backlog(sim, snap, a, hist)
         snap = _snapshot(sim)  # for the next window
         row = {"index": k, "start": a, "end": b, "live_model": live_sha,
                "drift_detected": False, "promoted": False, "retrained": False,
                "in_charge": live.candidate_names[live.active_index],
                "choices": [live.candidate_names[c] for t, _, c in live.choices if a <= t < b]}
-        known, censored = _outcomes(sim, a, b)
+        known, censored = _outcomes(sim, a, b, hist)
         row.update(jobs=len(known) + len(censored), outcomes=len(known),
                    censored=len(censored), backlog=len(backlog))
         if k == 0 or len(known) < cfg.min_window_jobs:
@@ -286,7 +288,7 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
               "summary": summarize(rows, cfg.heuristics),
               "registry": {"url": registry.url, "champion": registry.alias("champion")},
               "wall_s": time.perf_counter() - t0}
-    man = manifest_mod.build(command, _config_dict(cfg), cfg.seed)
+    man = manifest_mod.build(command, asdict(cfg), cfg.seed)
     report["manifest"] = man
     jsonsafe.write(out / "loop_report.json", report)
     manifest_mod.write(out / "manifest.json", man)
@@ -320,14 +322,15 @@ def _known_duration(js, now: float, med: dict[int, float], fallback: float) -> f
     return max(_work_done(js, now), med.get(js.job.num_gpus, fallback), 1.0)
 
 
-def _outcomes(sim, a: float, b: float) -> tuple[list[Job], list[Job]]:
+def _outcomes(sim, a: float, b: float, hist: tuple[dict[int, float], float]
+              ) -> tuple[list[Job], list[Job]]:
     """The jobs submitted in [a, b): those completed by now (true durations: outcomes),
     and the others with what is known of them as their duration (``censored``): the
     larger of the work done so far and the median duration of the jobs of its GPU count
     completed in the run so far (the history estimate); ``extra["censored"]`` says
     whether it is running or waiting."""
     now = sim.env.now
-    med, fallback = _history(sim)
+    med, fallback = hist
     known, censored = [], []
     for js in sim.jobs:
         if a <= js.submit < b:
@@ -348,13 +351,14 @@ def _snapshot(sim) -> dict[int, float]:
             if js.submit <= now and js.finish is None}
 
 
-def _backlog(sim, snap: dict[int, float], a: float) -> list[Job]:
+def _backlog(sim, snap: dict[int, float], a: float,
+             hist: tuple[dict[int, float], float]) -> list[Job]:
     """The jobs the window started with (waiting or running at ``a``, from ``snap``),
     submitted at ``a`` with what they had left then (by their true duration where they
     have completed since, else as ``_known_duration``): a window's replay starts from
     the queue the live run had, not from an empty cluster."""
     now = sim.env.now
-    med, fallback = _history(sim)
+    med, fallback = hist
     out = []
     for idx, done in snap.items():
         js = sim.jobs[idx]
@@ -383,8 +387,3 @@ def summarize(rows: list[dict], heuristics: tuple[str, ...]) -> dict:
             "first_promotion": first_promo,
             "live_vs_best_after_promotion": after,
             "worst_live_vs_best_after_promotion": max(after) if after else None}
-
-
-def _config_dict(cfg: LoopConfig) -> dict:
-    d = asdict(cfg)
-    return d
