@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,3 +20,18 @@ def always(name: str, stem: Path) -> Path:
                     (np.zeros((4, len(CANDIDATES)), np.float32), out)])
     export(sel, CANDIDATES, stem, {"note": f"always {name} (test)"})
     return stem.with_suffix(".json")
+
+
+def fixed_trainer(card: Path):
+    """A trainer that hands the loop ``card`` as its challenger, whatever the window."""
+    calls = []
+
+    def train(champion, window, cluster, folder, seed=0, cfg=None):
+        folder.mkdir(parents=True, exist_ok=True)
+        calls.append((Path(champion), len(window)))
+        shutil.copy(card, folder / card.name)  # the card names its weights file
+        shutil.copy(card.with_suffix(".npz"), folder / card.with_suffix(".npz").name)
+        return folder / card.name, {"sources": [], "fit": {"given": card.name}}
+
+    train.calls = calls
+    return train

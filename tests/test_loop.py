@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hardening import assert_one_line_error, invoke
-from modelkit import always
+from modelkit import always, fixed_trainer
 
 from autoflow.job import Job
 from autoflow.loop.compare import CompareConfig
@@ -39,21 +38,6 @@ def uniform_csv(path: Path, n: int = 240) -> str:
     jobs = [Job(f"u{i}", 600.0 * i, 3000.0, num_gpus=8) for i in range(n)]
     normalized.write(Workload(jobs), path)
     return f"csv:{path}"
-
-
-def fixed_trainer(card: Path):
-    """A trainer that hands the loop ``card`` as its challenger, whatever the window."""
-    calls = []
-
-    def train(champion, window, cluster, folder, seed=0, cfg=None):
-        folder.mkdir(parents=True, exist_ok=True)
-        calls.append((Path(champion), len(window)))
-        shutil.copy(card, folder / card.name)  # the card names its weights file
-        shutil.copy(card.with_suffix(".npz"), folder / card.with_suffix(".npz").name)
-        return folder / card.name, {"sources": [], "fit": {"given": card.name}}
-
-    train.calls = calls
-    return train
 
 
 def _cfg(tmp_path: Path, sources: list[str], champion: Path, **kw) -> LoopConfig:

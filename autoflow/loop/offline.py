@@ -60,9 +60,10 @@ from ..job import Job
 from ..load import fit_load
 from ..traces.registry import load_workload
 from ..workload import Workload
-from .challenger import ChallengerConfig, train_challenger
-from .compare import CompareConfig, cases, compare, policy_of
-from .drift import DriftConfig, detect, performance_signal
+from .challenger import ChallengerConfig
+from .compare import CompareConfig, policy_of
+from .drift import DriftConfig
+from .step import Window, judge_window
 
 HEURISTICS = CANDIDATES  # the adaptive scheduler's candidates, each replayed alone
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "rl-default.json"
@@ -219,62 +220,19 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
             rows.append(row)
             continue
         ra, rb = spans[reference]
-        rep = detect(ref_jobs, known, ref_span=(ra, rb), cur_span=(a, b),
-                     capacity_gpus=spec.total_gpus, cfg=cfg.drift)
-        win = Workload([replace(j, censored=False) for j in backlog + known + censored],
-                       source=f"window {k}")
-        whatif = {h: evaluate(h, win.shifted(), spec, seed=cfg.seed).metrics["avg_jct"]
-                  for h in cfg.heuristics}
-        champ = evaluate(policy_of(registry.path_of("champion"), "champion"), win.shifted(),
-                         spec, seed=cfg.seed).metrics["avg_jct"]
-        perf = performance_signal(champ, whatif, cfg.drift)
-        row.update(drift_detected=rep.drift_detected, drift=rep.to_dict(),
-                   performance={**perf, "champion": champ, "heuristics": whatif})
-        console.print(f"window {k}: {len(known)} outcomes, drift "
-                      f"{'yes (' + ', '.join(rep.drifted) + ')' if rep.drift_detected else 'no'}"
-                      f", champion x{perf['ratio']:.3f} of {perf['best']}")
-        if rep.drift_detected or perf["losing"]:
-            row["retrained"] = True
-            folder = out / f"retrain-{k}"
-            card, summary = (trainer or train_challenger)(
-                registry.path_of("champion"), win, cfg.cluster, folder, seed=cfg.seed + k,
-                cfg=cfg.challenger)
-            lineage = {"window": [a, b], "window_index": k, "outcomes": len(known),
-                       "parent": registry.alias("champion")["sha256"], "command": command,
-                       "git_commit": manifest_mod.git_commit(),
-                       "trigger": "drift" if rep.drift_detected else "losing"}
-            if (folder / "generator.npz").is_file():
-                registry.register(folder / "generator.npz", kind="generator",
-                                  name=f"generator of window {k}", lineage=lineage)
-            chal = registry.register(card, kind="adaptive", name=f"challenger of window {k}",
-                                     lineage=lineage, metrics={"teacher": summary["fit"]})
-            if chal == registry.alias("champion")["sha256"]:  # it learned nothing new
-                events.append({"window": k, "challenger": chal, "champion": live_sha,
-                               "promoted": False, "ratio": 1.0, "ci": [0.0, 0.0],
-                               "reason": "the challenger is the champion (same content)",
-                               "evidence": None})
-                console.print("  the challenger is the champion (same content)")
-                rows.append(row)
-                continue
-            registry.set_alias("challenger", chal, reason=f"trained on window {k}")
-            ev = compare(registry.path_of("champion"), registry.path_of(chal),
-                         cases(win, spec, summary["sources"], cfg.compare), cfg.heuristics,
-                         cfg.compare)
-            event = {"window": k, "challenger": chal, "champion": live_sha,
-                     "promoted": ev["promote"], "reason": ev["reason"],
-                     "ratio": ev["ratio"], "ci": ev["ci"], "evidence": ev}
-            if ev["promote"]:
-                registry.promote(chal, reason=ev["reason"], evidence=_brief(ev))
-                live.swap(policy_of(registry.path_of(chal), "rl").selector,
-                          history=[js for js in sim.jobs
-                                   if a <= js.submit < b and js.finish is not None],
-                          origin=a)
-                live_sha, reference, ref_jobs = chal, k, known
-                row["promoted"] = True
-            else:
-                registry.reject(chal, reason=ev["reason"], evidence=_brief(ev))
+        win = Window(k, (a, b), known, censored, backlog)
+        update, event, promoted = judge_window(registry, win, ref_jobs, (ra, rb), spec,
+                                               cfg.cluster, cfg, out / f"retrain-{k}",
+                                               command, trainer, console)
+        row.update(update)
+        if event is not None:
             events.append(event)
-            console.print(f"  {ev['reason']}")
+        if promoted is not None:
+            live.swap(policy_of(registry.path_of(promoted), "rl").selector,
+                      history=[js for js in sim.jobs
+                               if a <= js.submit < b and js.finish is not None],
+                      origin=a)
+            live_sha, reference, ref_jobs = promoted, k, known
         rows.append(row)
     while sim.step():
         pass
@@ -366,10 +324,6 @@ def _backlog(sim, snap: dict[int, float], a: float,
         out.append(replace(js.job, submit_time=a, duration=max(left, 1.0),
                            extra={**js.job.extra, "backlog": True}))
     return out
-
-
-def _brief(ev: dict) -> dict:
-    return {k: ev[k] for k in ("ratio", "ci", "mean_log_ratio", "confidence", "cases")}
 
 
 def summarize(rows: list[dict], heuristics: tuple[str, ...]) -> dict:

@@ -7,13 +7,13 @@ policy to ``rl:<the registry's stored copy of that model>`` through ``Engine.set
 decisions already issued stand, the next scheduling pass is the new champion's. The
 switch is recorded in the store's policy history as made by ``self-optimize`` with the
 model's sha256, so it appears in ``GET /v1/policy``, ``/metrics``
-(``autoflow_policy_info``, ``autoflow_policy_switches_total``) and on the dashboard; the
-reason for the promotion is the registry's (``autoflow models show champion``). A
-rollback (``autoflow models rollback``) is followed the same way. The model is loaded
-only from the registry's copy, its hash checked again (``Registry.path_of``).
+(``autoflow_policy_info``, ``autoflow_policy_switches_total``,
+``autoflow_champion_info`` with the registry's event and reason) and on the dashboard
+(``self_optimize``: the champion, the event that made it champion and why). A rollback
+(``autoflow models rollback``) is followed the same way. The model is loaded only from
+the registry's copy, its hash checked again (``Registry.path_of``).
 
-Not yet here: the loop itself inside the service (drift on the outcomes the executors
-report, retraining, the comparison); ``autoflow loop`` runs it offline.
+The loop that makes the champions from the service's own outcomes is ``loop.online``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class ChampionWatcher:
         self.registry = Registry(url, files_dir or default_files_dir(url))
         self.serving: str | None = None  # sha256 of the champion being served
         self.swaps = 0
+        self.event: dict | None = None  # the registry event that made the served champion
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="autoflow-self-optimize",
@@ -62,9 +63,19 @@ class ChampionWatcher:
         path = self.registry.path_of(sha)
         self.engine.set_policy(f"rl:{path}", WHO, sha)
         self.serving = sha
+        self.event = next((e for e in self.registry.events(20) if e["alias"] == "champion"
+                           and e["sha256"] == sha), None)
         self.swaps += 1
-        log.info("self-optimize: now serving champion %s (%s)", sha[:12], champ.get("name"))
+        log.info("self-optimize: now serving champion %s (%s): %s", sha[:12], champ.get("name"),
+                 (self.event or {}).get("reason"))
         return True
+
+    def view(self) -> dict:
+        """The served champion and the registry's event (promote, rollback, set) that made
+        it champion, with its reason."""
+        e = self.event or {}
+        return {"serving": self.serving, "swaps": self.swaps, "errors": self.errors,
+                "event": e.get("action"), "reason": e.get("reason"), "at": e.get("at")}
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

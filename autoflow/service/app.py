@@ -51,6 +51,7 @@ class ServeConfig:
     k8s_pod_sync_s: float = 5.0  # how often the pods bound through autoflow are checked
     self_optimize: bool = False  # serve the model registry's champion, following promotions
     self_optimize_interval_s: float = 5.0  # seconds between reads of the registry
+    self_optimize_window: int = 500  # jobs per window of the loop (0: follow the registry only)
 
 
 class Notifier:
@@ -97,6 +98,8 @@ class Service:
         self.notifier = Notifier(self.engine)
         self.executor = None
         self.workers: list = []  # started and stopped with the service (the pod sync)
+        self.watcher = None  # --self-optimize: follows the registry's champion
+        self.loop = None  # --self-optimize with a window: judges windows of outcomes
         if config.executor == "sim":
             from .sim_executor import SimExecutor
 
@@ -109,7 +112,17 @@ class Service:
         if config.self_optimize:
             from ..loop.watch import ChampionWatcher
 
-            self.workers.append(ChampionWatcher(self, config.self_optimize_interval_s))
+            self.watcher = ChampionWatcher(self, config.self_optimize_interval_s)
+            self.workers.append(self.watcher)
+            if config.self_optimize_window:
+                from ..loop.online import OutcomeLoop
+                from ..loop.registry import Registry
+
+                self.loop = OutcomeLoop(self, Registry(config.db, self.watcher.registry.files_dir),
+                                        config.self_optimize_window,
+                                        config.self_optimize_interval_s,
+                                        on_promotion=self.watcher.check_once)
+                self.workers.append(self.loop)
         self._tokens: dict[str, tuple[dict, float]] = {}
         self.started = time.time()
 
@@ -360,6 +373,16 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         s = svc(request)
         return {"policy": s.engine.policy_spec, "label": s.engine.policy.label,
                 "history": s.store.policy_history(20)}
+
+    @app.get("/v1/loop", tags=["policy"], dependencies=[reader])
+    def get_loop(request: Request) -> dict:
+        """``--self-optimize``: the served champion and the registry event (with its reason)
+        that made it champion; the loop's judged windows (drift, the champion against the
+        heuristics, retrainings, promotions)."""
+        from .dashboard import self_optimize_view
+
+        view = self_optimize_view(svc(request))
+        return {"enabled": view is not None, **(view or {})}
 
     @app.put("/v1/policy", tags=["policy"])
     def put_policy(body: PolicyIn, request: Request, who: dict = admin) -> dict:

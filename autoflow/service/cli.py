@@ -91,6 +91,12 @@ def register(app: typer.Typer, out, err, fail) -> None:
         self_optimize_interval: float = typer.Option(5.0, help="With --self-optimize: "
                                                      "seconds between reads of the registry "
                                                      "(> 0, <= 3,600)."),
+        self_optimize_window: int = typer.Option(500, help="With --self-optimize: jobs per "
+                                                 "window of the loop (>= 20): every so many "
+                                                 "submitted jobs, their outcomes are tested "
+                                                 "for drift and against the heuristics, and "
+                                                 "a challenger is trained and compared; 0: "
+                                                 "only follow the registry's champion."),
     ) -> None:
         """Run the placement service (FastAPI under uvicorn)."""
         try:
@@ -109,6 +115,10 @@ def register(app: typer.Typer, out, err, fail) -> None:
             if not 0 < self_optimize_interval <= 3600:
                 raise ConfigError(f"--self-optimize-interval must be in (0, 3600], got "
                                   f"{self_optimize_interval}")
+            if self_optimize_window:
+                from ..loop.online import check_window
+
+                check_window(self_optimize_window)
             from . import k8s
 
             tls = k8s.check_serve_flags(extender_port, tls_cert, tls_key, tls_client_ca,
@@ -120,7 +130,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
                               k8s_api=k8s_api, k8s_token_file=k8s_token_file,
                               k8s_ca_file=k8s_ca_file, k8s_pod_sync_s=k8s_pod_sync,
                               self_optimize=self_optimize,
-                              self_optimize_interval_s=self_optimize_interval)
+                              self_optimize_interval_s=self_optimize_interval,
+                              self_optimize_window=self_optimize_window)
             application = create_app(cfg)  # the store, the policy: checked before listening
         except ImportError as e:
             fail(ConfigError(f"{NEEDS_SERVE} ({e})"))

@@ -60,10 +60,20 @@ def dashboard_view(service, queue_limit: int = 50, decision_limit: int = 30) -> 
     for n in nodes:
         n["gpus_used"] = round(n["gpus"] - n["gpus_free"], 3)
     return {"time": now, "policy": {"policy": policy, "label": label, "model_sha256": model},
+            "self_optimize": self_optimize_view(service),
             "summary": {**summary, "fragmentation": fragmentation,
                         "gpus_allocated": round(summary["gpus_allocated"], 3)},
             "nodes": nodes, "queue": queue, "decisions": recent,
             "whole_gpu_milli": WHOLE_GPU}
+
+
+def self_optimize_view(service) -> dict | None:
+    """``autoflow serve --self-optimize``: the served champion and why (the registry's
+    event), and the loop's windows (``loop.online``); None without the flag."""
+    if service.watcher is None:
+        return None
+    return {"champion": service.watcher.view(),
+            "loop": service.loop.view(5) if service.loop is not None else None}
 
 
 def mount(app: FastAPI) -> None:

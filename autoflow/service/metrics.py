@@ -162,6 +162,39 @@ class _StateCollector:
                                   value=switches)
         yield CounterMetricFamily("autoflow_scheduler_errors", "Errors on the scheduler's "
                                   "timer thread", value=errors)
+        yield from self_optimize_metrics(self.service)
+
+
+def self_optimize_metrics(service):
+    """``--self-optimize``: the served champion with the registry event and reason that
+    made it champion, the swaps, and the loop's windows."""
+    w = service.watcher
+    if w is None:
+        return
+    v = w.view()
+    g = GaugeMetricFamily("autoflow_champion_info", "The registry's champion being served (1), "
+                          "with the event that made it champion and its reason",
+                          labels=["sha256", "event", "reason"])
+    if v["serving"]:
+        g.add_metric([v["serving"], v["event"] or "", (v["reason"] or "")[:200]], 1)
+    yield g
+    yield CounterMetricFamily("autoflow_self_optimize_swaps", "Switches of the serving "
+                              "policy to a new champion", value=v["swaps"])
+    loop = service.loop
+    if loop is None:
+        return
+    lv = loop.view(1)
+    for key, name, what in (("windows", "windows", "Windows judged or recorded"),
+                            ("drifts", "drift_windows", "Windows whose outcomes drifted"),
+                            ("retrainings", "retrainings", "Challengers trained"),
+                            ("promotions", "promotions", "Challengers promoted"),
+                            ("errors", "errors", "Windows that failed to be judged")):
+        yield CounterMetricFamily(f"autoflow_loop_{name}", what, value=lv[key])
+    last = next((r for r in reversed(loop.windows) if r.get("performance")), None)
+    if last is not None:
+        yield GaugeMetricFamily("autoflow_loop_champion_vs_best_heuristic", "The champion's "
+                                "average JCT over the best heuristic's, replayed on the last "
+                                "judged window", value=last["performance"]["ratio"])
 
 
 class _HTTPTimer:

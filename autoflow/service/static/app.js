@@ -72,6 +72,33 @@ function renderPolicy(p) {
     " model " + p.model_sha256.slice(0, 12)));
 }
 
+function renderSelfOptimize(so) {
+  const box = $("self-optimize");
+  if (!so) { box.hidden = true; return; }
+  box.hidden = false;
+  const c = so.champion || {};
+  const parts = [el("h2", {}, "Self-optimizing")];
+  parts.push(el("p", { id: "champion" }, "champion ",
+    el("b", { title: c.serving || "" }, c.serving ? c.serving.slice(0, 12) : "none"),
+    c.event ? " — " + c.event + ": " : "", el("span", { id: "champion-reason" }, c.reason || "")));
+  const l = so.loop;
+  if (l) {
+    parts.push(el("p", { class: "muted" }, `windows of ${l.window_jobs} jobs: ${l.windows} ` +
+      `closed, ${l.drifts} drifted, ${l.retrainings} retrained, ${l.promotions} promoted` +
+      (l.judging !== null ? ` (judging window ${l.judging})` : "")));
+    const rows = (l.recent || []).slice().reverse().map((w) => {
+      const perf = w.performance ? "×" + w.performance.ratio.toFixed(3) + " of " + w.performance.best : "";
+      const what = w.error ? "error: " + w.error : w.retraining ? w.retraining.reason : (w.note || "");
+      return el("tr", {}, el("td", {}, String(w.index)), el("td", {}, String(w.outcomes)),
+        el("td", {}, w.drift_detected ? "yes" : ""), el("td", {}, perf), el("td", {}, what));
+    });
+    parts.push(el("table", { id: "loop-windows" },
+      el("thead", {}, el("tr", {}, ...["window", "outcomes", "drift", "champion vs best", "decision"]
+        .map((h) => el("th", {}, h)))), el("tbody", {}, ...rows)));
+  }
+  box.replaceChildren(...parts);
+}
+
 function renderSummary(s) {
   const item = (k, v) => el("div", {}, el("div", { class: "k" }, k), el("div", { class: "v" }, v));
   $("summary").replaceChildren(
@@ -172,6 +199,7 @@ async function refresh() {
     $("main").hidden = false;
     $("logout").hidden = false;
     renderPolicy(d.policy);
+    renderSelfOptimize(d.self_optimize);
     renderSummary(d.summary);
     renderNodes(d.nodes);
     renderDecisions(d.decisions);

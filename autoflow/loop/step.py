@@ -1,0 +1,111 @@
+"""One window of the self-optimizing loop: drift → retraining → champion vs challenger.
+
+Shared by the offline loop (``autoflow loop``, ``loop.offline``) and the one inside the
+service (``autoflow serve --self-optimize``, ``loop.online``): given the window's
+outcomes, ``judge_window`` tests drift against the reference window and the performance
+signal (the window replayed under the champion and every heuristic), and on either it
+trains a challenger from the champion, registers it and its generator with their lineage,
+plays the paired comparison and promotes or rejects it in the registry, with the
+evidence. Swapping the live policy is the caller's: the offline loop swaps its simulated
+run, the service's champion watcher (``loop.watch``) follows the registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .. import manifest as manifest_mod
+from ..cluster import ClusterSpec
+from ..evaluate import evaluate
+from ..job import Job
+from ..workload import Workload
+from .compare import cases, compare, policy_of
+from .drift import detect, performance_signal
+
+
+@dataclass
+class Window:
+    """What the run has shown of one window by its end."""
+
+    index: int
+    span: tuple[float, float]  # [start, end) of submit time
+    known: list[Job]  # submitted in the window and completed: true durations
+    censored: list[Job]  # submitted in the window, not completed: what is known of them
+    backlog: list[Job]  # waiting or running at the window's start, with the work they had left
+
+    def workload(self) -> Workload:
+        """The window's replay: its backlog, submitted at its start, then its jobs."""
+        return Workload([replace(j, censored=False)
+                         for j in self.backlog + self.known + self.censored],
+                        source=f"window {self.index}")
+
+
+def judge_window(registry, win: Window, ref_jobs: list[Job], ref_span: tuple[float, float],
+                 spec: ClusterSpec, cluster: str, cfg, folder: Path, command: str,
+                 trainer=None, console=None) -> tuple[dict, dict | None, str | None]:
+    """Drift and the performance signal on ``win``; on either, a challenger trained,
+    compared and promoted or rejected in ``registry``. ``cluster`` names the cluster for
+    the challenger's episodes (a built-in name or a YAML file); ``cfg`` is a
+    ``LoopConfig`` (its heuristics, seed, drift, challenger and compare settings).
+
+    Returns (the window's report fields, the retraining event or None, the sha256 of a
+    promoted challenger or None)."""
+    a, b = win.span
+    rep = detect(ref_jobs, win.known, ref_span=ref_span, cur_span=(a, b),
+                 capacity_gpus=spec.total_gpus, cfg=cfg.drift)
+    w = win.workload().shifted()
+    whatif = {h: evaluate(h, w, spec, seed=cfg.seed).metrics["avg_jct"]
+              for h in cfg.heuristics}
+    champ = evaluate(policy_of(registry.path_of("champion"), "champion"), w, spec,
+                     seed=cfg.seed).metrics["avg_jct"]
+    perf = performance_signal(champ, whatif, cfg.drift)
+    row = {"drift_detected": rep.drift_detected, "drift": rep.to_dict(), "retrained": False,
+           "promoted": False, "performance": {**perf, "champion": champ, "heuristics": whatif}}
+    say = console.print if console is not None else (lambda *_: None)
+    say(f"window {win.index}: {len(win.known)} outcomes, drift "
+        f"{'yes (' + ', '.join(rep.drifted) + ')' if rep.drift_detected else 'no'}"
+        f", champion x{perf['ratio']:.3f} of {perf['best']}")
+    if not (rep.drift_detected or perf["losing"]):
+        return row, None, None
+    from .challenger import train_challenger
+
+    row["retrained"] = True
+    champion_sha = registry.alias("champion")["sha256"]
+    card, summary = (trainer or train_challenger)(
+        registry.path_of("champion"), win.workload(), cluster, folder,
+        seed=cfg.seed + win.index, cfg=cfg.challenger)
+    lineage = {"window": [a, b], "window_index": win.index, "outcomes": len(win.known),
+               "parent": champion_sha, "command": command,
+               "git_commit": manifest_mod.git_commit(),
+               "trigger": "drift" if rep.drift_detected else "losing"}
+    if (folder / "generator.npz").is_file():
+        registry.register(folder / "generator.npz", kind="generator",
+                          name=f"generator of window {win.index}", lineage=lineage)
+    chal = registry.register(card, kind="adaptive", name=f"challenger of window {win.index}",
+                             lineage=lineage, metrics={"teacher": summary["fit"]})
+    if chal == champion_sha:  # it learned nothing new
+        say("  the challenger is the champion (same content)")
+        return row, {"window": win.index, "challenger": chal, "champion": champion_sha,
+                     "promoted": False, "ratio": 1.0, "ci": [0.0, 0.0],
+                     "reason": "the challenger is the champion (same content)",
+                     "evidence": None}, None
+    registry.set_alias("challenger", chal, reason=f"trained on window {win.index}")
+    ev = compare(registry.path_of("champion"), registry.path_of(chal),
+                 cases(win.workload(), spec, summary["sources"], cfg.compare), cfg.heuristics,
+                 cfg.compare)
+    event = {"window": win.index, "challenger": chal, "champion": champion_sha,
+             "promoted": ev["promote"], "reason": ev["reason"], "ratio": ev["ratio"],
+             "ci": ev["ci"], "evidence": ev}
+    if ev["promote"]:
+        registry.promote(chal, reason=ev["reason"], evidence=brief(ev))
+        row["promoted"] = True
+    else:
+        registry.reject(chal, reason=ev["reason"], evidence=brief(ev))
+    say(f"  {ev['reason']}")
+    return row, event, chal if ev["promote"] else None
+
+
+def brief(ev: dict) -> dict:
+    """The comparison's evidence as the registry keeps it."""
+    return {k: ev[k] for k in ("ratio", "ci", "mean_log_ratio", "confidence", "cases")}
