@@ -199,6 +199,7 @@ def test_dashboard_in_headless_chromium(server):
             expect(dec.nth(1)).to_contain_text(ids["big"])
             expect(dec.nth(1).locator("td.why")).to_contain_text("placed on node-a")
             expect(page.locator("#summary")).to_contain_text("6 / 6")
+            expect(page.locator("#self-optimize")).to_be_hidden()  # no --self-optimize
 
             # it refreshes: a new job shows up without a reload
             httpx.post(base + "/v1/jobs", headers={"Authorization": f"Bearer {admin}"},
@@ -218,3 +219,42 @@ def test_dashboard_in_headless_chromium(server):
         finally:
             browser.close()
     assert (artifacts_dir() / "dashboard.png").stat().st_size > 10_000
+
+
+@needs_browser
+def test_self_optimize_panel_in_headless_chromium(tmp_path):
+    """``--self-optimize``: the dashboard shows the served champion, the registry event
+    that made it champion with its reason, and the loop's windows."""
+    assert CHROMIUM and sync_playwright, "CI must have Debian's chromium and Playwright"
+    from servicekit import Server, make_token
+
+    db = f"sqlite:///{tmp_path}/so.db"
+    srv = Server(db, tmp_path / "serve.log", "--executor", "sim", "--self-optimize",
+                 "--self-optimize-interval", "0.2", "--self-optimize-window", "50").start()
+    try:
+        reader = make_token(db, "reader", "viewer")
+        h = {"Authorization": f"Bearer {reader}"}
+        until(lambda: httpx.get(srv.url + "/v1/loop", headers=h).json()["champion"]["serving"],
+              "the shipped model is the champion")
+        champ = httpx.get(srv.url + "/v1/loop", headers=h).json()["champion"]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(srv.url + "/?refresh=1")
+                page.fill("#token", reader)
+                page.click("#login-form button[type=submit]")
+                panel = page.locator("#self-optimize")
+                expect(panel).to_be_visible()
+                expect(page.locator("#champion")).to_contain_text(champ["serving"][:12])
+                expect(page.locator("#champion")).to_contain_text("promote")
+                expect(page.locator("#champion-reason")).to_have_text(champ["reason"])
+                expect(panel).to_contain_text("windows of 50 jobs: 0 closed")
+                expect(page.locator("#policy")).to_contain_text(champ["serving"][:12])
+                page.screenshot(path=str(artifacts_dir() / "dashboard-self-optimize.png"),
+                                full_page=True)
+            finally:
+                browser.close()
+    finally:
+        srv.stop()
