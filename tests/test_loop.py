@@ -163,3 +163,19 @@ def test_loop_cli_end_to_end_with_a_trained_challenger(tmp_path):
     assert man["seed"] == 0 and man["command"].startswith("autoflow")
     assert man["config"]["sources"] == [HEAVY, light] and man["config"]["window"] == "100"
 
+
+
+def test_unfinished_jobs_are_imputed_from_the_longer_completed_ones():
+    from autoflow.loop.step import MIN_POOL, PRIOR_S, Imputer
+
+    ones = [(1, float(d)) for d in range(10, 110, 10)]  # 10 .. 100 s, 1 GPU
+    eights = [(8, 1000.0), (8, 3000.0)]  # too few 8-GPU jobs for a pool of their own
+    imp = Imputer(ones + eights)
+    assert len(ones) >= MIN_POOL > len(eights)
+    assert imp.duration(1, 0.0) == 55.0  # not run yet: the plain median
+    assert imp.duration(1, 65.0) == 85.0  # ran 65 s: the median of 70, 80, 90, 100
+    assert imp.duration(1, 150.0) == 300.0  # longer than any completed: twice its work
+    assert imp.duration(8, 0.0) == 65.0  # the median of all 12 durations: (60 + 70) / 2
+    assert imp.duration(8, 2000.0) == 3000.0  # the only longer one, from all
+    assert Imputer([]).duration(4, 0.0) == PRIOR_S
+    assert Imputer([]).duration(4, 5000.0) == 10000.0

@@ -27,7 +27,8 @@ span such as ``12h``, ``3d``). At the end of each window the loop does what a ru
 
 The loop knows only what the run has shown by a window's end: the jobs submitted in the
 window that have completed by then, and for the others what is known (``_outcomes``: the
-larger of the work done so far and the history estimate of their GPU count). Replaying
+median of the completed durations longer than their work done so far,
+``loop.step.Imputer``). Replaying
 the completed jobs alone was tried first and left: in a heavy-tailed window the long
 jobs are the ones still running, and without them every policy looked alike. A window's
 replay also starts with the jobs the live run had waiting or running at its start
@@ -63,7 +64,7 @@ from ..workload import Workload
 from .challenger import ChallengerConfig
 from .compare import CompareConfig, policy_of
 from .drift import DriftConfig
-from .step import Window, judge_window
+from .step import Imputer, Window, judge_window
 
 HEURISTICS = CANDIDATES  # the adaptive scheduler's candidates, each replayed alone
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "rl-default.json"
@@ -292,39 +293,32 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
     return report
 
 
-def _history(sim) -> tuple[dict[int, float], float]:
-    """Median duration of the jobs completed so far, per GPU count, and over all (the
-    history estimate a scheduler has; 1 h before any job completed)."""
-    by_gpus: dict[int, list[float]] = {}
-    for js in sim.jobs:
-        if js.finish is not None:
-            by_gpus.setdefault(js.job.num_gpus, []).append(js.job.duration)
-    everyone = [d for v in by_gpus.values() for d in v]
-    fallback = float(np.median(everyone)) if everyone else 3600.0
-    return {g: float(np.median(v)) for g, v in by_gpus.items()}, fallback
+def _history(sim) -> Imputer:
+    """The durations of the jobs completed so far (``loop.step.Imputer``)."""
+    return Imputer([(js.job.num_gpus, js.job.duration) for js in sim.jobs
+                    if js.finish is not None])
 
 
 def _work_done(js, now: float) -> float:
     return js.running_progress(now) if js.status == "running" else js.progress
 
 
-def _known_duration(js, now: float, med: dict[int, float], fallback: float) -> float:
-    """The true duration of a completed job; for another, at least its work done and
-    the history estimate of its GPU count."""
+def _known_duration(js, now: float, hist: Imputer) -> float:
+    """The true duration of a completed job; for another, the history's imputation
+    given its work done (``Imputer``)."""
     if js.finish is not None:
         return float(js.job.duration)
-    return max(_work_done(js, now), med.get(js.job.num_gpus, fallback), 1.0)
+    return hist.duration(js.job.num_gpus, _work_done(js, now))
 
 
-def _outcomes(sim, a: float, b: float, hist: tuple[dict[int, float], float]
+def _outcomes(sim, a: float, b: float, hist: Imputer
               ) -> tuple[list[Job], list[Job]]:
     """The jobs submitted in [a, b): those completed by now (true durations: outcomes),
     and the others with what is known of them as their duration (``censored``): the
-    larger of the work done so far and the median duration of the jobs of its GPU count
-    completed in the run so far (the history estimate); ``extra["censored"]`` says
-    whether it is running or waiting."""
+    history's imputation given the work done so far (``loop.step.Imputer``: the median
+    of the completed durations longer than that); ``extra["censored"]`` says whether it
+    is running or waiting."""
     now = sim.env.now
-    med, fallback = hist
     known, censored = [], []
     for js in sim.jobs:
         if a <= js.submit < b:
@@ -332,7 +326,7 @@ def _outcomes(sim, a: float, b: float, hist: tuple[dict[int, float], float]
                 known.append(js.job)
             else:
                 how = "running" if js.status == "running" else "waiting"
-                censored.append(replace(js.job, duration=_known_duration(js, now, med, fallback),
+                censored.append(replace(js.job, duration=_known_duration(js, now, hist),
                                         censored=True,
                                         extra={**js.job.extra, "censored": how}))
     return known, censored
@@ -346,17 +340,16 @@ def _snapshot(sim) -> dict[int, float]:
 
 
 def _backlog(sim, snap: dict[int, float], a: float,
-             hist: tuple[dict[int, float], float]) -> list[Job]:
+             hist: Imputer) -> list[Job]:
     """The jobs the window started with (waiting or running at ``a``, from ``snap``),
     submitted at ``a`` with what they had left then (by their true duration where they
     have completed since, else as ``_known_duration``): a window's replay starts from
     the queue the live run had, not from an empty cluster."""
     now = sim.env.now
-    med, fallback = hist
     out = []
     for idx, done in snap.items():
         js = sim.jobs[idx]
-        left = _known_duration(js, now, med, fallback) - done
+        left = _known_duration(js, now, hist) - done
         out.append(replace(js.job, submit_time=a, duration=max(left, 1.0),
                            extra={**js.job.extra, "backlog": True}))
     return out

@@ -12,8 +12,8 @@ its variants, registered, compared in paired replays, then promoted or rejected 
 evidence. What the window holds is what the service knows when it closes:
 
 * ``known``: the window's jobs that succeeded, with the work they did (their durations);
-* ``censored``: its jobs still waiting or running, at the larger of their work done and
-  the median duration of the succeeded jobs of their GPU count (the history estimate);
+* ``censored``: its jobs still waiting or running, at the median duration of the
+  succeeded jobs that ran longer than their work done (``loop.step.Imputer``);
 * ``backlog``: the jobs that were waiting or running when the window began, with the work
   they had left then. Failed and cancelled jobs are counted (``dropped``), not replayed.
 
@@ -42,13 +42,12 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
-
 from .. import jsonsafe
 from ..core.jobstate import DONE, RUNNING
 from ..errors import ConfigError
 from .drift import DriftConfig
 from .offline import LoopConfig
+from .step import Imputer
 from .window_job import DB_ENV, read_jobs, write_inputs
 
 log = logging.getLogger("autoflow.loop.online")
@@ -176,7 +175,7 @@ class OutcomeLoop:
         st = self.state
         start = st["start"] if st["start"] is not None else float(rows[0]["submit_time"])
         span = (start, now)
-        med, fallback = _history(self.store)
+        hist = _history(self.store)
         known, censored, dropped = [], [], 0
         for r in rows:
             job = job_from_row(r)
@@ -184,11 +183,11 @@ class OutcomeLoop:
                 known.append(replace(job, duration=max(float(r["progress"]), 1.0)))
             elif r["state"] in ("pending", "running"):
                 done = jobs.get(r["job_id"], 0.0)
-                censored.append(replace(job, censored=True, duration=max(
-                    done, med.get(job.num_gpus, fallback), 1.0)))
+                censored.append(replace(job, censored=True,
+                                        duration=hist.duration(job.num_gpus, done)))
             else:
                 dropped += 1
-        backlog = self._backlog(st["snapshot"], start, med, fallback)
+        backlog = self._backlog(st["snapshot"], start, hist)
         index = st["index"]
         row = {"index": index, "start": span[0], "end": span[1], "jobs": len(rows),
                "outcomes": len(known), "censored": len(censored), "dropped": dropped,
@@ -272,8 +271,7 @@ class OutcomeLoop:
                         if js.status != DONE and jid not in later}
         return now, {r["job_id"]: snapshot.get(r["job_id"], 0.0) for r in rows}, snapshot
 
-    def _backlog(self, snapshot: dict[str, float], start: float, med: dict[int, float],
-                 fallback: float) -> list:
+    def _backlog(self, snapshot: dict[str, float], start: float, hist: Imputer) -> list:
         """The jobs unfinished at the window's start, submitted then with what they had
         left (by their true duration if they have succeeded since)."""
         from ..service.engine import job_from_row
@@ -290,7 +288,7 @@ class OutcomeLoop:
                 with self.engine.lock:
                     js = self.engine.by_id.get(jid)
                     now_done = _work_done(js, self.engine.clock.now()) if js else done
-                total = max(now_done, med.get(job.num_gpus, fallback))
+                total = hist.duration(job.num_gpus, now_done)
             out.append(replace(job, submit_time=start, duration=max(total - done, 1.0),
                                extra={**job.extra, "backlog": True}))
         return out
@@ -311,12 +309,7 @@ def _work_done(js, now: float) -> float:
     return js.running_progress(now) if js.status == RUNNING else js.progress
 
 
-def _history(store) -> tuple[dict[int, float], float]:
-    """Median duration of the succeeded jobs per GPU count, and over all (1 h before any
-    succeeded): the history estimate of an unfinished job."""
-    by: dict[int, list[float]] = {}
-    for r in store.completed_durations():
-        by.setdefault(int(r["spec"].get("num_gpus", 1)), []).append(float(r["duration"]))
-    every = [d for v in by.values() for d in v]
-    return ({g: float(np.median(v)) for g, v in by.items()},
-            float(np.median(every)) if every else 3600.0)
+def _history(store) -> Imputer:
+    """The durations of the succeeded jobs (the latest 10,000; ``loop.step.Imputer``)."""
+    return Imputer([(int(r["spec"].get("num_gpus", 1)), float(r["duration"]))
+                    for r in store.completed_durations()])

@@ -24,6 +24,7 @@ Writes ``DIR/data/`` (the generator and the light-tailed CSV), ``DIR/loop/``
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -31,6 +32,7 @@ from rich.console import Console
 from autoflow import manifest
 from autoflow.generators.generator import fit_generator
 from autoflow.generators.knobs import Knobs, apply_knobs
+from autoflow.loop.compare import CompareConfig
 from autoflow.loop.offline import LoopConfig, run_loop
 from autoflow.traces import normalized
 from autoflow.traces.registry import load_workload
@@ -63,13 +65,18 @@ def main() -> None:
     ap.add_argument("--window", default="400")
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--replays", type=int, default=3, help="paired real-window replays")
+    ap.add_argument("--variants", type=int, default=4, help="paired synthetic variants")
     args = ap.parse_args()
     light = light_variant(args.out / "data", args.seed + 1)
     sources = [f"itp:{HEAVY}", f"csv:{light}"]
     cfg = LoopConfig(sources=sources, out=str(args.out / "loop"), window=args.window,
-                     load=args.load, seed=args.seed)
-    rep = run_loop(cfg, Console(stderr=True), command="benchmarks/experiments/"
-                   f"loop_regime_change.py --out {args.out}")
+                     load=args.load, seed=args.seed,
+                     compare=CompareConfig(replays=args.replays, variants=args.variants,
+                                           seed=args.seed))
+    command = ("python benchmarks/experiments/loop_regime_change.py "
+               + " ".join(sys.argv[1:]))
+    rep = run_loop(cfg, Console(stderr=True), command=command)
     change = rep["segments"][1]["first_window"]
     rows = rep["windows"]
     detected = next((r["index"] for r in rows if r["index"] >= change and
@@ -93,10 +100,10 @@ def main() -> None:
               f"{r['in_charge']} | {a['live'] / a[best]:.3f} | {best} | "
               f"{a['live'] / t[tbest]:.3f} | {tbest} |")
     print(summary)
-    manifest.save_run(args.out, {"summary": summary, "windows": rows},
-                      f"python benchmarks/experiments/loop_regime_change.py --out {args.out}",
+    manifest.save_run(args.out, {"summary": summary, "windows": rows}, command,
                       {"sources": sources, "window": args.window, "load": args.load,
-                       "light_cv": LIGHT_CV, "light_jobs": LIGHT_JOBS}, args.seed)
+                       "light_cv": LIGHT_CV, "light_jobs": LIGHT_JOBS, "replays": args.replays,
+                       "variants": args.variants}, args.seed)
 
 
 if __name__ == "__main__":
