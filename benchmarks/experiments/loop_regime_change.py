@@ -27,11 +27,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from autoflow.generators.generator import fit_generator
+from autoflow.generators.knobs import Knobs, apply_knobs
 from rich.console import Console
 
 from autoflow import manifest
-from autoflow.generators.generator import fit_generator
-from autoflow.generators.knobs import Knobs, apply_knobs
 from autoflow.loop.compare import CompareConfig
 from autoflow.loop.offline import LoopConfig, run_loop
 from autoflow.traces import normalized
