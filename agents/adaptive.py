@@ -101,8 +101,9 @@ class Adaptive(Switching):
 
     def __init__(self, placer_name: str = "best-fit", selector: Selector | None = None,
                  candidates: tuple[str, ...] = CANDIDATES, chooser=None,
-                 label_base: str = "rl"):
+                 label_base: str = "rl", pinned: str | None = None):
         self.candidate_names = tuple(candidates)
+        self.pinned = pinned  # a candidate always put in charge (a pinned card), or None
         pols = [make_policy(f"{c}+{placer_name}") for c in candidates]
         first = candidates.index(DEFAULT_FIRST) if DEFAULT_FIRST in candidates else 0
         self.selector = selector
@@ -120,14 +121,16 @@ class Adaptive(Switching):
         self.stats.record(js)  # completed: its duration is known now
         super().on_finish(ctx, js)
 
-    def swap(self, selector: Selector, history=(), origin: float = 0.0) -> None:
+    def swap(self, selector: Selector, history=(), origin: float = 0.0,
+             pinned: str | None = None) -> None:
         """Hot swap (the self-optimizing loop): from the next pass ``selector`` chooses.
         It sees the workload from ``origin`` on, the jobs of ``history`` (completed job
         states, oldest first) as completed (the loop swaps because the workload changed:
         what came before describes the old one), with choices as frequent as in a run
         that has seen that many. The candidates keep their state; decisions already
-        made stand."""
+        made stand. ``pinned``: the new model's pinned candidate, if it has one."""
         self.selector = selector
+        self.pinned = pinned
         self.shared_in_copies = (selector,)
         self.stats = WorkloadStats(origin)
         hist = sorted(history, key=lambda js: js.finish)
@@ -141,6 +144,11 @@ class Adaptive(Switching):
                                    len(self.choices))
 
     def _choose(self, _self, ctx) -> int:
+        if self.pinned is not None:
+            k = self.candidate_names.index(self.pinned)
+            self.last_choice = {"time": float(ctx.now), "completed": self.completed,
+                                "chosen": self.pinned, "pinned": True}
+            return k
         x = self.observe(ctx)
         p = self.selector.probabilities(x)
         k = int(np.argmax(p))
@@ -208,6 +216,9 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
             or not all(type(w) is int and 1 <= w <= MAX_WIDTH for w in widths)):
         raise ConfigError(f"{what}: network.widths must be a list of integers in "
                           f"[1, {MAX_WIDTH}]")
+    pinned = card.get("pinned")
+    if pinned is not None and pinned not in cands:
+        raise ConfigError(f"{what}: pinned must be one of network.candidates, got {pinned!r}")
     if net.get("features") != len(WORKLOAD_FEATURES):
         raise ConfigError(f"{what}: network.features must be {len(WORKLOAD_FEATURES)}")
     sizes = [obs_size(len(cands)), *widths, len(cands)]
@@ -221,9 +232,27 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
 
 def from_card(card_path: str | Path, placer, label_base: str) -> Adaptive:
     selector, cands, card = load(card_path)
-    pol = Adaptive(placer.name, selector, cands, label_base=label_base)
+    pol = Adaptive(placer.name, selector, cands, label_base=label_base,
+                   pinned=card.get("pinned"))
     pol.card = card
     return pol
 
 
-__all__ = ["CANDIDATES", "Adaptive", "Selector", "export", "from_card", "load"]
+def pin(card_path: str | Path, name: str, stem: str | Path) -> Path:
+    """A copy of the model at ``card_path`` that always puts candidate ``name`` in charge
+    (``stem.json`` + ``stem.npz``; the card's ``pinned``). The self-optimizing loop offers
+    it as a challenger when a heuristic beats the champion on the recent window: it is
+    compared and promoted as any other. Its weights are the model's own, so a challenger
+    trained from it (``loop.challenger``, which reads the weights, not the pin) starts
+    from what the model had learned."""
+    selector, cands, card = load(card_path)
+    if name not in cands:
+        raise ConfigError(f"pin: {name!r} is not a candidate of {card_path} "
+                          f"({', '.join(cands)})")
+    keep = {k: v for k, v in card.items() if k not in ("format", "weights", "sha256",
+                                                       "feature_schema", "network")}
+    export(selector, cands, stem, {**keep, "pinned": name})
+    return Path(stem).with_suffix(".json")
+
+
+__all__ = ["CANDIDATES", "Adaptive", "Selector", "export", "from_card", "load", "pin"]

@@ -8,10 +8,13 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hardening import assert_one_line_error, invoke
 from modelkit import always, fixed_trainer
 
+from autoflow.agents.adaptive import load
+from autoflow.errors import ConfigError
 from autoflow.job import Job
 from autoflow.loop.compare import CompareConfig
 from autoflow.loop.drift import DriftConfig
@@ -130,6 +133,40 @@ def test_a_better_challenger_is_promoted_and_takes_over_the_live_run(tmp_path):
     assert chal["lineage"]["window_index"] == k and chal["lineage"]["parent"] == \
         rows[0]["live_model"]
     assert math.isfinite(rows[-1]["avg_jct"]["live"])
+
+
+def test_a_heuristic_beating_the_champion_is_offered_pinned_and_can_take_over(tmp_path):
+    champion = always("fifo", tmp_path / "fifo")
+    trainer = fixed_trainer(champion)  # training learns nothing: only the pinned one can win
+    cfg = _cfg(tmp_path, [convoy_csv(tmp_path / "c.csv")], champion, window="60")
+    report = run_loop(cfg, trainer=trainer)
+    rows = report["windows"]
+    k = next(r["index"] for r in rows if r["promoted"])
+    judged = rows[k]["performance"]
+    assert judged["losing"] and judged["best"] == "las"
+    made = [e for e in report["retrainings"] if e["window"] == k]
+    assert made[0]["reason"] == "the challenger is the champion (same content)"
+    assert made[1]["name"] == f"las pinned (window {k})" and made[1]["promoted"]
+    reg = Registry(report["registry"]["url"], Path(cfg.out) / "models")
+    new = reg.alias("champion")
+    assert new["lineage"]["pinned"] == "las" and new["lineage"]["parent"] == rows[0]["live_model"]
+    card = json.loads(reg.path_of("champion").read_text())
+    assert card["pinned"] == "las"
+    after = [r for r in rows if r["index"] > k]
+    assert after and all(r["in_charge"] == "las" and set(r["choices"]) <= {"las"}
+                         for r in after)
+    # its weights are the champion's own: a challenger trained from it starts there
+    assert np.array_equal(load(reg.path_of("champion"))[0].layers[-1][1],
+                          load(champion)[0].layers[-1][1])
+
+
+def test_a_pinned_card_names_one_of_its_candidates(tmp_path):
+    card = always("fifo", tmp_path / "fifo")
+    data = json.loads(card.read_text())
+    data["pinned"] = "not-a-candidate"
+    card.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="pinned must be one of network.candidates"):
+        load(card)
 
 
 def test_loop_cli_bad_input_is_one_line(tmp_path):

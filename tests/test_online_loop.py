@@ -76,33 +76,42 @@ def test_the_service_judges_windows_of_its_outcomes_and_follows_a_promotion(tmp_
         # trained from it, compared, and the verdict is in the registry with its evidence
         perf = judged["performance"]
         assert perf["ratio"] > 1.0 and perf["losing"], perf
-        assert judged["retrained"] and judged["retraining"]["reason"]
+        assert judged["retrained"] and judged["retrainings"]
         reg = Registry(db)
-        chal = judged["retraining"]["challenger"]
-        model = reg.get(chal)
-        assert model["lineage"]["window_index"] == judged["index"]
-        assert model["lineage"]["command"] == "autoflow serve --self-optimize"
-        assert model["lineage"]["parent"] == fifo
-        verdict = [e for e in reg.events(50, sha=chal) if e["action"] in ("promote", "reject")]
-        assert verdict and verdict[0]["evidence"]["cases"], verdict
+        # the trained challenger, and the champion pinned to the heuristic that beat it
+        names = [e["name"] for e in judged["retrainings"]]
+        assert names[0] == f"challenger of window {judged['index']}"
+        assert names[1] == f"{perf['best']} pinned (window {judged['index']})", names
+        for e in judged["retrainings"]:
+            model = reg.get(e["challenger"])
+            assert model["lineage"]["window_index"] == judged["index"]
+            assert model["lineage"]["command"] == "autoflow serve --self-optimize"
+            assert model["lineage"]["parent"] == fifo
+            verdict = [v for v in reg.events(50, sha=e["challenger"])
+                       if v["action"] in ("promote", "reject")]
+            assert verdict and verdict[0]["evidence"]["cases"], verdict
+            assert verdict[0]["action"] == ("promote" if e["promoted"] else "reject")
+        assert reg.get(judged["retrainings"][1]["challenger"])["lineage"]["pinned"] == perf["best"]
         generators = [m for m in reg.list() if m["kind"] == "generator"]
         assert generators and generators[0]["lineage"]["window_index"] == judged["index"]
 
-        # the window's files promote a better challenger (a las-only one, in place of
-        # training); the running service swaps to it
-        folder = tmp_path / "window-copy"
-        src = tmp_path / "loop" / f"window-{judged['index']}"
-        shutil.copytree(src, folder)
-        (folder / "result.json").unlink()
-        shutil.rmtree(folder / "retrain", ignore_errors=True)
-        las = always("las", tmp_path / "las")
-        os.environ[window_job.DB_ENV] = db
-        try:
-            res = window_job.run(folder, trainer=fixed_trainer(las))
-        finally:
-            del os.environ[window_job.DB_ENV]
-        assert res["promoted"], res["event"]["reason"]
-        new = res["promoted"]
+        won = [e["challenger"] for e in judged["retrainings"] if e["promoted"]]
+        if won:  # the loop promoted one of its challengers (the pinned one, usually)
+            new = won[0]
+        else:  # none was better with confidence: the window's files promote a las-only
+            # challenger (in place of training), as the child process would
+            folder = tmp_path / "window-copy"
+            shutil.copytree(tmp_path / "loop" / f"window-{judged['index']}", folder)
+            (folder / "result.json").unlink()
+            shutil.rmtree(folder / "retrain", ignore_errors=True)
+            os.environ[window_job.DB_ENV] = db
+            try:
+                res = window_job.run(folder, trainer=fixed_trainer(always("las", tmp_path / "las")))
+            finally:
+                del os.environ[window_job.DB_ENV]
+            assert res["promoted"], res["events"]
+            new = res["promoted"]
+        # the running service swaps to the promoted challenger, with the reason
         until(lambda: new in c.get("/v1/policy").json()["policy"],
               "the service serves the promoted challenger", polls=3000, every=0.05)
         hist = c.get("/v1/policy").json()["history"][0]

@@ -256,17 +256,16 @@ def run_loop(cfg: LoopConfig, console=None, command: str = "autoflow loop",
             continue
         ra, rb = spans[reference]
         win = Window(k, (a, b), known, censored, backlog)
-        update, event, promoted = judge_window(registry, win, ref_jobs, (ra, rb), spec,
-                                               cfg.cluster, cfg, out / f"retrain-{k}",
-                                               command, trainer, console)
+        update, made, promoted = judge_window(registry, win, ref_jobs, (ra, rb), spec,
+                                              cfg.cluster, cfg, out / f"retrain-{k}",
+                                              command, trainer, console)
         row.update(update)
-        if event is not None:
-            events.append(event)
+        events += made
         if promoted is not None:
-            live.swap(policy_of(registry.path_of(promoted), "rl").selector,
-                      history=[js for js in sim.jobs
-                               if a <= js.submit < b and js.finish is not None],
-                      origin=a)
+            new = policy_of(registry.path_of(promoted), "rl")
+            live.swap(new.selector, history=[js for js in sim.jobs
+                                             if a <= js.submit < b and js.finish is not None],
+                      origin=a, pinned=new.pinned)
             live_sha, reference, ref_jobs = promoted, k, known
         rows.append(row)
     while sim.step():

@@ -240,10 +240,9 @@ class OutcomeLoop:
             log.error("self-optimize: window %d: %s", row["index"], res["error"])
         else:
             row.update(res["row"])
-            if res["event"] is not None:
-                row["retraining"] = {k: res["event"][k] for k in
-                                     ("challenger", "champion", "promoted", "reason", "ratio",
-                                      "ci")}
+            row["retrainings"] = [{k: e.get(k) for k in ("challenger", "name", "champion",
+                                                          "promoted", "reason", "ratio", "ci")}
+                                  for e in res["events"]]
             if res["promoted"]:  # the window the new champion was chosen on
                 self.state["reference"] = str(folder / "known.csv")
                 self.state["reference_span"] = [row["start"], row["end"]]

@@ -79,13 +79,19 @@ class Window:
 def judge_window(registry, win: Window, ref_jobs: list[Job], ref_span: tuple[float, float],
                  spec: ClusterSpec, cluster: str, cfg, folder: Path, command: str,
                  trainer=None, console=None) -> tuple[dict, dict | None, str | None]:
-    """Drift and the performance signal on ``win``; on either, a challenger trained,
+    """Drift and the performance signal on ``win``; on either, challengers made,
     compared and promoted or rejected in ``registry``. ``cluster`` names the cluster for
     the challenger's episodes (a built-in name or a YAML file); ``cfg`` is a
     ``LoopConfig`` (its heuristics, seed, drift, challenger and compare settings).
 
-    Returns (the window's report fields, the retraining event or None, the sha256 of a
-    promoted challenger or None)."""
+    The challengers: one trained from the champion on the window and its variants, and,
+    when a heuristic beats the champion on the window's replay, the champion pinned to
+    that heuristic. Each is compared with the champion on the same paired cases; of
+    those whose interval is below the champion's, the best (lowest mean log ratio) is
+    promoted, and every other one is rejected with its evidence.
+
+    Returns (the window's report fields, the retraining events (one per challenger), the
+    sha256 of the promoted challenger or None)."""
     a, b = win.span
     rep = detect(ref_jobs, win.known, ref_span=ref_span, cur_span=(a, b),
                  capacity_gpus=spec.total_gpus, cfg=cfg.drift)
@@ -102,7 +108,7 @@ def judge_window(registry, win: Window, ref_jobs: list[Job], ref_span: tuple[flo
         f"{'yes (' + ', '.join(rep.drifted) + ')' if rep.drift_detected else 'no'}"
         f", champion x{perf['ratio']:.3f} of {perf['best']}")
     if not (rep.drift_detected or perf["losing"]):
-        return row, None, None
+        return row, [], None
     from .challenger import train_challenger
 
     row["retrained"] = True
@@ -117,28 +123,65 @@ def judge_window(registry, win: Window, ref_jobs: list[Job], ref_span: tuple[flo
     if (folder / "generator.npz").is_file():
         registry.register(folder / "generator.npz", kind="generator",
                           name=f"generator of window {win.index}", lineage=lineage)
-    chal = registry.register(card, kind="adaptive", name=f"challenger of window {win.index}",
-                             lineage=lineage, metrics={"teacher": summary["fit"]})
-    if chal == champion_sha:  # it learned nothing new
-        say("  the challenger is the champion (same content)")
-        return row, {"window": win.index, "challenger": chal, "champion": champion_sha,
-                     "promoted": False, "ratio": 1.0, "ci": [0.0, 0.0],
-                     "reason": "the challenger is the champion (same content)",
-                     "evidence": None}, None
-    registry.set_alias("challenger", chal, reason=f"trained on window {win.index}")
-    ev = compare(registry.path_of("champion"), registry.path_of(chal),
-                 cases(win.workload(), spec, summary["sources"], cfg.compare), cfg.heuristics,
-                 cfg.compare)
-    event = {"window": win.index, "challenger": chal, "champion": champion_sha,
-             "promoted": ev["promote"], "reason": ev["reason"], "ratio": ev["ratio"],
-             "ci": ev["ci"], "evidence": ev}
-    if ev["promote"]:
-        registry.promote(chal, reason=ev["reason"], evidence=brief(ev))
-        row["promoted"] = True
-    else:
-        registry.reject(chal, reason=ev["reason"], evidence=brief(ev))
-    say(f"  {ev['reason']}")
-    return row, event, chal if ev["promote"] else None
+    offered = [registry.register(card, kind="adaptive",
+                                 name=f"challenger of window {win.index}", lineage=lineage,
+                                 metrics={"teacher": summary["fit"]})]
+    pinned = _pinned_challenger(registry, perf, folder, win.index, lineage)
+    if pinned is not None:
+        offered.append(pinned)
+    events, passed = [], []
+    case_list = None
+    for chal in dict.fromkeys(offered):  # in order, once each
+        if chal == champion_sha:  # it learned nothing new
+            say("  the challenger is the champion (same content)")
+            events.append({"window": win.index, "challenger": chal, "champion": champion_sha,
+                           "promoted": False, "ratio": 1.0, "ci": [0.0, 0.0],
+                           "reason": "the challenger is the champion (same content)",
+                           "evidence": None})
+            continue
+        registry.set_alias("challenger", chal, reason=f"offered on window {win.index}")
+        if case_list is None:
+            case_list = cases(win.workload(), spec, summary["sources"], cfg.compare)
+        ev = compare(registry.path_of("champion"), registry.path_of(chal), case_list,
+                     cfg.heuristics, cfg.compare)
+        events.append({"window": win.index, "challenger": chal, "champion": champion_sha,
+                       "name": registry.get(chal)["name"], "promoted": False,
+                       "reason": ev["reason"], "ratio": ev["ratio"], "ci": ev["ci"],
+                       "evidence": ev})
+        if ev["promote"]:
+            passed.append(events[-1])
+    best = min(passed, key=lambda e: e["evidence"]["mean_log_ratio"], default=None)
+    for e in events:
+        if e["evidence"] is None:
+            continue
+        if e is best:
+            registry.promote(e["challenger"], reason=e["reason"], evidence=brief(e["evidence"]))
+            e["promoted"] = row["promoted"] = True
+        else:
+            if e["evidence"]["promote"]:  # better than the champion, not the best offered
+                e["reason"] = (f"not promoted: better than the champion (x{e['ratio']:.3f}) "
+                               f"but {best['name']} was better (x{best['ratio']:.3f})")
+            registry.reject(e["challenger"], reason=e["reason"], evidence=brief(e["evidence"]))
+        say(f"  {e.get('name', 'challenger')}: {e['reason']}")
+    return row, events, best["challenger"] if best else None
+
+
+def _pinned_challenger(registry, perf: dict, folder: Path, index: int,
+                       lineage: dict) -> str | None:
+    """When a heuristic beats the champion on the window's replay (the performance
+    signal), the champion pinned to that heuristic (``agents.adaptive.pin``), registered
+    as a challenger; None otherwise, or when the champion cannot run it."""
+    from ..agents.adaptive import load, pin
+
+    if not perf["losing"]:
+        return None
+    _, cands, card = load(registry.path_of("champion"))
+    if perf["best"] not in cands or card.get("pinned") == perf["best"]:
+        return None
+    made = pin(registry.path_of("champion"), perf["best"], folder / f"pinned-{perf['best']}")
+    return registry.register(made, kind="adaptive",
+                             name=f"{perf['best']} pinned (window {index})",
+                             lineage={**lineage, "pinned": perf["best"]})
 
 
 def brief(ev: dict) -> dict:

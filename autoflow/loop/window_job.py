@@ -7,7 +7,7 @@ folder, the loop's settings), ``known.csv``, ``censored.csv``, ``backlog.csv`` a
 ``reference.csv`` (normalized CSVs; an empty one is left out) and ``cluster.yaml`` (the
 service's nodes). The store's URL comes in the environment (``AUTOFLOW_LOOP_DB``), never
 in a file: it may hold a password. It runs ``loop.step.judge_window`` and writes
-``DIR/result.json``: the window's report fields, the retraining event, the promoted
+``DIR/result.json``: the window's report fields, the retraining events, the promoted
 model; or ``{"error": ...}`` with exit status 1.
 """
 
@@ -87,13 +87,13 @@ def run(folder: Path, trainer=None) -> dict:
     try:
         win = Window(int(meta["index"]), tuple(meta["span"]), jobs["known"], jobs["censored"],
                      jobs["backlog"])
-        row, event, promoted = judge_window(
+        row, events, promoted = judge_window(
             registry, win, jobs["reference"], tuple(meta["reference_span"]), spec, cluster,
             cfg, folder / "retrain", meta.get("command", "autoflow serve --self-optimize"),
             trainer)
     finally:
         registry.close()
-    result = {"index": win.index, "row": row, "event": event, "promoted": promoted}
+    result = {"index": win.index, "row": row, "events": events, "promoted": promoted}
     jsonsafe.write(folder / "result.json", result)
     return result
 

@@ -88,7 +88,12 @@ function renderSelfOptimize(so) {
       (l.judging !== null ? ` (judging window ${l.judging})` : "")));
     const rows = (l.recent || []).slice().reverse().map((w) => {
       const perf = w.performance ? "×" + w.performance.ratio.toFixed(3) + " of " + w.performance.best : "";
-      const what = w.error ? "error: " + w.error : w.retraining ? w.retraining.reason : (w.note || "");
+      const made = w.retrainings || [];
+      const won = made.find((e) => e.promoted);
+      const what = w.error ? "error: " + w.error
+        : won ? "promoted " + (won.name || won.challenger.slice(0, 12)) + ": " + won.reason
+        : made.length ? made.map((e) => (e.name || "challenger") + ": " + e.reason).join("; ")
+        : (w.note || "");
       return el("tr", {}, el("td", {}, String(w.index)), el("td", {}, String(w.outcomes)),
         el("td", {}, w.drift_detected ? "yes" : ""), el("td", {}, perf), el("td", {}, what));
     });
