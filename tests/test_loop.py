@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from autoflow.agents.adaptive import load
 from hardening import assert_one_line_error, invoke
 from modelkit import always, fixed_trainer
 
-from autoflow.agents.adaptive import load
 from autoflow.errors import ConfigError
 from autoflow.job import Job
 from autoflow.loop.compare import CompareConfig
