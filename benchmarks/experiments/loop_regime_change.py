@@ -82,7 +82,16 @@ def main() -> None:
     detected = next((r["index"] for r in rows if r["index"] >= change and
                      r["drift_detected"]), None)
     false_alarms = [r["index"] for r in rows if 0 < r["index"] < change and r["drift_detected"]]
+    # how well the loop's window replays (unfinished jobs imputed) pick the heuristic that
+    # is best from the live state (true durations): the pick's JCT over the best's
+    regret = []
+    for r in rows:
+        p, t = r.get("performance"), r["avg_jct_from_live_state"]
+        if p and all(t[h] is not None for h in p["heuristics"]):
+            pick = min(p["heuristics"], key=p["heuristics"].get)
+            regret.append(t[pick] / min(t[h] for h in p["heuristics"]))
     summary = {**rep["summary"], "change_window": change, "detected_at": detected,
+               "window_replay_pick_regret": regret,
                "windows_to_detect": None if detected is None else detected - change + 1,
                "false_alarms_before_change": false_alarms}
     print("| window | segment | drift | retrained | promoted | in charge at end | live / best "
