@@ -1,7 +1,9 @@
 """The job model: one unit of work submitted to the cluster.
 
 A job is either *training* (batch, preemptible with a restart cost) or *inference*
-(a latency-sensitive service with a start-delay SLO, never preempted). Its true
+(a latency-sensitive service with a start-delay SLO, never preempted). A job may be a
+stage of a workflow (``workflow_id``) and depend on other jobs (``depends_on``): it is
+eligible to start only once every one of them has succeeded (``autoflow.workflow``). Its true
 ``duration`` is known to the simulator and may only be read by policies marked oracle.
 """
 
@@ -43,10 +45,14 @@ class Job:
     slo_s: float | None = None
     censored: bool = False
     extra: dict = field(default_factory=dict)
+    workflow_id: str = ""  # the workflow (pipeline run) the job is a stage of; "" = none
+    depends_on: tuple[str, ...] = ()  # job ids that must succeed before this one may start
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"job {self.job_id}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.job_id in self.depends_on:
+            raise ValueError(f"job {self.job_id}: depends_on names the job itself")
         if self.num_gpus < 0:
             raise ValueError(f"job {self.job_id}: num_gpus must be >= 0, got {self.num_gpus}")
         if not 0 <= self.gpu_milli <= WHOLE_GPU:

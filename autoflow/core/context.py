@@ -46,6 +46,22 @@ class SchedContext:
         hooks and timers may run between passes)."""
         return self._core.backend.now()
 
+    def dependants(self, js: JobState) -> list[JobState]:
+        """The jobs that depend on ``js`` directly (``autoflow.workflow``), registered so
+        far, whatever their state."""
+        return self._core._kids.get(js.job.job_id, [])
+
+    def workflow(self, js: JobState) -> list[JobState]:
+        """Every registered job of ``js``'s workflow (``Job.workflow_id``); ``[js]`` for a
+        job outside any."""
+        wf = js.job.workflow_id
+        return self._core.workflows.get(wf, [js]) if wf else [js]
+
+    def predict(self, job) -> float:
+        """The history estimator's predicted duration of ``job`` (never the truth): for
+        the stages of a workflow that have not been submitted yet."""
+        return self._core.estimator.predict(job)
+
     def nothing_fits(self) -> bool:
         """No free GPU share on any live node, and no waiting job needs only CPU."""
         return self.state.used_milli >= self._core.live_milli and not self._core.cpu_only_waiting

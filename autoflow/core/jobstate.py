@@ -15,6 +15,7 @@ from ..job import Job
 from ..state import Placement, Req
 
 WAITING, RUNNING, DONE = "waiting", "running", "done"
+HELD = "held"  # submitted, waiting for the jobs it depends on (``autoflow.workflow``)
 
 
 class OracleError(AutoflowError):

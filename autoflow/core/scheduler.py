@@ -9,7 +9,9 @@ whenever something changed, at most once per instant after every event of that i
 Time and execution belong to a :class:`~autoflow.core.backend.Backend`: the simulator,
 the service's live backend or the Ray executor. The backend reports back with
 ``finish``, ``evict``, ``node_down`` and ``node_up``; new jobs come in with ``register``
-and ``submit``. ``plan()`` (``autoflow.core.plan``) answers "what would the policy do
+and ``submit``. A job that depends on others (``Job.depends_on``, ``autoflow.workflow``)
+is *held* when submitted until every one of them has succeeded, then joins the queue;
+one that leaves without succeeding (``remove``) cancels the jobs that depend on it. ``plan()`` (``autoflow.core.plan``) answers "what would the policy do
 now?" without doing it.
 """
 
@@ -28,7 +30,7 @@ from ..state import ClusterState, Placement
 from .backend import Backend, Meter, NullMeter
 from .context import SchedContext
 from .estimator import DurationEstimator
-from .jobstate import DONE, RUNNING, WAITING, JobState
+from .jobstate import DONE, HELD, RUNNING, WAITING, JobState
 from .queue import SortedQueue
 
 JOINED_KEPT = 4096  # latest jobs to join the waiting queue that are kept in a list
@@ -70,6 +72,18 @@ class SchedulerCore:
         self._pass_pending = False
         self._pass_time, self._passes_now = -1.0, 0
         self._prepared = False
+        # dependencies (autoflow.workflow): job id -> the registered jobs that depend on
+        # it; the held jobs and how many of their parents have not succeeded yet; the ids
+        # of jobs that succeeded (a caller that rebuilds a core adds the earlier ones) and
+        # of jobs that left without succeeding
+        self.by_id: dict[str, JobState] = {}
+        self.workflows: dict[str, list[JobState]] = {}  # workflow id -> its registered jobs
+        self._kids: dict[str, list[JobState]] = {}
+        self.held: dict[int, JobState] = {}
+        self._unmet: dict[int, int] = {}
+        self.succeeded: set[str] = set()
+        self.dropped: set[str] = set()
+        self.on_drop: Callable[[JobState, str], None] | None = None  # a dependant cancelled
 
     # -- jobs coming in -----------------------------------------------------------------
     def register(self, job: Job) -> JobState:
@@ -82,6 +96,11 @@ class SchedulerCore:
         js = JobState(len(self.jobs), replace(job, duration=None, slo_s=slo),
                       self.state.compile(job))
         self.jobs.append(js)
+        self.by_id[job.job_id] = js
+        if job.workflow_id:
+            self.workflows.setdefault(job.workflow_id, []).append(js)
+        for p in job.depends_on:
+            self._kids.setdefault(p, []).append(js)
         return js
 
     def prepare(self) -> None:
@@ -92,13 +111,58 @@ class SchedulerCore:
         self._prepared = True
 
     def submit(self, batch: Iterable[JobState]) -> None:
-        """The jobs arrive now: predicted, queued, and a scheduling pass follows."""
+        """The jobs arrive now: predicted, queued, and a scheduling pass follows. A job
+        with a parent that has not succeeded yet is held (``HELD``) until it has; one
+        with a parent that left without succeeding is cancelled at once."""
         self.meter.advance(self.backend.now())
         for js in batch:
             self.meter.arrived(js)
+            deps = js.job.depends_on
+            if deps:
+                lost = next((p for p in deps if p in self.dropped), None)
+                if lost is not None:
+                    js.status = HELD
+                    self._drop(js, f"depends on {lost}, which did not succeed")
+                    continue
+                unmet = sum(1 for p in deps if p not in self.succeeded)
+                if unmet:
+                    js.status = HELD
+                    js.queue_since = self.backend.now()
+                    self.held[js.idx] = js
+                    self._unmet[js.idx] = unmet
+                    continue
             js.predicted = self.estimator.predict(js.job)
             self._enqueue(js)
         self.request_pass()
+
+    def _release(self, parent: JobState) -> None:
+        """``parent`` succeeded: the held jobs it was the last unmet parent of join the
+        queue now."""
+        for js in self._kids.get(parent.job.job_id, ()):
+            if js.idx in self.held:
+                self._unmet[js.idx] -= 1
+                if self._unmet[js.idx] == 0:
+                    del self.held[js.idx], self._unmet[js.idx]
+                    js.predicted = self.estimator.predict(js.job)
+                    self._enqueue(js)
+
+    def _drop(self, js: JobState, why: str) -> None:
+        """A held job whose parent will never succeed: it ends (``DONE``, never started),
+        and so do the jobs that depend on it."""
+        self.held.pop(js.idx, None)
+        self._unmet.pop(js.idx, None)
+        js.status = DONE
+        js.finish = self.backend.now()
+        self.done += 1
+        self.dropped.add(js.job.job_id)
+        if self.on_drop is not None:
+            self.on_drop(js, why)
+        self._drop_dependants(js)
+
+    def _drop_dependants(self, js: JobState) -> None:
+        for kid in self._kids.get(js.job.job_id, ()):
+            if kid.status == HELD:
+                self._drop(kid, f"depends on {js.job.job_id}, which did not succeed")
 
     def _enqueue(self, js: JobState) -> None:
         js.status = WAITING
@@ -205,6 +269,9 @@ class SchedulerCore:
         self.meter.finished(js)
         self.estimator.observe(js.job)
         self.policy.on_finish(self.ctx, js)
+        self.succeeded.add(js.job.job_id)
+        if self._kids:
+            self._release(js)
         self.request_pass()
 
     def preempt(self, js: JobState) -> None:
@@ -272,11 +339,16 @@ class SchedulerCore:
         elif js.status == RUNNING:
             self.backend.halt(js)
             self._stop_segment(js, _all)
+        elif js.status == HELD:
+            self.held.pop(js.idx, None)
+            self._unmet.pop(js.idx, None)
         else:
             raise SchedulingError(f"{js} removed after it ended")
         js.status = DONE
         js.finish = self.backend.now()
         self.done += 1
+        self.dropped.add(js.job.job_id)
+        self._drop_dependants(js)
         self.request_pass()
 
     def cordon(self, node: int, cordoned: bool) -> None:
@@ -292,6 +364,13 @@ class SchedulerCore:
 
     # -- invariants (explicit checks: they hold under ``python -O`` too) ---------------------
     def check_invariants(self) -> None:
+        for js in self.held.values():
+            require(js.status == HELD and self._unmet[js.idx] > 0
+                    and any(p not in self.succeeded for p in js.job.depends_on),
+                    f"{js} held with its parents done")
+        for js in self.running.values():
+            require(all(p in self.succeeded for p in js.job.depends_on),
+                    f"{js} runs before a job it depends on succeeded")
         s = self.state
         used = np.zeros_like(s.gpu_free)
         for js in self.running.values():

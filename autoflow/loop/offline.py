@@ -60,6 +60,7 @@ from ..evaluate import evaluate
 from ..job import Job
 from ..load import fit_load
 from ..traces.registry import load_workload
+from ..workflow import within
 from ..workload import Workload
 from .challenger import ChallengerConfig
 from .compare import CompareConfig, policy_of
@@ -103,7 +104,9 @@ def stitch(sources: list[str], seed: int = 0) -> tuple[Workload, list[dict]]:
         if not len(w):
             raise ConfigError(f"--trace {src}: no jobs")
         segments.append({"source": src, "start": at, "jobs": len(w)})
-        jobs += [replace(j, job_id=f"{k}:{j.job_id}", submit_time=j.submit_time + at)
+        jobs += [replace(j, job_id=f"{k}:{j.job_id}", submit_time=j.submit_time + at,
+                         depends_on=tuple(f"{k}:{p}" for p in j.depends_on),
+                         workflow_id=f"{k}:{j.workflow_id}" if j.workflow_id else "")
                  for j in w.jobs]
         gap = w.span / max(1, len(w) - 1)
         at = jobs[-1].submit_time + gap
@@ -163,7 +166,7 @@ def from_live_state(result, spans: list[tuple[float, float]], starts: list[dict[
     out = []
     for k, (a, b) in enumerate(spans):
         end = spans[min(k + ahead, len(spans) - 1)][1]
-        back = [replace(jobs[i].job, job_id=f"backlog:{jobs[i].job.job_id}", submit_time=a,
+        back = [replace(jobs[i].job, submit_time=a,
                         duration=max(jobs[i].job.duration - done, 1.0), censored=False)
                 for i, done in starts[k].items()]
         ahead_jobs = [js.job for js in jobs if a <= js.submit < end]
@@ -171,7 +174,7 @@ def from_live_state(result, spans: list[tuple[float, float]], starts: list[dict[
         if not mine:
             out.append({h: None for h in heuristics})
             continue
-        w = Workload(back + ahead_jobs, source=f"window {k} from the live state").shifted()
+        w = Workload(within(back + ahead_jobs), source=f"window {k} from the live state").shifted()
         row = {}
         for h in heuristics:
             res = evaluate(h, w, spec, seed=seed).result

@@ -22,6 +22,7 @@ from .. import manifest as manifest_mod
 from ..cluster import ClusterSpec
 from ..evaluate import evaluate
 from ..job import Job
+from ..workflow import within
 from ..workload import Workload
 from .compare import cases, compare, policy_of
 from .drift import detect, performance_signal
@@ -70,9 +71,10 @@ class Window:
     backlog: list[Job]  # waiting or running at the window's start, with the work they had left
 
     def workload(self) -> Workload:
-        """The window's replay: its backlog, submitted at its start, then its jobs."""
-        return Workload([replace(j, censored=False)
-                         for j in self.backlog + self.known + self.censored],
+        """The window's replay: its backlog, submitted at its start, then its jobs (their
+        dependencies on jobs that ended before the window left out)."""
+        return Workload(within([replace(j, censored=False)
+                                for j in self.backlog + self.known + self.censored]),
                         source=f"window {self.index}")
 
 

@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from ..errors import ConfigError
 from ..placers import DEFAULT_PLACER, PLACERS, make_placer
 from .base import Policy
+from .critical_path import CriticalPathFirst
 from .easy_backfill import EasyBackfill
 from .fifo import Fifo
 from .gittins import Gittins
@@ -26,6 +27,7 @@ from .gittins_siblings import GittinsSiblings
 from .gittins_ssl import GittinsSsl
 from .las import Las, parse_thresholds
 from .las_fcfs import LasFcfs
+from .shortest_remaining_workflow import ShortestRemainingWorkflow
 from .sjf import Sjf
 from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
@@ -33,7 +35,7 @@ from .ssl import check_ssl
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill, Gittins,
-                             GittinsSiblings)
+                             GittinsSiblings, CriticalPathFirst, ShortestRemainingWorkflow)
 }
 
 

@@ -27,6 +27,8 @@ from ..errors import ClusterError, ConfigError
 from ..feasibility import check_all_fit
 from ..policies.base import Policy
 from ..state import Placement
+from ..workflow import check as check_dependencies
+from ..workflow import has_dependencies
 from ..workload import Workload
 from .failures import FailureModel
 from .meter import SimMeter
@@ -120,6 +122,8 @@ class Simulator:
                 raise ConfigError(f"job {j.job_id} has an unknown duration: the simulator "
                                   "needs one (convert with a format that gives run times)")
             durations.append(float(j.duration))
+        if has_dependencies(workload.jobs):
+            check_dependencies(workload.jobs, workload.source or "workload")
         self.env = simpy.Environment()
         self.backend = SimulatedBackend(self.env, durations)
         if estimator is None:
