@@ -83,6 +83,16 @@ def _mount_predictor() -> None:
 _mount_predictor()
 
 
+def _mount_workflows() -> None:
+    from .workflow_cli import app as workflows_app
+
+    app.add_typer(workflows_app, name="workflows", help="Workflow templates (pipelines of "
+                  "dependent jobs): check one, expand it into runs.")
+
+
+_mount_workflows()
+
+
 def _mount_loop() -> None:
     from .loop.cli import loop
 
