@@ -216,3 +216,18 @@ def test_unfinished_jobs_are_imputed_from_the_longer_completed_ones():
     assert imp.duration(8, 2000.0) == 3000.0  # the only longer one, from all
     assert Imputer([]).duration(4, 0.0) == PRIOR_S
     assert Imputer([]).duration(4, 5000.0) == 10000.0
+
+
+def test_a_window_keeps_its_jobs_dependencies_across_its_files(tmp_path):
+    from autoflow.cluster import load_cluster
+    from autoflow.loop.window_job import read_inputs, write_inputs
+
+    jobs = {"backlog": [Job("a", 0.0, 50.0, workflow_id="w")],
+            "known": [Job("b", 1.0, 20.0, workflow_id="w", depends_on=("a", "gone"))],
+            "censored": [Job("c", 2.0, 30.0, workflow_id="w", depends_on=("b",))],
+            "reference": [Job("r", 0.0, 10.0, depends_on=("elsewhere",))]}
+    write_inputs(tmp_path, {"index": 1}, jobs, load_cluster("philly-64"))
+    back = read_inputs(tmp_path)
+    assert [j.depends_on for j in back["known"]] == [("a",)]  # "gone" ended before
+    assert [j.depends_on for j in back["censored"]] == [("b",)]
+    assert back["censored"][0].censored and back["reference"][0].depends_on == ()

@@ -256,7 +256,8 @@ class OutcomeLoop:
         from ..workload import Workload
 
         path = self.folder / f"reference-{index}.csv"
-        normalized.write(Workload(known, source=f"window {index}"), path)
+        normalized.write(Workload([replace(j, depends_on=()) for j in known],
+                                  source=f"window {index}"), path)  # drift reads no DAG
         return str(path)
 
     def _view(self, rows: list[dict], later: set[str]

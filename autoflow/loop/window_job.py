@@ -4,8 +4,9 @@ The service's loop (``loop.online``) writes a window's outcomes into ``DIR`` and
 module in a child process, so that replays and training never hold the service's
 interpreter: ``DIR/window.json`` (the window's index and span, the registry's files
 folder, the loop's settings), ``known.csv``, ``censored.csv``, ``backlog.csv`` and
-``reference.csv`` (normalized CSVs; an empty one is left out) and ``cluster.yaml`` (the
-service's nodes). The store's URL comes in the environment (``AUTOFLOW_LOOP_DB``), never
+``reference.csv`` (normalized CSVs; an empty one is left out), ``dependencies.json``
+(the window's jobs' dependencies on one another) and ``cluster.yaml`` (the service's
+nodes). The store's URL comes in the environment (``AUTOFLOW_LOOP_DB``), never
 in a file: it may hold a password. It runs ``loop.step.judge_window`` and writes
 ``DIR/result.json``: the window's report fields, the retraining events, the promoted
 model; or ``{"error": ...}`` with exit status 1.
@@ -37,13 +38,22 @@ def write_cluster(spec, path: Path) -> None:
 
 def write_inputs(folder: Path, meta: dict, jobs: dict[str, list], spec) -> None:
     """``window.json``, the four CSVs and ``cluster.yaml`` into ``folder``."""
+    from dataclasses import replace
+
     from ..traces import normalized
     from ..workload import Workload
 
     folder.mkdir(parents=True, exist_ok=True)
+    # dependencies go beside the CSVs (one file each would refuse a parent in another):
+    # among the window's own jobs only, those on jobs that ended before it left out
+    ids = {j.job_id for name in FILES if name != "reference" for j in jobs[name]}
+    deps = {j.job_id: [p for p in j.depends_on if p in ids]
+            for name in FILES if name != "reference" for j in jobs[name] if j.depends_on}
+    jsonsafe.write(folder / "dependencies.json", {k: v for k, v in deps.items() if v})
     for name in FILES:  # an empty list writes no file
         if jobs[name]:
-            normalized.write(Workload(jobs[name], source=name), folder / f"{name}.csv")
+            normalized.write(Workload([replace(j, depends_on=()) for j in jobs[name]],
+                                      source=name), folder / f"{name}.csv")
     write_cluster(spec, folder / "cluster.yaml")
     jsonsafe.write(folder / "window.json", meta)
 
@@ -55,9 +65,21 @@ def read_jobs(path: Path) -> list:
     return list(normalized.load(str(path), ImportOptions()).jobs) if path.is_file() else []
 
 
+def read_inputs(folder: Path) -> dict[str, list]:
+    """The four job lists ``write_inputs`` wrote, with their dependencies."""
+    from dataclasses import replace
+
+    jobs = {name: read_jobs(folder / f"{name}.csv") for name in FILES}
+    jobs["censored"] = [replace(j, censored=True) for j in jobs["censored"]]
+    deps_file = folder / "dependencies.json"
+    deps = json.loads(deps_file.read_text()) if deps_file.is_file() else {}
+    for name in ("known", "censored", "backlog"):
+        jobs[name] = [replace(j, depends_on=tuple(deps.get(j.job_id, ()))) for j in jobs[name]]
+    return jobs
+
+
 def run(folder: Path, trainer=None) -> dict:
     """Judges the window in ``folder`` (see the module docstring); returns the result."""
-    from dataclasses import replace
 
     from ..cluster import load_cluster
     from .challenger import ChallengerConfig
@@ -68,8 +90,7 @@ def run(folder: Path, trainer=None) -> dict:
     from .step import Window, judge_window
 
     meta = json.loads((folder / "window.json").read_text())
-    jobs = {name: read_jobs(folder / f"{name}.csv") for name in FILES}
-    jobs["censored"] = [replace(j, censored=True) for j in jobs["censored"]]
+    jobs = read_inputs(folder)
     s = meta["settings"]
     cfg = LoopConfig(sources=[], out=str(folder), seed=int(s["seed"]),
                      heuristics=tuple(s["heuristics"]),
