@@ -1,0 +1,88 @@
+"""2026-12-01: the policies on pipelines of dependent jobs (issue 21's baselines).
+
+Cases: ``builtin:ml-pipelines`` (five nightly pipeline templates: prepare on CPUs →
+train on a GPU gang → evaluate → serving replicas, beside ad-hoc training and inference
+services) with seeds ``--seeds``, on ``philly-64`` fitted to each ``--loads`` value (as
+``autoflow bench --load``). Every policy plays every case. Figures per case: average,
+p50 and p99 workflow completion time (WCT: a pipeline run's last finish minus its
+submission), average stage wait (from eligibility to start), serving stages that missed
+their SLO, and the average JCT of every job; the table gives each policy's average WCT
+over the best of fifo, las and the workflow heuristics (cp-first, srw) in the same case
+(issue 21's bar compares ``rl`` with that best at 0.9).
+
+Writes ``DIR/results.json`` and ``DIR/manifest.json``; prints markdown tables.
+
+    python benchmarks/experiments/workflow_heuristics.py --out runs/workflow-heuristics
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from autoflow import manifest as manifest_mod
+from autoflow.bench import prepare_fit
+from autoflow.evaluate import evaluate
+
+POLICIES = "fifo,sjf,las,las-fcfs,gittins,easy-backfill,cp-first,srw,rl"
+BASELINES = ("fifo", "las", "cp-first", "srw")  # the bar's "best of"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--trace", default="builtin:ml-pipelines:1200")
+    ap.add_argument("--cluster", default="philly-64")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--loads", default="0.9,1.1")
+    ap.add_argument("--policies", default=POLICIES)
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    loads = [float(x) for x in args.loads.split(",")]
+    policies = args.policies.split(",")
+    rows = []
+    for load in loads:
+        for seed in seeds:
+            fit = prepare_fit(args.trace, args.cluster, load, seed)
+            case = {"trace": args.trace, "seed": seed, "load": load,
+                    "gpus": fit.spec.total_gpus, "jobs": len(fit.workload), "runs": {}}
+            for p in policies:
+                m = evaluate(p, fit.workload, fit.spec, seed=seed).metrics
+                case["runs"][p] = {k: m.get(k) for k in (
+                    "avg_wct", "p50_wct", "p99_wct", "avg_stage_wait", "serving_stages",
+                    "serving_slo_violations", "avg_jct", "workflows")}
+                print(f"load {load} seed {seed} {p}: avg WCT {m['avg_wct']:,.0f} s",
+                      file=sys.stderr)
+            best = min(case["runs"][b]["avg_wct"] for b in BASELINES if b in case["runs"])
+            for r in case["runs"].values():
+                r["wct_vs_best_baseline"] = r["avg_wct"] / best
+            rows.append(case)
+    print("| load | seed | GPUs | " + " | ".join(policies) + " |")
+    print("|---|---|---|" + "---|" * len(policies))
+    for c in rows:
+        cells = [f"{c['runs'][p]['wct_vs_best_baseline']:.3f}" for p in policies]
+        print(f"| {c['load']} | {c['seed']} | {c['gpus']} | " + " | ".join(cells) + " |")
+    print()
+    print("| policy | avg WCT × best baseline (geo-mean) | avg WCT (h, mean) | p99 WCT (h, "
+          "mean) | avg stage wait (h, mean) | serving SLO misses (sum) | avg JCT (h, mean) |")
+    print("|---|---|---|---|---|---|---|")
+    summary = {}
+    for p in policies:
+        rs = [c["runs"][p] for c in rows]
+        geo = math.exp(statistics.fmean(math.log(r["wct_vs_best_baseline"]) for r in rs))
+        summary[p] = {"wct_vs_best_baseline_geomean": geo}
+        print(f"| {p} | {geo:.3f} | {statistics.fmean(r['avg_wct'] for r in rs) / 3600:.1f} | "
+              f"{statistics.fmean(r['p99_wct'] for r in rs) / 3600:.1f} | "
+              f"{statistics.fmean(r['avg_stage_wait'] for r in rs) / 3600:.2f} | "
+              f"{sum(r['serving_slo_violations'] for r in rs)} | "
+              f"{statistics.fmean(r['avg_jct'] for r in rs) / 3600:.1f} |")
+    command = "python benchmarks/experiments/workflow_heuristics.py " + " ".join(sys.argv[1:])
+    manifest_mod.save_run(args.out, {"cases": rows, "summary": summary}, command,
+                          vars(args) | {"out": str(args.out)}, seeds[0])
+
+
+if __name__ == "__main__":
+    main()
