@@ -31,6 +31,12 @@ DEFAULT_CLUSTER = "philly-64"
 AVERAGED = ("avg_jct", "p50_jct", "p99_jct", "avg_wait", "p99_wait", "avg_bounded_slowdown",
             "makespan", "gpu_allocation", "fragmentation", "slo_violations", "preemptions",
             "node_failures", "wall_s")
+# present when the workload has workflows (``autoflow.metrics``): averaged over the seeds
+# that have a value; ``workflows`` and ``serving_stages`` come from the first seed, and
+# ``stage_wait`` is averaged stage by stage
+WORKFLOW_AVERAGED = ("avg_wct", "p50_wct", "p99_wct", "avg_stage_wait", "p99_stage_wait",
+                     "serving_slo_violations", "dropped_workflows")
+WORKFLOW_FIRST = ("workflows", "serving_stages")
 
 
 @dataclass
@@ -167,8 +173,9 @@ def run_bench(cfg: BenchConfig, console: Console | None = None, command: str = "
                     progress.update(task, description=f"{name} (seed {seed})")
                     ev = evaluate(name, workload, spec, cfg.sim, seed=seed)
                     per_seed[name].append(ev.metrics)
-                    if seed == 0:
-                        jcts[name] = ev.jcts
+                    if seed == 0:  # the jobs that ran (a dropped stage has no JCT)
+                        jcts[name] = np.array([js.finish - js.submit for js in ev.result.jobs
+                                               if js.first_start is not None], dtype=float)
                     progress.advance(task)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - saved, then raised again
         stopped = e
@@ -205,6 +212,7 @@ def _aggregate(names: list[str], per_seed: dict[str, list[dict]], seeds: int) ->
         agg = {k: float(np.mean([r[k] for r in runs])) for k in AVERAGED}
         agg.update(jobs=runs[0]["jobs"], inference_jobs=runs[0]["inference_jobs"],
                    oracle=runs[0]["oracle"], seeds=len(runs))
+        _aggregate_workflows(agg, runs)
         if "guard" in runs[0]:  # learned policies: decisions and guard fallbacks
             agg["guard"] = {k: sum(r["guard"][k] for r in runs) for k in runs[0]["guard"]}
         if seeds > 1:
@@ -215,6 +223,30 @@ def _aggregate(names: list[str], per_seed: dict[str, list[dict]], seeds: int) ->
         agg["avg_jct_vs_fifo"] = (agg["avg_jct"] / base["avg_jct"]
                                   if base and base["avg_jct"] else None)
     return policies
+
+
+def _finite_mean(values) -> float:
+    """The mean of the values that are numbers (a metric over no jobs is NaN, or None
+    once read back from JSON); NaN if none is."""
+    xs = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(xs)) if xs else float("nan")
+
+
+def _aggregate_workflows(agg: dict, runs: list[dict]) -> None:
+    """The workflow metrics of ``runs`` (when the workload has workflows) and
+    ``dropped_jobs`` (when any run has it: a missing one is 0) into ``agg``."""
+    if any("dropped_jobs" in r for r in runs):
+        agg["dropped_jobs"] = float(np.mean([r.get("dropped_jobs", 0) for r in runs]))
+    have = [r for r in runs if "workflows" in r]
+    if not have:
+        return
+    for k in WORKFLOW_FIRST:
+        agg[k] = have[0][k]
+    for k in WORKFLOW_AVERAGED:
+        agg[k] = _finite_mean(r[k] for r in have)
+    names = sorted({n for r in have for n in r["stage_wait"]})
+    agg["stage_wait"] = {n: _finite_mean(r["stage_wait"][n] for r in have
+                                         if n in r["stage_wait"]) for n in names}
 
 
 def _stop(stopped: BaseException, out: Path, status: str, finished: int, total: int,
@@ -270,7 +302,9 @@ def _label(name: str, agg: dict) -> str:
     return f"{name} (oracle)" if agg.get("oracle") else name
 
 
-def _fmt_s(x: float) -> str:
+def _fmt_s(x: float | None) -> str:
+    if x is None or not np.isfinite(x):
+        return "-"  # a figure over no jobs
     if x >= 86400 * 2:
         return f"{x / 86400:.1f}d"
     if x >= 7200:
@@ -278,26 +312,64 @@ def _fmt_s(x: float) -> str:
     return f"{x:.0f}s"
 
 
+WORKFLOW_COLUMNS = ("avg WCT", "p99 WCT", "avg stage wait")  # only when there are workflows
+
+
 def table(results: dict) -> Table:
+    """The policies side by side; with workflows, also avg and p99 workflow completion
+    time and the average stage wait (from eligibility to start), and a caption line for
+    each policy that dropped jobs."""
     setups = results["manifest"]["config"]["setups"]
     s0 = setups[0]
     t = Table(title=f"{results['manifest']['config']['trace']} — {s0['jobs']} jobs on "
                     f"{s0['cluster']['name']} ({s0['cluster']['gpus']} GPUs), offered load "
                     f"{s0['offered_load']:.2f}{_time_note(s0)}", title_justify="left")
-    for col in ("policy", "avg JCT", "× fifo", "p50 JCT", "p99 JCT", "avg wait", "bnd slowdown",
+    flows = has_workflows(results)
+    for col in ("policy", "avg JCT", "× fifo", "p50 JCT", "p99 JCT", "avg wait",
+                *(WORKFLOW_COLUMNS if flows else ()), "bnd slowdown",
                 "makespan", "GPU alloc", "frag", "SLO miss", "preempt", "sim s"):
         t.add_column(col, justify="left" if col == "policy" else "right")
     for name, m in results["policies"].items():
         ratio = m.get("avg_jct_vs_fifo")
+        wf = ((_fmt_s(m.get("avg_wct")), _fmt_s(m.get("p99_wct")),
+               _fmt_s(m.get("avg_stage_wait"))) if flows else ())
         t.add_row(_label(name, m), _fmt_s(m["avg_jct"]), f"{ratio:.2f}" if ratio else "-",
-                  _fmt_s(m["p50_jct"]), _fmt_s(m["p99_jct"]), _fmt_s(m["avg_wait"]),
+                  _fmt_s(m["p50_jct"]), _fmt_s(m["p99_jct"]), _fmt_s(m["avg_wait"]), *wf,
                   f"{m['avg_bounded_slowdown']:.2f}", _fmt_s(m["makespan"]),
                   f"{m['gpu_allocation']:.1%}", f"{m['fragmentation']:.1%}",
                   f"{m['slo_violations']:.0f}/{m['inference_jobs']}", f"{m['preemptions']:.0f}",
                   f"{m['wall_s']:.2f}")
-    guards = [f"{n}: {m['guard']['invalid'] + m['guard']['idle_wait']} guard fallbacks in "
-              f"{m['guard']['decisions']:,} decisions"
-              for n, m in results["policies"].items() if "guard" in m]
-    if guards:
-        t.caption = "; ".join(guards)
+    notes = [f"{n}: {m['guard']['invalid'] + m['guard']['idle_wait']} guard fallbacks in "
+             f"{m['guard']['decisions']:,} decisions"
+             for n, m in results["policies"].items() if "guard" in m]
+    notes += [f"{n}: {m['dropped_jobs']:g} jobs dropped (a job they depend on did not "
+              "succeed)" for n, m in results["policies"].items() if m.get("dropped_jobs")]
+    if notes:
+        t.caption = "; ".join(notes)
+    return t
+
+
+def has_workflows(results: dict) -> bool:
+    """Whether the bench's workload had workflows (its results carry workflow metrics)."""
+    return any("workflows" in m for m in results["policies"].values())
+
+
+def stage_table(results: dict) -> Table | None:
+    """Each workflow stage's average wait from eligibility to start (``stage_wait``), a
+    row per stage and a column per policy (pipelines have many stages, runs few
+    policies), and the serving stages' SLO misses; None without workflows."""
+    if not has_workflows(results):
+        return None
+    policies = {n: m for n, m in results["policies"].items() if "workflows" in m}
+    stages = sorted({s for m in policies.values() for s in m["stage_wait"]})
+    first = next(iter(policies.values()))
+    t = Table(title=f"{first['workflows']} workflows: average wait of each stage from "
+                    "eligibility (its parents done) to start", title_justify="left")
+    t.add_column("stage", justify="left")
+    for name, m in policies.items():
+        t.add_column(_label(name, m), justify="right")
+    for st in stages:
+        t.add_row(st, *(_fmt_s(m["stage_wait"].get(st)) for m in policies.values()))
+    t.add_row("serving SLO misses", *(f"{m['serving_slo_violations']:.0f}/"
+                                      f"{m['serving_stages']}" for m in policies.values()))
     return t

@@ -218,7 +218,7 @@ def bench(
 ) -> None:
     """Replay a workload under each policy; print a table with ratios to fifo and write
     results.json, manifest.json and jct_cdf.png."""
-    from .bench import BenchConfig, check_policies, run_bench, table
+    from .bench import BenchConfig, check_policies, run_bench, stage_table, table
     from .limits import check_flags, check_output_dir
 
     try:  # every flag and policy (model files included) before any folder or run
@@ -251,6 +251,9 @@ def bench(
     except OSError as e:  # e.g. a disk that filled up while writing the results
         fail(AutoflowError(f"{e.filename or ''}: {e.strerror or e}"))
     out.print(table(results))
+    stages = stage_table(results)  # pipelines of dependent jobs: each stage's wait
+    if stages is not None:
+        out.print(stages)
     out.print(f"wrote {out_dir}/results.json, {out_dir}/manifest.json, {out_dir}/jct_cdf.png")
 
 

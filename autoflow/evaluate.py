@@ -43,8 +43,10 @@ class Evaluation:
 
     @property
     def jcts(self) -> np.ndarray:
-        """Each job's completion time (finish - submit), in workload order."""
-        return np.array([js.finish - js.submit for js in self.result.jobs], dtype=np.float64)
+        """Each job's completion time (finish - submit), in workload order; a job that
+        never started (a stage whose parent did not succeed) is left out."""
+        return np.array([js.finish - js.submit for js in self.result.jobs
+                         if js.first_start is not None], dtype=np.float64)
 
     @property
     def guard(self) -> dict:
