@@ -6,7 +6,10 @@ An episode is one run of a sampled workload on a cluster fitted to a sampled loa
 next choice (O(log n) choices a run). The observation is ``envs.workload_features`` at
 the choice; the action, the candidate's index.
 
-Reward: the episode's cost is the total job completion time (jobs in the system x time).
+Reward: the episode's cost is the total job completion time (jobs in the system x time);
+with ``objective="wct"``, the total completion time of *units*: each workflow counts as
+one unit (in the system from its first submission to its last finish) and each job
+outside a workflow as its own (``envs.baseline.unit_cost``).
 Each step is charged the cost of its stretch *minus* what the reference policy (default
 ``las``), replayed on the same episode and seed, spent over the same stretch of time
 (``envs.baseline``), divided by the reference's total: an episode's rewards sum to
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from autoflow.envs.baseline import BaselineCost
+from autoflow.envs.baseline import BaselineCost, unit_cost
 from autoflow.envs.workload_features import CLIP, obs_size
 from gymnasium import spaces
 
@@ -27,13 +30,19 @@ from autoflow.sim.simulator import SimConfig, Simulator
 
 from .adaptive import CANDIDATES, Adaptive
 
+OBJECTIVES = ("jct", "wct")  # the cost an episode charges: job or unit completion time
+
 
 class RuleChoiceEnv(gym.Env):
     metadata = {"render_modes": []}  # noqa: RUF012
 
     def __init__(self, sampler, candidates: tuple[str, ...] = CANDIDATES,
                  reference: str = "las", placer: str = "best-fit",
-                 sim_config: SimConfig | None = None):
+                 sim_config: SimConfig | None = None, objective: str = "jct"):
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
+                              f"{objective!r}")
+        self.objective = objective
         self.sampler = sampler
         self.candidates = tuple(candidates)
         self.reference = f"{reference}+{placer}" if "+" not in reference else reference
@@ -55,7 +64,7 @@ class RuleChoiceEnv(gym.Env):
             self.sim = Simulator(workload, cluster, self.policy, cfg)
             ref = self._refs.get(seed) if seed is not None else None
             if ref is None:
-                ref = BaselineCost(workload, cluster, self.reference, cfg, "jct")
+                ref = BaselineCost(workload, cluster, self.reference, cfg, self.objective)
                 if seed is not None:
                     if len(self._refs) > 256:
                         self._refs.clear()
@@ -82,8 +91,8 @@ class RuleChoiceEnv(gym.Env):
         more = self._advance()
         sim = self.sim
         sim.account()
-        cost = sim.meter.in_system_integral
         t = sim.env.now if more else max((js.finish for js in sim.jobs), default=sim.env.now)
+        cost = self._cost(t)
         ref_now = self.ref.integral(t) if more else self.ref.total
         c0, r0 = self._mark
         reward = -((cost - c0) - (ref_now - r0)) / self.ref.total
@@ -96,7 +105,16 @@ class RuleChoiceEnv(gym.Env):
         return {"active": self.candidates[self.policy.active_index],
                 "completed": self.policy.completed, "jobs": len(self.sim.jobs)}
 
+    def _cost(self, t: float) -> float:
+        """The run's cost up to ``t``: seconds of jobs in the system (``jct``), or of
+        units, a workflow counting as one (``wct``, ``envs.baseline.unit_cost``)."""
+        if self.objective == "wct":
+            return unit_cost(self.sim.jobs, t)
+        return self.sim.meter.in_system_integral
+
     def ratio(self) -> float:
-        """At the end of an episode: its total JCT over the reference's."""
+        """At the end of an episode: its total cost (JCT, or unit completion time) over
+        the reference's."""
         self.sim.account()
-        return self.sim.meter.in_system_integral / self.ref.total
+        end = max((js.finish for js in self.sim.jobs), default=self.sim.env.now)
+        return self._cost(end) / self.ref.total

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from autoflow.envs.baseline import mean_unit_time
 from autoflow.envs.samplers import HOLDOUT, EpisodeSpec, make_sampler
 from rich.console import Console
 from stable_baselines3 import PPO
@@ -65,6 +66,7 @@ class AdaptiveConfig:
     load: tuple[float, float] = (0.6, 1.4)  # offered GPU load of training episodes
     candidates: tuple[str, ...] = CANDIDATES
     reference: str = "las"  # the reward is relative to this policy on the same episode
+    objective: str = "jct"  # jct: job completion time; wct: units (a workflow counts as one)
     teacher_episodes: int = 64  # episodes played by every candidate for the warm start
     temperature: float = 0.05  # policy scores = -regret / temperature
     clone_epochs: int = 60
@@ -109,14 +111,21 @@ def _geomean(r) -> float:
 class Validator:
     """The validation episodes under every candidate (once) and under a selector."""
 
-    def __init__(self, episodes: list, candidates: tuple[str, ...], seed: int):
+    def __init__(self, episodes: list, candidates: tuple[str, ...], seed: int,
+                 objective: str = "jct"):
         self.episodes, self.candidates, self.seed = episodes, candidates, seed
+        self.objective = objective
         self.jct = {c: np.array([self._avg(c, w, cl) for w, cl, _ in episodes])
                     for c in candidates}
         self.best = np.min(np.stack(list(self.jct.values())), axis=0)
 
     def _avg(self, policy, w, cl) -> float:
-        return evaluate(policy, w, cl, seed=self.seed).metrics["avg_jct"]
+        """Average JCT, or with the ``wct`` objective the average unit completion time
+        (``envs.baseline.mean_unit_time``)."""
+        ev = evaluate(policy, w, cl, seed=self.seed)
+        if self.objective == "wct":
+            return mean_unit_time(ev.result.jobs)
+        return ev.metrics["avg_jct"]
 
     def evaluate(self, selector: Selector) -> dict:
         jct = np.array([self._avg(Adaptive("best-fit", selector, self.candidates), w, cl)
@@ -138,8 +147,9 @@ class Validator:
 def _teacher_chunk(args: tuple) -> dict:
     """``collect_teacher``'s work on some episodes (a worker process builds its own
     sampler and environment from the sources)."""
-    workloads, spec, candidates, reference, seeds = args
-    env = RuleChoiceEnv(make_sampler(workloads, spec), candidates, reference)
+    workloads, spec, candidates, reference, seeds, objective = args
+    env = RuleChoiceEnv(make_sampler(workloads, spec), candidates, reference,
+                        objective=objective)
     obs, regret, ret, best_of, episode = [], [], [], [], []
     for s in seeds:
         plays = []
@@ -177,7 +187,8 @@ def collect_teacher(cfg: AdaptiveConfig, spec: EpisodeSpec, seed: int, console: 
 
     seeds = [seed + i for i in range(cfg.teacher_episodes)]
     chunk = 8
-    parts = [(cfg.workloads, spec, cfg.candidates, cfg.reference, seeds[i:i + chunk])
+    parts = [(cfg.workloads, spec, cfg.candidates, cfg.reference, seeds[i:i + chunk],
+              cfg.objective)
              for i in range(0, len(seeds), chunk)]
     got, done, t0 = [], 0, time.perf_counter()
     with ProcessPoolExecutor(max(1, workers)) as pool:
@@ -300,13 +311,13 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
     val_episodes = _validation_episodes(cfg)  # every source read (and checked) before output
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes under "
                   f"{', '.join(cfg.candidates)}")
-    validator = Validator(val_episodes, cfg.candidates, cfg.seed)
+    validator = Validator(val_episodes, cfg.candidates, cfg.seed, cfg.objective)
     base = validator.baselines()
     console.print("  each heuristic x the best of the episode: " + ", ".join(
         f"{c} {v['vs_best']:.3f} (best on {v['best_on']})" for c, v in base.items()))
 
     def make_env():
-        return RuleChoiceEnv(sampler, cfg.candidates, cfg.reference)
+        return RuleChoiceEnv(sampler, cfg.candidates, cfg.reference, objective=cfg.objective)
 
     venv = DummyVecEnv([make_env for _ in range(cfg.n_envs)])
     venv.seed(cfg.seed)
@@ -321,6 +332,7 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
     t0 = time.perf_counter()
     card_extra = {"trained_with": command or "autoflow train", "seed": cfg.seed,
                   "workloads": cfg.workloads, "reference": cfg.reference,
+                  "objective": cfg.objective,
                   "git_commit": manifest_mod.git_commit(),
                   "validation_baselines": base}
     summary: dict = {"config": asdict(cfg), "validation_baselines": base,

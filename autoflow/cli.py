@@ -83,6 +83,22 @@ def _mount_predictor() -> None:
 _mount_predictor()
 
 
+def _candidates(text: str | None) -> tuple[str, ...] | None:
+    """``--candidates``: heuristics (known names, no learned policy), at least two."""
+    if text is None:
+        return None
+    from .policies import parse_policy
+
+    names = tuple(dict.fromkeys(c.strip() for c in text.split(",") if c.strip()))
+    if len(names) < 2:
+        raise AutoflowError(f"--candidates: name at least two heuristics, got {text!r}")
+    for c in names:
+        if c in ("rl", "las-expert") or c.startswith("rl:") or "+" in c:
+            raise AutoflowError(f"--candidates: {c!r} must be a heuristic without a placer")
+        parse_policy(c)  # an unknown name fails here
+    return names
+
+
 def _mount_workflows() -> None:
     from .workflow_cli import app as workflows_app
 
@@ -443,6 +459,15 @@ def train(
                                   "sees: history (by user and GPU count) or ssl (the "
                                   "duration predictor shipped with autoflow); the model "
                                   "records it and is served with it."),
+    objective: str = typer.Option("jct", help="adaptive: what an episode costs: jct (the "
+                                  "jobs' completion times) or wct (units: a workflow, a "
+                                  "pipeline of dependent jobs, counts as one, from its "
+                                  "submission to its last stage's end; a job outside any "
+                                  "as its own)."),
+    candidates: str = typer.Option(None, help="adaptive: the heuristics it chooses among, "
+                                   "comma-separated (default: fifo, sjf, las, las-fcfs, "
+                                   "gittins, easy-backfill); e.g. add cp-first,srw for "
+                                   "pipelines."),
 ) -> None:
     """Train the learned scheduler and keep the model that does best on validation
     workloads (the adaptive scheduler by default; see --agent)."""
@@ -469,6 +494,11 @@ def train(
         if estimator != "history" and agent != "slots":
             raise AutoflowError("--estimator is for --agent slots (the adaptive agent chooses "
                                 "among heuristics, which read their own estimates)")
+        if objective not in ("jct", "wct"):
+            raise AutoflowError(f"--objective must be jct or wct, got {objective!r}")
+        if (objective != "jct" or candidates) and agent != "adaptive":
+            raise AutoflowError("--objective and --candidates are for --agent adaptive")
+        chosen = _candidates(candidates)
         check_output_dir(out_dir)
         _trust(trust_file)
     except AutoflowError as e:
@@ -491,7 +521,8 @@ def train(
                 reference=reward_baseline or "las", learning_rate=v["learning_rate"],
                 clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
                 eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]),
-                eval_jobs=v["eval_jobs"])
+                eval_jobs=v["eval_jobs"], objective=objective,
+                **({"candidates": chosen} if chosen else {}))
         else:
             cfg = TrainConfig(
                 workloads=workloads, out=str(out_dir), timesteps=v["timesteps"], seed=seed,
