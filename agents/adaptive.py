@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 from autoflow.envs.workload_features import (
-    WORKLOAD_FEATURES,
     WorkloadStats,
+    feature_names,
     obs_size,
     schema_hash,
 )
@@ -101,8 +101,10 @@ class Adaptive(Switching):
 
     def __init__(self, placer_name: str = "best-fit", selector: Selector | None = None,
                  candidates: tuple[str, ...] = CANDIDATES, chooser=None,
-                 label_base: str = "rl", pinned: str | None = None):
+                 label_base: str = "rl", pinned: str | None = None,
+                 workflow_features: bool = False):
         self.candidate_names = tuple(candidates)
+        self.workflow_features = workflow_features  # the observation's WORKFLOW_FEATURES
         self.pinned = pinned  # a candidate always put in charge (a pinned card), or None
         pols = [make_policy(f"{c}+{placer_name}") for c in candidates]
         first = candidates.index(DEFAULT_FIRST) if DEFAULT_FIRST in candidates else 0
@@ -141,7 +143,7 @@ class Adaptive(Switching):
     def observe(self, ctx) -> np.ndarray:
         """The observation at a choice (``envs.workload_features``)."""
         return self.stats.features(ctx, self.active_index, len(self.candidates),
-                                   len(self.choices))
+                                   len(self.choices), self.workflow_features)
 
     def _choose(self, _self, ctx) -> int:
         if self.pinned is not None:
@@ -171,18 +173,26 @@ class Adaptive(Switching):
 
 # -- the model file -----------------------------------------------------------------------
 def export(selector: Selector, candidates: tuple[str, ...], stem: str | Path,
-           extra: dict | None = None) -> dict:
+           extra: dict | None = None, workflow_features: bool = False) -> dict:
     """Writes ``stem.npz`` (weights) and ``stem.json`` (the card), weights first."""
     stem = Path(stem)
     card_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
     sha = write_weights(selector.arrays, npz_path)
     card = dict(extra or {})
     card |= {"format": FORMAT, "weights": npz_path.name, "sha256": sha,
-             "feature_schema": schema_hash(list(candidates)),
+             "feature_schema": schema_hash(list(candidates), workflow_features),
              "network": {"kind": KIND, "candidates": list(candidates),
-                         "features": len(WORKLOAD_FEATURES), "widths": selector.widths}}
+                         "features": len(feature_names(workflow_features)),
+                         "widths": selector.widths,
+                         **({"workflow_features": True} if workflow_features else {})}}
     atomic.write_text(card_path, json.dumps(card, indent=2) + "\n")
     return card
+
+
+def uses_workflow_features(card: dict) -> bool:
+    """Whether the model's observation has ``WORKFLOW_FEATURES`` (trained with
+    ``autoflow train --workflow-features``)."""
+    return bool(card.get("network", {}).get("workflow_features", False))
 
 
 def is_adaptive_card(card: dict) -> bool:
@@ -207,9 +217,12 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
         if c in ("rl", "las-expert") or c.startswith("rl:"):
             raise ConfigError(f"{what}: candidate {c!r} must be a heuristic")
         parse_policy(c)  # an unknown name fails here
-    if card.get("feature_schema") != schema_hash(cands):
+    wf = net.get("workflow_features", False)
+    if wf not in (True, False):
+        raise ConfigError(f"{what}: network.workflow_features must be true or false")
+    if card.get("feature_schema") != schema_hash(cands, wf):
         raise ConfigError(f"{what}: it records feature schema {card.get('feature_schema')}, "
-                          f"this autoflow's is {schema_hash(cands)}; retrain it with "
+                          f"this autoflow's is {schema_hash(cands, wf)}; retrain it with "
                           f"`autoflow train`")
     widths = net.get("widths")
     if (not isinstance(widths, list) or not widths
@@ -219,9 +232,9 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
     pinned = card.get("pinned")
     if pinned is not None and pinned not in cands:
         raise ConfigError(f"{what}: pinned must be one of network.candidates, got {pinned!r}")
-    if net.get("features") != len(WORKLOAD_FEATURES):
-        raise ConfigError(f"{what}: network.features must be {len(WORKLOAD_FEATURES)}")
-    sizes = [obs_size(len(cands)), *widths, len(cands)]
+    if net.get("features") != len(feature_names(wf)):
+        raise ConfigError(f"{what}: network.features must be {len(feature_names(wf))}")
+    sizes = [obs_size(len(cands), wf), *widths, len(cands)]
     shapes = {}
     for i in range(len(sizes) - 1):
         shapes[f"w{i}"], shapes[f"b{i}"] = (sizes[i], sizes[i + 1]), (sizes[i + 1],)
@@ -233,7 +246,7 @@ def load(card_path: str | Path) -> tuple[Selector, tuple[str, ...], dict]:
 def from_card(card_path: str | Path, placer, label_base: str) -> Adaptive:
     selector, cands, card = load(card_path)
     pol = Adaptive(placer.name, selector, cands, label_base=label_base,
-                   pinned=card.get("pinned"))
+                   pinned=card.get("pinned"), workflow_features=uses_workflow_features(card))
     pol.card = card
     return pol
 
@@ -251,7 +264,8 @@ def pin(card_path: str | Path, name: str, stem: str | Path) -> Path:
                           f"({', '.join(cands)})")
     keep = {k: v for k, v in card.items() if k not in ("format", "weights", "sha256",
                                                        "feature_schema", "network")}
-    export(selector, cands, stem, {**keep, "pinned": name})
+    export(selector, cands, stem, {**keep, "pinned": name},
+           workflow_features=uses_workflow_features(card))
     return Path(stem).with_suffix(".json")
 
 

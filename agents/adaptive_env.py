@@ -38,18 +38,20 @@ class RuleChoiceEnv(gym.Env):
 
     def __init__(self, sampler, candidates: tuple[str, ...] = CANDIDATES,
                  reference: str = "las", placer: str = "best-fit",
-                 sim_config: SimConfig | None = None, objective: str = "jct"):
+                 sim_config: SimConfig | None = None, objective: str = "jct",
+                 workflow_features: bool = False):
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got "
                               f"{objective!r}")
         self.objective = objective
+        self.workflow_features = workflow_features
         self.sampler = sampler
         self.candidates = tuple(candidates)
         self.reference = f"{reference}+{placer}" if "+" not in reference else reference
         self.placer = placer
         self.sim_config = sim_config or SimConfig()
-        self.observation_space = spaces.Box(-CLIP, CLIP, (obs_size(len(candidates)),),
-                                            np.float32)
+        self.observation_space = spaces.Box(
+            -CLIP, CLIP, (obs_size(len(candidates), workflow_features),), np.float32)
         self.action_space = spaces.Discrete(len(candidates))
         self.sim: Simulator | None = None
         self._refs: dict[int, BaselineCost] = {}  # by reset seed: replays of one episode
@@ -60,7 +62,8 @@ class RuleChoiceEnv(gym.Env):
             workload, cluster = self.sampler.sample(self.np_random)
             cfg = SimConfig(**{**self.sim_config.__dict__,
                                "seed": int(self.np_random.integers(2**31))})
-            self.policy = Adaptive(self.placer, None, self.candidates)
+            self.policy = Adaptive(self.placer, None, self.candidates,
+                                   workflow_features=self.workflow_features)
             self.sim = Simulator(workload, cluster, self.policy, cfg)
             ref = self._refs.get(seed) if seed is not None else None
             if ref is None:

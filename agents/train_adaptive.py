@@ -67,6 +67,7 @@ class AdaptiveConfig:
     candidates: tuple[str, ...] = CANDIDATES
     reference: str = "las"  # the reward is relative to this policy on the same episode
     objective: str = "jct"  # jct: job completion time; wct: units (a workflow counts as one)
+    workflow_features: bool = False  # the observation also has WORKFLOW_FEATURES
     teacher_episodes: int = 64  # episodes played by every candidate for the warm start
     temperature: float = 0.05  # policy scores = -regret / temperature
     clone_epochs: int = 60
@@ -112,9 +113,10 @@ class Validator:
     """The validation episodes under every candidate (once) and under a selector."""
 
     def __init__(self, episodes: list, candidates: tuple[str, ...], seed: int,
-                 objective: str = "jct"):
+                 objective: str = "jct", workflow_features: bool = False):
         self.episodes, self.candidates, self.seed = episodes, candidates, seed
         self.objective = objective
+        self.workflow_features = workflow_features
         self.jct = {c: np.array([self._avg(c, w, cl) for w, cl, _ in episodes])
                     for c in candidates}
         self.best = np.min(np.stack(list(self.jct.values())), axis=0)
@@ -128,7 +130,8 @@ class Validator:
         return ev.metrics["avg_jct"]
 
     def evaluate(self, selector: Selector) -> dict:
-        jct = np.array([self._avg(Adaptive("best-fit", selector, self.candidates), w, cl)
+        jct = np.array([self._avg(Adaptive("best-fit", selector, self.candidates,
+                                           workflow_features=self.workflow_features), w, cl)
                         for w, cl, _ in self.episodes])
         gm = _geomean
         out = {"avg_jct": float(jct.mean()), "vs_best": gm(jct / self.best),
@@ -147,9 +150,9 @@ class Validator:
 def _teacher_chunk(args: tuple) -> dict:
     """``collect_teacher``'s work on some episodes (a worker process builds its own
     sampler and environment from the sources)."""
-    workloads, spec, candidates, reference, seeds, objective = args
+    workloads, spec, candidates, reference, seeds, objective, wf = args
     env = RuleChoiceEnv(make_sampler(workloads, spec), candidates, reference,
-                        objective=objective)
+                        objective=objective, workflow_features=wf)
     obs, regret, ret, best_of, episode = [], [], [], [], []
     for s in seeds:
         plays = []
@@ -188,7 +191,7 @@ def collect_teacher(cfg: AdaptiveConfig, spec: EpisodeSpec, seed: int, console: 
     seeds = [seed + i for i in range(cfg.teacher_episodes)]
     chunk = 8
     parts = [(cfg.workloads, spec, cfg.candidates, cfg.reference, seeds[i:i + chunk],
-              cfg.objective)
+              cfg.objective, cfg.workflow_features)
              for i in range(0, len(seeds), chunk)]
     got, done, t0 = [], 0, time.perf_counter()
     with ProcessPoolExecutor(max(1, workers)) as pool:
@@ -283,9 +286,12 @@ class EvalCallback(BaseCallback):
         if ev["vs_best"] < self.best:
             self.best = ev["vs_best"]
             export(sel, self.cfg.candidates, self.out / "best_model",
-                   self.card_extra | {"validation": ev})
+                   self.card_extra | {"validation": ev},
+                   workflow_features=self.cfg.workflow_features)
         self.console.print(
-            f"  {phase} step {ev['timesteps']:>7,}: avg JCT x best heuristic of the episode "
+            f"  {phase} step {ev['timesteps']:>7,}: "
+            f"{'avg JCT' if self.cfg.objective == 'jct' else 'avg unit time'} x best "
+            f"heuristic of the episode "
             f"{ev['vs_best']:.3f} (worst {ev['worst_vs_best']:.2f}), x las "
             f"{ev.get('vs_las', float('nan')):.3f}, x fifo {ev.get('vs_fifo', float('nan')):.3f}")
         return ev
@@ -311,13 +317,15 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
     val_episodes = _validation_episodes(cfg)  # every source read (and checked) before output
     console.print(f"[bold]validation[/]: {cfg.eval_episodes} held-out episodes under "
                   f"{', '.join(cfg.candidates)}")
-    validator = Validator(val_episodes, cfg.candidates, cfg.seed, cfg.objective)
+    validator = Validator(val_episodes, cfg.candidates, cfg.seed, cfg.objective,
+                          cfg.workflow_features)
     base = validator.baselines()
     console.print("  each heuristic x the best of the episode: " + ", ".join(
         f"{c} {v['vs_best']:.3f} (best on {v['best_on']})" for c, v in base.items()))
 
     def make_env():
-        return RuleChoiceEnv(sampler, cfg.candidates, cfg.reference, objective=cfg.objective)
+        return RuleChoiceEnv(sampler, cfg.candidates, cfg.reference, objective=cfg.objective,
+                             workflow_features=cfg.workflow_features)
 
     venv = DummyVecEnv([make_env for _ in range(cfg.n_envs)])
     venv.seed(cfg.seed)
@@ -366,7 +374,8 @@ def train(cfg: AdaptiveConfig, console: Console | None = None, command: str = ""
             evals.evaluate_now()
     except KeyboardInterrupt:
         interrupted = phase
-    export(Selector.from_sb3(model.policy), cfg.candidates, out / "model", card_extra)
+    export(Selector.from_sb3(model.policy), cfg.candidates, out / "model", card_extra,
+           workflow_features=cfg.workflow_features)
     summary |= {"total_wall_s": time.perf_counter() - t0, "evaluations": evals.history,
                 "best_vs_best": evals.best}
     if interrupted:

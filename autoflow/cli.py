@@ -468,6 +468,10 @@ def train(
                                    "comma-separated (default: fifo, sjf, las, las-fcfs, "
                                    "gittins, easy-backfill); e.g. add cp-first,srw for "
                                    "pipelines."),
+    workflow_features: bool = typer.Option(False, "--workflow-features", help="adaptive: "
+                                           "the observation also says what the waiting "
+                                           "stages of pipelines unlock (held jobs and their "
+                                           "GPUs, the critical path behind each stage)."),
 ) -> None:
     """Train the learned scheduler and keep the model that does best on validation
     workloads (the adaptive scheduler by default; see --agent)."""
@@ -496,8 +500,9 @@ def train(
                                 "among heuristics, which read their own estimates)")
         if objective not in ("jct", "wct"):
             raise AutoflowError(f"--objective must be jct or wct, got {objective!r}")
-        if (objective != "jct" or candidates) and agent != "adaptive":
-            raise AutoflowError("--objective and --candidates are for --agent adaptive")
+        if (objective != "jct" or candidates or workflow_features) and agent != "adaptive":
+            raise AutoflowError("--objective, --candidates and --workflow-features are for "
+                                "--agent adaptive")
         chosen = _candidates(candidates)
         check_output_dir(out_dir)
         _trust(trust_file)
@@ -522,6 +527,7 @@ def train(
                 clip_range=v["clip_range"], n_envs=v["n_envs"], eval_every=v["eval_every"],
                 eval_episodes=v["eval_episodes"], jobs=(v["jobs_min"], v["jobs_max"]),
                 eval_jobs=v["eval_jobs"], objective=objective,
+                workflow_features=workflow_features,
                 **({"candidates": chosen} if chosen else {}))
         else:
             cfg = TrainConfig(

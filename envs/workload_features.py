@@ -14,7 +14,13 @@ what is known at decision time only:
   the submission stream are (runs of similar jobs);
 * arrivals and load: jobs submitted so far, recent and overall arrival rate, the offered
   load estimated from them and the completed sizes, the queue and the running set;
-* which candidate is in charge now (one-hot), and how many choices were made.
+* which candidate is in charge now (one-hot), and how many choices were made;
+* with ``workflow=True`` (a model trained on pipelines of dependent jobs,
+  ``autoflow train --workflow-features``), what the waiting stages unlock
+  (``WORKFLOW_FEATURES``): how many jobs are held for their parents and the GPUs they
+  will ask for, the share of waiting jobs that other jobs wait on, and how much work
+  hangs behind them (the predicted critical path of their dependants over their own
+  predicted duration). Predictions are the history estimator's, never the truth.
 
 Every feature is scaled to lie in about [-3, 3] and clipped to ``CLIP``.
 ``WORKLOAD_FEATURES`` names them in order; a model records ``schema_hash()``.
@@ -43,18 +49,25 @@ WORKLOAD_FEATURES = (
 )
 
 
-def schema(candidates: list[str]) -> dict:
-    return {"version": SCHEMA_VERSION, "features": list(WORKLOAD_FEATURES),
+WORKFLOW_FEATURES = ("held_log", "held_demand", "waiting_heads_share", "unlock_ratio")
+
+
+def feature_names(workflow: bool = False) -> tuple[str, ...]:
+    return WORKLOAD_FEATURES + (WORKFLOW_FEATURES if workflow else ())
+
+
+def schema(candidates: list[str], workflow: bool = False) -> dict:
+    return {"version": SCHEMA_VERSION, "features": list(feature_names(workflow)),
             "candidates": list(candidates), "clip": CLIP}
 
 
-def schema_hash(candidates: list[str]) -> str:
-    return hashlib.sha256(json.dumps(schema(candidates), sort_keys=True).encode()
+def schema_hash(candidates: list[str], workflow: bool = False) -> str:
+    return hashlib.sha256(json.dumps(schema(candidates, workflow), sort_keys=True).encode()
                           ).hexdigest()[:16]
 
 
-def obs_size(n_candidates: int) -> int:
-    return len(WORKLOAD_FEATURES) + n_candidates
+def obs_size(n_candidates: int, workflow: bool = False) -> int:
+    return len(feature_names(workflow)) + n_candidates
 
 
 def _cv(x: np.ndarray) -> float:
@@ -92,7 +105,8 @@ class WorkloadStats:
         self.submits.append(float(js.submit))
         self.gpus.append(int(js.job.num_gpus))
 
-    def features(self, ctx, active: int, n_candidates: int, choices: int) -> np.ndarray:
+    def features(self, ctx, active: int, n_candidates: int, choices: int,
+                 workflow: bool = False) -> np.ndarray:
         now = float(ctx.now)
         total_gpus = max(1.0, ctx.state.total_milli / 1000.0)
         n_done = len(self.durations)
@@ -151,8 +165,36 @@ class WorkloadStats:
         f["running_log"] = math.log1p(len(running)) / 5
         f["used_share"] = ctx.state.used_milli / 1000.0 / total_gpus
         f["choices_log"] = math.log1p(choices) / 4
-        out = np.zeros(obs_size(n_candidates), dtype=np.float32)
-        out[: len(WORKLOAD_FEATURES)] = [f[k] for k in WORKLOAD_FEATURES]
-        out[len(WORKLOAD_FEATURES) + active] = 1.0
+        names = feature_names(workflow)
+        if workflow:
+            f.update(workflow_features(ctx, total_gpus))
+        out = np.zeros(obs_size(n_candidates, workflow), dtype=np.float32)
+        out[: len(names)] = [f[k] for k in names]
+        out[len(names) + active] = 1.0
         np.clip(out, -CLIP, CLIP, out=out)
         return out
+
+
+def workflow_features(ctx, total_gpus: float) -> dict[str, float]:
+    """``WORKFLOW_FEATURES`` at a choice: the held jobs (waiting for their parents) and
+    their GPU demand, the share of waiting jobs that others depend on, and the mean
+    ``log10(1 + tail / own)`` over those, where ``tail`` is the predicted critical path
+    of the jobs that depend on one and ``own`` its own predicted duration."""
+    from autoflow.policies.critical_path import critical_path
+
+    held = ctx.held
+    f = {"held_log": math.log1p(len(held)) / 5,
+         "held_demand": min(sum(js.job.gpu_demand for js in held) / total_gpus, 9.0) / 3}
+    waiting = list(ctx.waiting)
+    heads, ratios, memo = 0, [], {}
+    for js in waiting:
+        kids = ctx.dependants(js)
+        if not kids:
+            continue
+        heads += 1
+        own = max(js.predicted if js.predicted > 0 else ctx.predict(js.job), 1.0)
+        tail = max(critical_path(ctx, k, memo) for k in kids)
+        ratios.append(math.log10(1.0 + tail / own))
+    f["waiting_heads_share"] = heads / len(waiting) if waiting else 0.0
+    f["unlock_ratio"] = min(float(np.mean(ratios)), 6.0) / 2 if ratios else 0.0
+    return f

@@ -82,3 +82,90 @@ def test_train_flags_are_checked(tmp_path):
     assert_one_line_error(invoke(*base, "--candidates", "fifo,rl"), "heuristic")
     assert_one_line_error(invoke(*base, "--agent", "slots", "--objective", "wct"),
                           "--agent adaptive")
+
+
+def test_the_observation_carries_what_waiting_stages_unlock():
+    """``--workflow-features``: at the first pass the head of a three-stage chain waits
+    and its two descendants are held; the block counts them, their GPU demand and the
+    work hanging behind the head. Without dependencies the block is all zeros, and a
+    model without it keeps the schema hash the shipped model was trained with."""
+    import math
+
+    from autoflow.cluster import ClusterSpec, Node
+    from autoflow.policies import make_policy
+    from autoflow.policies.critical_path import critical_path
+    from autoflow.sim.simulator import Simulator
+    from autoflow.workload import Workload
+    from autoflow.envs.workload_features import (WORKFLOW_FEATURES, WORKLOAD_FEATURES, obs_size,
+                                        schema_hash, workflow_features)
+
+    cluster = ClusterSpec("c", [Node("n0", "a100", 4, 64000, 256000)])
+    seen = []
+    fifo = make_policy("fifo")
+    inner = fifo.schedule
+
+    def record(ctx):
+        total = ctx.state.total_milli / 1000.0
+        crit = {js.job.job_id: critical_path(ctx, js) for js in ctx.waiting}
+        seen.append((workflow_features(ctx, total), crit,
+                     {js.job.job_id: js.predicted for js in ctx.waiting}))
+        inner(ctx)
+
+    fifo.schedule = record
+    chain = [Job("a", 0.0, 100.0, workflow_id="w"),
+             Job("b", 0.0, 500.0, num_gpus=2, workflow_id="w", depends_on=("a",)),
+             Job("c", 0.0, 50.0, num_gpus=4, workflow_id="w", depends_on=("b",))]
+    Simulator(Workload(chain), cluster, fifo).run()
+    f, crit, predicted = seen[0]
+    assert f["held_log"] == pytest.approx(math.log1p(2) / 5)
+    assert f["held_demand"] == pytest.approx((2 + 4) / 4 / 3)
+    assert f["waiting_heads_share"] == 1.0
+    own = max(predicted["a"], 1.0)
+    tail = crit["a"] - max(predicted["a"], 0.0)
+    assert tail > 0
+    assert f["unlock_ratio"] == pytest.approx(math.log10(1 + tail / own) / 2, rel=1e-6)
+
+    seen.clear()
+    fifo.schedule = record
+    Simulator(Workload([Job("x", 0.0, 10.0), Job("y", 0.0, 10.0)]), cluster, fifo).run()
+    assert seen[0][0] == {k: 0.0 for k in WORKFLOW_FEATURES}
+
+    assert obs_size(3, workflow=True) == len(WORKLOAD_FEATURES) + len(WORKFLOW_FEATURES) + 3
+    cands = ["fifo", "las"]
+    assert schema_hash(cands) == schema_hash(cands, workflow=False) != schema_hash(
+        cands, workflow=True)
+
+
+def test_a_model_with_the_workflow_block_round_trips_and_schedules(tmp_path):
+    """A card trained with ``--workflow-features`` records the flag and the longer
+    observation, loads back as such, runs a pipeline workload with every dependency
+    honoured, and a card whose flag disagrees with its weights is refused by name."""
+    import json
+
+    from autoflow.agents.adaptive import CANDIDATES, Selector, export, load
+    from autoflow.envs.workload_features import obs_size
+
+    d = obs_size(len(CANDIDATES), workflow=True)
+    out = np.zeros(len(CANDIDATES), np.float32)
+    out[CANDIDATES.index("las")] = 10.0
+    sel = Selector([(np.zeros((d, 4), np.float32), np.zeros(4, np.float32)),
+                    (np.zeros((4, len(CANDIDATES)), np.float32), out)])
+    card = export(sel, CANDIDATES, tmp_path / "wf", {"note": "test"}, workflow_features=True)
+    assert card["network"]["workflow_features"] is True
+    _, cands, back = load(tmp_path / "wf.json")
+    assert cands == CANDIDATES and back["sha256"] == card["sha256"]
+
+    chain = [Job("a", 0.0, 100.0, workflow_id="w"),
+             Job("b", 0.0, 50.0, workflow_id="w", depends_on=("a",)),
+             Job("z", 5.0, 30.0)]
+    ev = evaluate(f"rl:{tmp_path / 'wf.json'}", Workload(chain), ONE,
+                  SimConfig(check_invariants=True))
+    by_id = {js.job.job_id: js for js in ev.result.jobs}
+    assert sorted(by_id) == ["a", "b", "z"] and all(js.finish for js in by_id.values())
+    assert by_id["b"].first_start >= by_id["a"].finish
+
+    bad = dict(card)
+    bad["network"] = {**card["network"], "workflow_features": False}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="bad.json: it records feature schema"):
+        load(tmp_path / "bad.json")

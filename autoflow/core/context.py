@@ -46,6 +46,11 @@ class SchedContext:
         hooks and timers may run between passes)."""
         return self._core.backend.now()
 
+    @property
+    def held(self) -> list[JobState]:
+        """The submitted jobs held until the jobs they depend on have succeeded."""
+        return list(self._core.held.values())
+
     def dependants(self, js: JobState) -> list[JobState]:
         """The jobs that depend on ``js`` directly (``autoflow.workflow``), registered so
         far, whatever their state."""

@@ -20,7 +20,7 @@ offer; the paired replays (``loop.compare``) decide whether it is better.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,8 +87,10 @@ def train_challenger(champion: Path, window: Workload, cluster: str, folder: Pat
                           load=cfg.load, candidates=candidates,
                           teacher_episodes=cfg.teacher_episodes, workers=cfg.workers)
     torch.manual_seed(seed)
+    wf = adaptive.uses_workflow_features(card)
+    acfg = replace(acfg, workflow_features=wf)
     venv = DummyVecEnv([lambda: RuleChoiceEnv(make_sampler(workloads, spec), candidates,
-                                              acfg.reference)])
+                                              acfg.reference, workflow_features=wf)])
     widths = selector.widths
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0,
                 policy_kwargs={"net_arch": {"pi": widths, "vf": widths},
@@ -101,7 +103,8 @@ def train_challenger(champion: Path, window: Workload, cluster: str, folder: Pat
     stem = folder / "challenger"
     adaptive.export(new, candidates, stem, {
         "trained_with": "autoflow loop (challenger from the champion)",
-        "parent_sha256": card.get("sha256"), "seed": seed, "workloads": workloads})
+        "parent_sha256": card.get("sha256"), "seed": seed, "workloads": workloads},
+        workflow_features=wf)
     best = {c: int(sum(b == c for b in teacher["best"])) for c in candidates}
     return stem.with_suffix(".json"), {"sources": sources, **written, "teacher_best": best,
                                        "teacher_episodes": len(teacher["best"]), "fit": fit}

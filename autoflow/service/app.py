@@ -1,8 +1,9 @@
 """The placement service: a FastAPI app over the engine (``create_app``).
 
 Routes (the names are interfaces): health, readiness and metrics; clusters and nodes;
-jobs (submit, list, get, cancel, why); the decision feed executors long-poll and the
-events they report; what-if simulation; the serving policy. ``autoflow serve`` runs it
+jobs (submit, list, get, cancel, why); workflows (a template's run: create, get,
+cancel); the decision feed executors long-poll and the events they report; what-if
+simulation; the serving policy. ``autoflow serve`` runs it
 under uvicorn; tests run the same app on a real server on 127.0.0.1.
 """
 
@@ -17,15 +18,26 @@ from dataclasses import dataclass
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
-from ..errors import AutoflowError
+from .. import workflow_file
+from ..errors import AutoflowError, ConfigError
 from ..job import INFERENCE
 from . import k8s
 from .auth import require
 from .engine import Engine, Invalid, NotFound, job_from_row
 from .limit_body import LimitBody
-from .schemas import ClusterIn, EventIn, EventsIn, JobAccepted, JobIn, PolicyIn
-from .store import STATES, Conflict, Store
+from .schemas import (
+    ClusterIn,
+    EventIn,
+    EventsIn,
+    JobAccepted,
+    JobIn,
+    PolicyIn,
+    WorkflowCreated,
+    WorkflowIn,
+)
+from .store import ACTIVE, STATES, Conflict, Store
 
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a cluster of a few thousand nodes, or one job
 MAX_WAIT_S = 60.0
@@ -170,11 +182,107 @@ def job_view(row: dict, engine: Engine) -> dict:
             **{k: spec.get(k) for k in ("num_gpus", "gpu_milli", "gpu_types", "kind", "qos",
                                          "cpu_milli", "memory_mib", "user", "slo_s",
                                          "duration_estimate_s", "entrypoint", "runtime_env")},
+            "workflow_id": spec.get("workflow_id"), "depends_on": spec.get("depends_on") or [],
             "submit_time": row["submit_time"], "first_start": row["first_start"],
             "start_time": row["start_time"], "finish_time": row["finish_time"],
             "attained_gpu_s": row["attained"], "run_seconds": row["run_seconds"],
             "starts": row["starts"], "preemptions": row["preemptions"],
             "failures": row["failures"], "reason": row["reason"]}
+
+
+# -- workflows ---------------------------------------------------------------------------
+def _overall(states: list[str], started: bool) -> str:
+    """The state of a workflow (or of one stage) from its jobs' states: ``pending`` until
+    one of them has started, ``running`` while any is still pending or running; once none
+    is: ``succeeded`` if all succeeded, else ``failed`` if one failed, else
+    ``cancelled``."""
+    if any(x in ACTIVE for x in states):
+        return "running" if started or any(x not in ACTIVE or x == "running"
+                                           for x in states) else "pending"
+    if all(x == "succeeded" for x in states):
+        return "succeeded"
+    return "failed" if "failed" in states else "cancelled"
+
+
+def workflow_view(workflow_id: str, rows: list[dict]) -> dict:
+    """``GET /v1/workflows/{id}``: the workflow's state and times, its stages (in
+    submission order) with each job's state, parents and times."""
+    stages: dict[str, list[dict]] = {}
+    for r in rows:
+        spec = r["spec"]
+        stages.setdefault(spec.get("stage") or r["job_id"], []).append(
+            {"job_id": r["job_id"], "state": r["state"],
+             "depends_on": spec.get("depends_on") or [], "submit_time": r["submit_time"],
+             "first_start": r["first_start"], "start_time": r["start_time"],
+             "finish_time": r["finish_time"], "reason": r["reason"]})
+    states = [r["state"] for r in rows]
+    starts = [r["first_start"] for r in rows if r["first_start"] is not None]
+    state = _overall(states, bool(starts))
+    done = state in ("succeeded", "failed", "cancelled")
+    finishes = [r["finish_time"] for r in rows if r["finish_time"] is not None]
+    counts = {x: states.count(x) for x in STATES if x in states}
+    return {"workflow_id": workflow_id, "template": rows[0]["spec"].get("template"),
+            "state": state, "jobs": counts,
+            "submit_time": min(r["submit_time"] for r in rows),
+            "start_time": min(starts) if starts else None,
+            "finish_time": max(finishes) if done and finishes else None,
+            "stages": [{"name": name, "state": _overall(
+                [j["state"] for j in jobs], any(j["first_start"] is not None for j in jobs)),
+                        "jobs": jobs} for name, jobs in stages.items()]}
+
+
+def workflow_rows(template: workflow_file.Template, run: str, now: float) -> list[dict]:
+    """The stored rows of one run of ``template``: ``RUN-STAGE[-r]`` in stage order, each
+    checked as ``POST /v1/jobs`` checks a job (``JobIn``); a problem raises Invalid
+    naming the stage and the field."""
+    ids = {st.name: st.job_ids(run) for st in template.stages}
+    rows = []
+    for i, st in enumerate(template.stages):
+        where = f"template stages[{i}] ({st.name})"
+        deps = [j for d in st.depends_on for j in ids[d]]
+        for jid in ids[st.name]:
+            if len(jid) > 200:
+                raise Invalid(f"{where}: its job id {jid[:40]}… is longer than 200 characters:"
+                              f" use a shorter run id", "run")
+            raw = {**st.fields, "job_id": jid, "workflow_id": run, "depends_on": deps}
+            if st.duration_hint_s is not None:
+                raw["duration_estimate_s"] = st.duration_hint_s
+            try:
+                body = JobIn.model_validate(raw)
+            except ValidationError as e:
+                err = e.errors()[0]
+                field = ".".join(str(x) for x in err["loc"])
+                raise Invalid(f"{where}{f' field {field!r}' if field else ''}: "
+                              f"{err['msg'].removeprefix('Value error, ')}", "template",
+                              kind="value_error") from e
+            spec = body.model_dump()
+            spec.pop("job_id")
+            if not deps:
+                del spec["depends_on"]
+            if body.kind == INFERENCE and body.slo_s is None:
+                spec["slo_s"] = None
+            spec.update(group=f"{template.name}/{st.name}", stage=st.name,
+                        template=template.name)
+            rows.append({"job_id": jid, "state": "pending", "submit_time": now, "spec": spec,
+                         "user": body.user, "num_gpus": body.num_gpus, "kind": body.kind})
+    return rows
+
+
+def check_rows(engine: Engine, rows: list[dict]) -> None:
+    """Each stage's job (its first replica) checked against the registered nodes
+    (``Engine.check_job``): Invalid naming the stage and the constraint."""
+    seen: set[str] = set()
+    for row in rows:
+        stage = row["spec"]["stage"]
+        if stage in seen:
+            continue
+        seen.add(stage)
+        try:
+            engine.check_job(job_from_row(row))
+        except Invalid as e:
+            raise Invalid(f"template stage {stage!r} field {e.field!r}: {e}", "template") from e
+        except ValueError as e:
+            raise Invalid(f"template stage {stage!r}: {e}", "template") from e
 
 
 def decision_view(d: dict) -> dict:
@@ -231,7 +339,7 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
     @app.exception_handler(Invalid)
     async def invalid(_req, e: Invalid):
         if e.status == 422:
-            return _error(422, str(e), e.field, "infeasible")
+            return _error(422, str(e), e.field, e.kind)
         return JSONResponse({"detail": str(e)}, status_code=e.status)
 
     def svc(request: Request) -> Service:
@@ -286,16 +394,29 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         job_id = spec.pop("job_id") or f"job-{uuid.uuid4().hex[:16]}"
         if body.kind == INFERENCE and body.slo_s is None:
             spec["slo_s"] = None  # the service's default SLO applies
+        for key in ("workflow_id", "depends_on"):
+            if not spec[key]:
+                del spec[key]  # (a job outside any workflow is stored as before)
         row = {"job_id": job_id, "state": "pending", "submit_time": s.engine.clock.now(),
                "spec": spec, "user": body.user, "num_gpus": body.num_gpus, "kind": body.kind}
         try:
             job = job_from_row(row)
         except ValueError as e:
             raise Invalid(str(e)) from e
+        if body.depends_on:  # every parent must exist (it may have ended: see admit)
+            known = await run_in_threadpool(s.store.job_states, body.depends_on)
+            missing = [p for p in body.depends_on if p not in known]
+            if missing:
+                raise Invalid(f"no job {missing[0]!r}"
+                              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}"
+                              f": the jobs a job depends on must exist", "depends_on",
+                              kind="value_error")
         await locked(s.engine, s.engine.check_job, job)
         await s.store.insert_job_awaited(row)  # durable before the 201 (group commit)
-        await locked(s.engine, s.engine.admit, row)
-        return JSONResponse({"job_id": job_id, "state": "pending"}, status_code=201)
+        fut, state = await locked(s.engine, s.engine.admit, row)
+        if fut is not None:  # cancelled at once (a parent failed): durable before the 201
+            await asyncio.wrap_future(fut)
+        return JSONResponse({"job_id": job_id, "state": state}, status_code=201)
 
     @app.get("/v1/jobs", tags=["jobs"], dependencies=[reader])
     def list_jobs(request: Request, state: list[str] = Query(default=[]),
@@ -350,6 +471,60 @@ def create_app(config: ServeConfig | None = None, service: Service | None = None
         return {"job_id": job_id, "events": [
             {k: e[k] for k in ("event", "time", "received_at", "detail")}
             for e in s.store.events(job_id)]}
+
+    # -- workflows ---------------------------------------------------------------------------
+    @app.post("/v1/workflows", status_code=201, response_model=WorkflowCreated,
+              tags=["workflows"], dependencies=[submitter])
+    async def create_workflow(body: WorkflowIn, request: Request):
+        """One run of a workflow template: every stage's job(s) stored in one transaction
+        (durable before the 201) and admitted; each is held until the stages it depends
+        on have succeeded."""
+        s = svc(request)
+        try:
+            template = workflow_file.parse(body.template, "template")
+        except ConfigError as e:
+            raise Invalid(str(e), "template", kind="value_error") from e
+        run = body.run or f"{template.name}-{uuid.uuid4().hex[:12]}"
+        rows = workflow_rows(template, run, s.engine.clock.now())
+        await locked(s.engine, check_rows, s.engine, rows)
+        ids = [r["job_id"] for r in rows]
+        if await run_in_threadpool(s.store.workflow_jobs, run, 1):
+            raise Conflict(f"workflow {run!r} exists already: give another run id")
+        taken = await run_in_threadpool(s.store.job_states, ids)
+        if taken:
+            raise Conflict(f"workflow {run!r}: job {min(taken)!r} exists already")
+        await s.store.insert_jobs_awaited(rows, f"workflow {run!r}")  # all or none, durable
+        fut, _states = await locked(s.engine, s.engine.admit_many, rows)
+        if fut is not None:
+            await asyncio.wrap_future(fut)
+        return JSONResponse({"workflow_id": run, "jobs": ids}, status_code=201)
+
+    @app.get("/v1/workflows/{workflow_id}", tags=["workflows"], dependencies=[reader])
+    def get_workflow(workflow_id: str, request: Request) -> dict:
+        """The workflow's state and times, its stages with each job's state, parents and
+        times."""
+        rows = svc(request).store.workflow_jobs(workflow_id)
+        if not rows:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        return workflow_view(workflow_id, rows)
+
+    @app.delete("/v1/workflows/{workflow_id}", tags=["workflows"], dependencies=[submitter])
+    def cancel_workflow(workflow_id: str, request: Request,
+                        running: bool = Query(False, description="stop its running jobs "
+                                                                 "too")) -> dict:
+        """Cancels the workflow's pending jobs (held or waiting; with ``running=true``,
+        its running jobs too): the workflow as it is then, and the jobs cancelled."""
+        s = svc(request)
+        rows = s.store.workflow_jobs(workflow_id)
+        if not rows:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        before = {r["job_id"]: r["state"] for r in rows}
+        after = s.engine.cancel_many(list(before), f"workflow {workflow_id} was cancelled",
+                                     running)
+        rows = s.store.workflow_jobs(workflow_id)
+        return {**workflow_view(workflow_id, rows),
+                "cancelled": [j for j, st in after.items()
+                              if st == "cancelled" and before.get(j) != "cancelled"]}
 
     # -- decisions ---------------------------------------------------------------------------
     @app.get("/v1/decisions", tags=["executors"], dependencies=[reader])

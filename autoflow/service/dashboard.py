@@ -5,7 +5,9 @@ API with it, every few seconds:
 
 - ``GET /v1/dashboard`` (``reader``): one read of what the page shows: the serving policy
   and model, the summary, the nodes with their GPU occupancy, the head of the queue in
-  policy order, and the latest decisions with their explanation's message;
+  policy order (each job with its workflow id), then the jobs held for the jobs they
+  depend on (``position`` null, ``held`` true, the reason naming the parents they wait
+  for), and the latest decisions with their explanation's message;
 - ``GET /v1/jobs/{id}/why`` for each job at the head of the queue: its pending reason
   (where that route is missing or fails, the page shows the one-line reason the
   dashboard read carries: the capacity test the pass makes).
@@ -22,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from ..job import WHOLE_GPU
 from .auth import require
 from .explain import why_not_now
+from .why import held_message, waits_for
 
 STATIC = Path(__file__).parent / "static"
 
@@ -46,10 +49,21 @@ def dashboard_view(service, queue_limit: int = 50, decision_limit: int = 30) -> 
         queue = [{"position": i + 1, "job_id": js.job.job_id, "num_gpus": js.job.num_gpus,
                   "gpu_milli": js.job.gpu_milli, "gpu_types": list(js.job.gpu_types),
                   "kind": js.job.kind, "user": js.job.user,
+                  "workflow_id": js.job.workflow_id or None, "held": False,
                   "waited_s": round(now - js.submit, 3), "starts": js.starts,
                   "preemptions": js.preemptions, "predicted_s": round(js.predicted, 3),
                   "reason": why_not_now(engine, js)}
                  for i, js in enumerate(head)]
+        for js in list(engine.core.held.values())[:max(0, queue_limit - len(queue))]:
+            parents, waiting = waits_for(engine, js)
+            queue.append({"position": None, "job_id": js.job.job_id,
+                          "num_gpus": js.job.num_gpus, "gpu_milli": js.job.gpu_milli,
+                          "gpu_types": list(js.job.gpu_types), "kind": js.job.kind,
+                          "user": js.job.user, "workflow_id": js.job.workflow_id or None,
+                          "held": True, "waiting_for": waiting,
+                          "waited_s": round(now - js.submit, 3), "starts": js.starts,
+                          "preemptions": js.preemptions, "predicted_s": None,
+                          "reason": held_message(parents, waiting)})
         recent = [_decision(d) for d in reversed(engine.recent[-decision_limit:])]
         fragmentation = engine.core.state.fragmentation()
         label = engine.policy.label

@@ -14,6 +14,14 @@ the submission returns, so that submitting stays cheap and passes coalesce under
 When the nodes or the policy change, and at start, the core is rebuilt from the store
 (``_rebuild``): running jobs keep their placements (``SchedulerCore.adopt``), pending ones
 queue again with the service they received; decisions already issued stand.
+
+Workflows (``autoflow.workflow``): a job with ``depends_on`` is *held* by the core until
+every parent has succeeded; the store calls it ``pending`` (``GET /v1/jobs/{id}/why`` says
+which parents it waits for). A held job whose parent leaves without succeeding is dropped
+by the core (``on_drop``): it is stored ``cancelled`` with the reason and a ``cancelled``
+event, as durably as any other change. The core knows only the jobs it loaded, so the
+engine tells it (``succeeded`` / ``dropped``) how the parents it does not know ended,
+from the store: at a rebuild and at each admission.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from dataclasses import dataclass
 
 from ..cluster import ClusterSpec, Node
 from ..core.estimator import DurationEstimator
-from ..core.jobstate import DONE, RUNNING, WAITING, JobState
+from ..core.jobstate import DONE, HELD, RUNNING, WAITING, JobState
 from ..core.scheduler import SchedulerCore
 from ..errors import AutoflowError, ConfigError
 from ..feasibility import fits_now
@@ -50,10 +58,12 @@ class NotFound(AutoflowError):
 class Invalid(AutoflowError):
     """A request that is well formed but cannot be honoured (a 422 or a 409)."""
 
-    def __init__(self, message: str, field: str | None = None, status: int = 422):
+    def __init__(self, message: str, field: str | None = None, status: int = 422,
+                 kind: str = "infeasible"):
         super().__init__(message)
         self.field = field
         self.status = status
+        self.kind = kind  # the 422's "type"
 
 
 class EstimateFirst(DurationEstimator):
@@ -65,6 +75,8 @@ class EstimateFirst(DurationEstimator):
 
 
 def job_from_row(row: dict) -> Job:
+    """The job of a stored row (its ``spec``: the submitted fields; a workflow's stage
+    also has ``group``, ``NAME/STAGE``, for the duration estimator)."""
     s = row["spec"]
     extra = {}
     if s.get("duration_estimate_s") is not None:
@@ -72,8 +84,9 @@ def job_from_row(row: dict) -> Job:
     return Job(row["job_id"], float(row["submit_time"]), None, int(s.get("num_gpus", 1)),
                int(s.get("gpu_milli", WHOLE_GPU)), tuple(s.get("gpu_types") or ()),
                s.get("kind", "training"), s.get("qos", ""), int(s.get("cpu_milli", 0)),
-               int(s.get("memory_mib", 0)), s.get("user", ""), "", s.get("slo_s"),
-               extra=extra)
+               int(s.get("memory_mib", 0)), s.get("user", ""), s.get("group") or "",
+               s.get("slo_s"), extra=extra, workflow_id=s.get("workflow_id") or "",
+               depends_on=tuple(s.get("depends_on") or ()))
 
 
 @dataclass
@@ -114,6 +127,23 @@ class _LiveBackend:
         self.engine._halted(js)
 
     def true_duration(self, js: JobState) -> None:
+        return None
+
+
+class _DropHook:
+    """The core's ``on_drop`` in the service: the engine records the drop. A copy of the
+    core (``core.plan.detached_copy``: what-if replays) gets none: it must not reach the
+    live engine (nor deep-copy it)."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __call__(self, js: JobState, why: str) -> None:
+        self.engine._on_drop(js, why)
+
+    def __deepcopy__(self, memo) -> None:
         return None
 
 
@@ -168,6 +198,7 @@ class Engine:
         self._events: list[dict] = []
         self._ended: dict[str, str] = {}  # job id -> succeeded / failed / cancelled
         self._reasons: dict[str, str] = {}  # job id -> why it failed or was cancelled
+        self._ended_before: dict[str, str] = {}  # a parent the core does not know -> its end
         self._halt_reason: dict[str, dict] = {}  # job id -> the next preempt's explanation
         self.recent: list[Decision] = []  # the latest decisions, for the dashboard
         history = store.policy_history(1)
@@ -216,6 +247,7 @@ class Engine:
                                          estimator, restart_overhead_s=self.restart_overhead_s,
                                          default_slo_s=self.default_slo_s,
                                          observers=self.pass_observers)
+        core.on_drop = _DropHook(self)
         self.empty = ClusterState(spec)  # every registered node, idle: "could it ever run?"
         self.by_id: dict[str, JobState] = {}
         rows = self.store.jobs(states=("pending", "running"), limit=10**9)
@@ -232,6 +264,7 @@ class Engine:
             js.first_start = row["first_start"]
             self.by_id[row["job_id"]] = js
             (running if row["state"] == "running" else pending).append((js, row))
+        self._tell_parents(core.jobs)
         core.prepare()
         for js, row in running:
             placement = self._placement_from_row(row["placement"])
@@ -246,6 +279,47 @@ class Engine:
                 core.cordon(self.node_index[name], True)
         core.submit([js for js, _row in pending])
         self._flush()
+
+    def _tell_parents(self, jobs) -> None:
+        """Tells the core how the parents of ``jobs`` that it does not know ended (it
+        knows only the jobs it loaded or was given since): succeeded ones release their
+        dependants, failed or cancelled ones drop them. A parent the store does not
+        hold (not possible through the API) counts as one that did not succeed."""
+        core = self.core
+        unknown = {p for js in jobs for p in js.job.depends_on
+                   if p not in self.by_id and p not in core.succeeded
+                   and p not in core.dropped}
+        if not unknown:
+            return
+        states = self.store.job_states(unknown)
+        for p in unknown:
+            state = states.get(p)
+            if state == "succeeded":
+                core.succeeded.add(p)
+            elif state in ("pending", "running"):
+                pass  # stored, not yet admitted (a concurrent submission): it will be
+            else:
+                core.dropped.add(p)
+                self._ended_before[p] = state or "missing"
+
+    def _on_drop(self, js: JobState, why: str) -> None:
+        """The core dropped a held job (a parent left without succeeding): stored
+        cancelled with the reason (which parent, and how it ended), and an event."""
+        job_id = js.job.job_id
+        deps = js.job.depends_on
+        parent = next((p for p in deps if why.startswith(f"depends on {p},")),
+                      next((p for p in deps if p in self.core.dropped), None))
+        if parent is not None:
+            known = self.by_id.get(parent)
+            ended = (self._ended.get(parent) if known is not None
+                     else self._ended_before.get(parent))
+            how = {"failed": "failed", "cancelled": "was cancelled",
+                   "missing": "does not exist"}.get(ended or "", "did not succeed")
+            why = f"depends on {parent}, which {how}"
+        self._ended[job_id] = "cancelled"
+        self._set_reason(job_id, why)
+        self._dirty[job_id] = js
+        self._event(job_id, "cancelled", None, {"message": why})
 
     def _placement_from_row(self, stored) -> list | None:
         if not stored:
@@ -280,7 +354,7 @@ class Engine:
             "message": f"{self.policy.label} preempted it for a job that ranks ahead"})
 
     def _state_of(self, js: JobState) -> str:
-        if js.status == WAITING:
+        if js.status in (WAITING, HELD):  # held: waits for the jobs it depends on
             return "pending"
         if js.status == RUNNING:
             return "running"
@@ -369,14 +443,32 @@ class Engine:
                           f" with cpu_milli {job.cpu_milli} and memory_mib {job.memory_mib} on "
                           f"one node, and no registered node has all of it", "num_gpus")
 
-    def admit(self, row: dict) -> None:
-        """A job the store holds (committed): registered and queued; a pass follows."""
+    def admit(self, row: dict) -> tuple[Future | None, str]:
+        """A job the store holds (committed): registered and queued (or held until its
+        parents have succeeded; cancelled at once if one of them did not); a pass
+        follows. Returns the commit of what admitting it changed (a job cancelled at
+        once: the caller waits for it, without the lock, before it answers) and the
+        job's state."""
+        fut, states = self.admit_many([row])
+        return fut, states[row["job_id"]]
+
+    def admit_many(self, rows: list[dict]) -> tuple[Future | None, dict[str, str]]:
+        """Jobs the store holds, admitted together (a workflow's run: every job is
+        registered before any is submitted, so that the parents in the batch are
+        known); as ``admit``, with each job's state."""
         with self.lock:
-            if row["job_id"] in self.by_id:
-                return  # a rebuild already loaded it
-            js = self.core.register(job_from_row(row))
-            self.by_id[row["job_id"]] = js
-            self.core.submit([js])
+            batch = []
+            for row in rows:
+                if row["job_id"] in self.by_id:
+                    continue  # a rebuild already loaded it
+                js = self.core.register(job_from_row(row))
+                self.by_id[row["job_id"]] = js
+                batch.append(js)
+            if batch:
+                self._tell_parents(batch)
+                self.core.submit(batch)
+            states = {r["job_id"]: self._state_of(self.by_id[r["job_id"]]) for r in rows}
+            return self._flush(), states
 
     def job(self, job_id: str) -> JobState | None:
         return self.by_id.get(job_id)
@@ -405,25 +497,52 @@ class Engine:
         return js
 
     def cancel(self, job_id: str, reason: str = "cancelled") -> str:
+        """Cancels a pending (waiting or held) or running job; the held jobs that depend
+        on it are cancelled too (``on_drop``). An ended job is left as it is."""
         with self.lock:
             js = self.by_id.get(job_id)
             if js is None or js.status == DONE:
+                if js is not None:
+                    return self._state_of(js)
                 row = self.store.job(job_id)
                 if row is None:
                     raise NotFound(f"job {job_id!r} not found")
                 return row["state"]  # ended already: cancelling changes nothing
-            self._ended[job_id] = "cancelled"
-            self._set_reason(job_id, reason)
-            self._set_halt_reason(job_id, {"policy": self.policy.label, "reason": "cancelled",
-                                           "message": f"the job was cancelled ({reason})"
-                                           if reason != "cancelled" else
-                                           "the job was cancelled"})
-            self.core.remove(js)
-            self._dirty[job_id] = js
-            self._event(job_id, "cancelled", None, {})
+            self._cancel(js, reason)
             fut = self._flush()
         self._durable(fut)
         return "cancelled"
+
+    def _cancel(self, js: JobState, reason: str) -> None:
+        job_id = js.job.job_id
+        self._ended[job_id] = "cancelled"
+        self._set_reason(job_id, reason)
+        self._set_halt_reason(job_id, {"policy": self.policy.label, "reason": "cancelled",
+                                       "message": f"the job was cancelled ({reason})"
+                                       if reason != "cancelled" else
+                                       "the job was cancelled"})
+        self.core.remove(js)
+        self._halt_reason.pop(job_id, None)  # (a running job's preempt took it)
+        self._dirty[job_id] = js
+        self._event(job_id, "cancelled", None, {"message": reason} if reason != "cancelled"
+                    else {})
+
+    def cancel_many(self, job_ids: list[str], reason: str, running: bool = False
+                    ) -> dict[str, str]:
+        """Cancels the pending jobs of ``job_ids`` (and the running ones if ``running``),
+        the last first (so that each gets ``reason``, not its parent's cancellation), in
+        one commit, durable on return. Answers every job's state after it."""
+        with self.lock:
+            for job_id in reversed(job_ids):
+                js = self.by_id.get(job_id)
+                if js is None or js.status == DONE or (js.status == RUNNING and not running):
+                    continue
+                self._cancel(js, reason)
+            fut = self._flush()
+            out = {jid: self._state_of(self.by_id[jid]) for jid in job_ids
+                   if jid in self.by_id}
+        self._durable(fut)
+        return out
 
     def _set_halt_reason(self, job_id: str, why: dict) -> None:
         self._halt_reason[job_id] = why
@@ -602,5 +721,6 @@ class Engine:
             return {"policy": self.policy_spec, "label": self.policy.label,
                     "nodes": len(self.node_names), "gpus": self.spec.total_gpus,
                     "gpus_allocated": st.used_milli / WHOLE_GPU,
-                    "pending": len(self.core.waiting), "running": len(self.core.running),
+                    "pending": len(self.core.waiting), "held": len(self.core.held),
+                    "running": len(self.core.running),
                     "last_decision": self.seq, "time": self.clock.now()}

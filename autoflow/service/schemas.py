@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -11,6 +11,9 @@ from ..limits import MAX_CPU_MILLI, MAX_DURATION_S, MAX_GPUS_PER_NODE, MAX_MEMOR
 MAX_EVENTS_PER_REQUEST = 1000
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
 MAX_JOB_GPUS = 100_000
+MAX_DEPENDS_ON = 1000  # parents of one job
+RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"  # a workflow run's id (its jobs: RUN-STAGE[-r])
+JobId = Annotated[str, Field(min_length=1, max_length=200, pattern=NAME)]
 
 
 class Strict(BaseModel):
@@ -71,6 +74,23 @@ class JobIn(Strict):
                                    "command, or module:function; without one it holds its "
                                    "GPUs for duration_estimate_s")
     runtime_env: RuntimeEnvIn | None = None
+    workflow_id: str | None = Field(None, min_length=1, max_length=200, pattern=NAME,
+                                    description="the workflow (pipeline run) the job is a "
+                                    "stage of")
+    depends_on: list[JobId] = Field(default_factory=list, max_length=MAX_DEPENDS_ON,
+                                    description="ids of jobs that must succeed before this "
+                                    "one may start (each must exist)")
+
+    @model_validator(mode="after")
+    def parents(self):
+        seen: set[str] = set()
+        for i, p in enumerate(self.depends_on):
+            if p in seen:
+                raise ValueError(f"depends_on[{i}]: {p!r} appears twice")
+            if p == self.job_id:
+                raise ValueError(f"depends_on[{i}]: the job cannot depend on itself")
+            seen.add(p)
+        return self
 
     @model_validator(mode="after")
     def runnable(self):
@@ -98,6 +118,21 @@ class JobIn(Strict):
 class JobAccepted(BaseModel):
     job_id: str
     state: str
+
+
+class WorkflowIn(Strict):
+    """One run of a workflow template (``POST /v1/workflows``)."""
+
+    template: dict[str, Any] = Field(description="a workflow template: {name, schedule?, "
+                                     "stages: [...]} as autoflow.workflow_file reads it")
+    run: str | None = Field(None, min_length=1, max_length=100, pattern=RUN_ID,
+                            description="the run's id (its workflow_id); default "
+                            "NAME-<12 hex>")
+
+
+class WorkflowCreated(BaseModel):
+    workflow_id: str
+    jobs: list[str]
 
 
 class EventIn(Strict):

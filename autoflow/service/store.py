@@ -4,6 +4,10 @@ One ``Store`` per service process, over SQLAlchemy Core (``tables``). A job that
 201 is in the ``jobs`` table; a decision an executor can read is in ``decisions``; every
 outcome an executor reported is in ``job_events``. On restart the engine rebuilds the
 scheduler from ``nodes`` and the jobs that are pending or running.
+
+A workflow has no table of its own: its jobs carry ``workflow_id`` and ``depends_on`` in
+their ``spec`` (``workflow_jobs`` finds them by that field), and a run's jobs are
+inserted in one transaction (``insert_jobs_awaited``).
 """
 
 from __future__ import annotations
@@ -221,6 +225,38 @@ class Store:
             await asyncio.wrap_future(fut)
         except IntegrityError as e:
             raise Conflict(f"job {row['job_id']!r} exists already") from e
+
+    async def insert_jobs_awaited(self, rows: list[dict], what: str) -> None:
+        """Several jobs (a workflow's run) in ONE transaction, all or none, awaited on the
+        event loop: durable on return. Conflict (naming ``what``) if one id exists."""
+        def write(c):
+            return c.execute(insert(t.jobs), rows)
+
+        try:
+            await asyncio.wrap_future(self.writer.submit(write))
+        except IntegrityError as e:
+            raise Conflict(f"{what}: a job of it exists already") from e
+
+    def job_states(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """Job id -> state, for those of ``job_ids`` that exist."""
+        ids = list(dict.fromkeys(job_ids))
+        out: dict[str, str] = {}
+        with self.engine.connect() as c:
+            for i in range(0, len(ids), 500):
+                q = select(t.jobs.c.job_id, t.jobs.c.state).where(
+                    t.jobs.c.job_id.in_(ids[i:i + 500]))
+                out.update({jid: state for jid, state in c.execute(q)})
+        return out
+
+    def workflow_jobs(self, workflow_id: str, limit: int | None = None) -> list[dict]:
+        """The jobs of a workflow (``spec.workflow_id``), in submission order. (The field
+        is inside the JSON spec, not an indexed column: this reads the jobs table.)"""
+        q = (select(t.jobs).where(t.jobs.c.spec["workflow_id"].as_string() == workflow_id)
+             .order_by(t.jobs.c.seq))
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
 
     def job(self, job_id: str) -> dict | None:
         with self.engine.connect() as c:

@@ -23,6 +23,9 @@ reasons and Volcano's "need 8, free 3" are the anchors). The vocabulary:
 ``preempted``               it ran, was preempted ``preemptions`` times (or lost with its node
                             ``failures`` times) and waits to resume with ``progress_s`` done
 ``pending_pass``            it fits now and heads the queue: the next scheduling pass starts it
+``waiting_for_dependencies``  it is held until the jobs it depends on have succeeded:
+                            ``waiting_for`` (their ids), ``parents`` (each parent's id and
+                            state); it is not in the queue yet
 ``no_eta``                  the what-if replay did not start it: nothing left to happen with
                             the live nodes as they are, or the replay's event bound was reached
 ``running``                 it runs: ``placement``, ``since`` (cluster seconds) and
@@ -31,13 +34,14 @@ reasons and Volcano's "need 8, free 3" are the anchors). The vocabulary:
 ==========================  =====================================================================
 
 ``queue_position`` is the job's 1-based place in the waiting queue in the policy's order
-(null unless pending). ``eta_s`` is how many cluster seconds from now the what-if replay
+(null unless pending; null for a held job too: it is not queued yet). ``eta_s`` is how many cluster seconds from now the what-if replay
 (``autoflow.service.whatif``) starts it: 0 for a running job, null for an ended one or
 when the replay does not start it (then a ``no_eta`` reason says why).
 
 ``simulate`` adds hypothetical jobs (``JobIn`` bodies, checked as submissions are) to a
 copy of the current state now and answers when each would start and finish
 (``sbatch --test-only``, Kueue's proposed ``/simulate``); nothing is stored or changed.
+A hypothetical job may depend on real jobs and on hypothetical ones listed before it.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from typing import TYPE_CHECKING
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from pydantic import Field
 
-from ..core.jobstate import RUNNING, WAITING, JobState
+from ..core.jobstate import HELD, RUNNING, WAITING, JobState
 from ..feasibility import fits_now, needs_multi_node
 from ..job import INFERENCE, WHOLE_GPU
 from .auth import require
@@ -62,6 +66,7 @@ if TYPE_CHECKING:
 
 MAX_SIMULATE_JOBS = 1000
 FIRST_AHEAD = 5  # jobs ahead named in ``queued_behind``
+PARENTS_NAMED = 10  # parents named in the message of ``waiting_for_dependencies``
 DOWN = ("cordoned", "draining", "failed")
 
 
@@ -252,6 +257,46 @@ def pending_reasons(engine: Engine, js: JobState, now: float) -> tuple[list[dict
     return reasons, position
 
 
+def parent_states(engine: Engine, js: JobState) -> list[dict]:
+    """Each parent of the job with its state (under the lock). The engine knows every
+    parent a held job waits for; one it does not know has ended (before the core was
+    rebuilt) or is being submitted: the store says which."""
+    out = []
+    for p in js.job.depends_on:
+        parent = engine.by_id.get(p)
+        if parent is not None:
+            state = engine._state_of(parent)
+        elif p in engine.core.succeeded:
+            state = "succeeded"
+        elif p in engine.core.dropped:
+            state = "ended"
+        else:
+            state = "pending"
+        out.append({"job_id": p, "state": state})
+    return out
+
+
+def waits_for(engine: Engine, js: JobState) -> tuple[list[dict], list[str]]:
+    """The parents with their states, and the ids of those not succeeded yet."""
+    parents = parent_states(engine, js)
+    return parents, [p["job_id"] for p in parents if p["job_id"] not in engine.core.succeeded]
+
+
+def held_message(parents: list[dict], waiting: list[str]) -> str:
+    state = {p["job_id"]: p["state"] for p in parents}
+    named = ", ".join(f"{p} ({state[p]})" for p in waiting[:PARENTS_NAMED])
+    more = f" and {len(waiting) - PARENTS_NAMED} more" if len(waiting) > PARENTS_NAMED else ""
+    done = len(parents) - len(waiting)
+    return (f"held until the jobs it depends on succeed: waits for {named}{more}"
+            + (f" ({done} of {len(parents)} succeeded)" if done else ""))
+
+
+def _held_reason(engine: Engine, js: JobState) -> dict:
+    parents, waiting = waits_for(engine, js)
+    return _reason("waiting_for_dependencies", held_message(parents, waiting),
+                   waiting_for=waiting, parents=parents)
+
+
 def _running_reason(engine: Engine, js: JobState, now: float) -> dict:
     nodes = [{"node": engine.node_names[n], "gpus": len(g) * m / WHOLE_GPU if m else 0}
              for n, g, m, _c, _mem in js.placement]
@@ -293,7 +338,10 @@ def why(engine: Engine, job_id: str, eta: bool = True) -> dict:
         if status == WAITING:
             reasons, position = pending_reasons(engine, js, now)
             idx = js.idx
-    if status != WAITING:
+        elif status == HELD:  # waits for its parents: not queued yet
+            reasons, position = [_held_reason(engine, js)], None
+            idx = js.idx
+    if status not in (WAITING, HELD):
         return _ended(engine, job_id)
     if not eta:
         return {"job_id": job_id, "state": "pending", "reasons": reasons,
@@ -321,6 +369,7 @@ def why(engine: Engine, job_id: str, eta: bool = True) -> dict:
 def simulate(engine: Engine, jobs: list[JobIn]) -> dict:
     rows = []
     seen: set[str] = set()
+    real: dict[str, int] = {}  # parents that are not hypothetical -> the first job naming it
     for i, body in enumerate(jobs):
         spec = body.model_dump()
         job_id = spec.pop("job_id") or f"sim-{i}"
@@ -328,6 +377,9 @@ def simulate(engine: Engine, jobs: list[JobIn]) -> dict:
             raise HTTPException(422, [{"loc": ["body", "jobs", i, "job_id"],
                                        "msg": f"job_id {job_id!r} appears twice",
                                        "type": "value_error"}])
+        for p in body.depends_on:
+            if p not in seen:
+                real.setdefault(p, i)
         seen.add(job_id)
         if body.kind == INFERENCE and body.slo_s is None:
             spec["slo_s"] = None
@@ -341,7 +393,21 @@ def simulate(engine: Engine, jobs: list[JobIn]) -> dict:
             raise HTTPException(422, [{"loc": ["body", "jobs", i], "msg": str(e),
                                        "type": "value_error"}]) from e
         rows.append(row)
+    ended = engine.store.job_states(real) if real else {}
+    for p, i in real.items():
+        if p not in ended:
+            raise HTTPException(422, [{"loc": ["body", "jobs", i, "depends_on"],
+                                       "msg": f"no job {p!r}: a hypothetical job depends on "
+                                              f"real jobs or on hypothetical ones listed "
+                                              f"before it", "type": "value_error"}])
     replay = fork(engine)
+    twin = replay.core
+    for p, state in ended.items():  # parents the copy does not know: how they ended
+        if p not in twin.by_id:
+            if state == "succeeded":
+                twin.succeeded.add(p)
+            elif state in ("failed", "cancelled"):
+                twin.dropped.add(p)
     for row in rows:
         row["submit_time"] = replay.now
     added = replay.add(job_from_row(row) for row in rows)

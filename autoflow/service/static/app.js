@@ -157,13 +157,14 @@ function reasonText(job, why) {
   return t;
 }
 
-async function renderQueue(queue, total) {
-  $("queue-count").textContent = "(" + total + " pending)";
+async function renderQueue(queue, total, held) {
+  $("queue-count").textContent = "(" + total + " pending" + (held ? ", " + held + " held" : "") + ")";
   const rows = queue.map((j) => {
     const reason = el("td", { class: "reason" }, reasonText(j, null));
     const tr = el("tr", { "data-job": j.job_id },
-      el("td", {}, j.position),
+      el("td", {}, j.held ? "held" : j.position),
       el("td", { class: "job" }, j.job_id),
+      el("td", { class: "workflow" }, j.workflow_id || ""),
       el("td", {}, fmtGpus(j.num_gpus * j.gpu_milli / 1000) + (j.gpu_types.length ? " " + j.gpu_types.join("|") : "")),
       el("td", {}, fmtSeconds(j.waited_s)),
       reason);
@@ -171,11 +172,11 @@ async function renderQueue(queue, total) {
   });
   const body = $("queue").tBodies[0];
   body.replaceChildren(...rows.map((r) => r.tr));
-  if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "The queue is empty.")));
+  if (!rows.length) body.append(el("tr", {}, el("td", { colspan: 6, class: "muted" }, "The queue is empty.")));
   await Promise.all(rows.slice(0, WHY_LIMIT).map(async (r, i) => {
     try {
       // an ETA is a what-if replay: only for the head of the queue; reasons for the rest
-      const eta = i < ETA_LIMIT ? "" : "?eta=false";
+      const eta = i < ETA_LIMIT && !r.j.held ? "" : "?eta=false";
       const why = await api("/v1/jobs/" + encodeURIComponent(r.j.job_id) + "/why" + eta);
       r.reason.textContent = reasonText(r.j, why);
     } catch (e) {
@@ -208,7 +209,7 @@ async function refresh() {
     renderSummary(d.summary);
     renderNodes(d.nodes);
     renderDecisions(d.decisions);
-    await renderQueue(d.queue, d.summary.pending);
+    await renderQueue(d.queue, d.summary.pending, d.summary.held || 0);
     $("status").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "1";
   } catch (e) {

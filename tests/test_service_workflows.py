@@ -1,0 +1,288 @@
+"""Workflows in the placement service: jobs that depend on other jobs, and runs of a
+workflow template (``POST /v1/workflows``), on a real ``autoflow serve`` on 127.0.0.1 with
+the simulated executor on a fast clock (a stage's ``duration_hint_s`` is what it runs for).
+
+The rules under test (``autoflow.workflow``, docs/service.md "Workflows"): a job is held
+(``pending``) until every job it depends on has succeeded; one that leaves without
+succeeding (cancelled, failed) takes its held dependants with it (``cancelled``, the
+reason naming it); a parent that does not exist is refused (422); a restart resumes the
+held jobs whether their parents ended before it or still run.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from servicekit import Server, make_token, until
+
+NODES = [{"name": f"n{i}", "gpu_type": "a100", "gpus": 8, "cpu_milli": 256000,
+          "memory_mib": 1024000} for i in range(4)]
+SCALE = "1000"  # cluster seconds per wall second
+LONG = 1e8  # a stage that runs past the end of the test (unless stopped)
+
+
+class Api:
+    def __init__(self, url: str, tokens: dict[str, str]):
+        self.tokens = tokens
+        self.c = httpx.Client(base_url=url, timeout=60)
+
+    def call(self, method: str, path: str, status: int = 200, scope: str = "admin", **kw):
+        r = self.c.request(method, path, headers={"Authorization":
+                                                  f"Bearer {self.tokens[scope]}"}, **kw)
+        assert r.status_code == status, (method, path, r.status_code, r.text)
+        return r.json()
+
+    def job(self, job_id: str) -> dict:
+        return self.call("GET", f"/v1/jobs/{job_id}")
+
+    def state(self, job_id: str) -> str:
+        return self.job(job_id)["state"]
+
+    def workflow(self, workflow_id: str) -> dict:
+        return self.call("GET", f"/v1/workflows/{workflow_id}")
+
+    def submit(self, status: int = 201, **job) -> dict:
+        return self.call("POST", "/v1/jobs", status, "submitter", json=job)
+
+    def run(self, template: dict, run: str | None = None, status: int = 201) -> dict:
+        body = {"template": template, **({"run": run} if run else {})}
+        return self.call("POST", "/v1/workflows", status, "submitter", json=body)
+
+
+def _start(db: str, log) -> Server:
+    return Server(db, log, "--executor", "sim", "--time-scale", SCALE).start()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("workflows")
+    db = f"sqlite:///{tmp}/svc.db"
+    srv = _start(db, tmp / "serve.log")
+    try:
+        tokens = {s: make_token(db, s, s) for s in ("admin", "submitter", "reader")}
+        a = Api(srv.url, tokens)
+        a.call("POST", "/v1/clusters", 201, json={"name": "lab", "nodes": NODES})
+        yield a
+    finally:
+        srv.stop()
+
+
+PIPELINE = {"name": "recsys", "stages": [
+    {"name": "prepare", "num_gpus": 0, "cpu_milli": 8000, "duration_hint_s": 300},
+    {"name": "train", "num_gpus": 4, "depends_on": ["prepare"], "replicas": 2,
+     "duration_hint_s": "10m"},
+    {"name": "evaluate", "num_gpus": 1, "depends_on": ["train"], "duration_hint_s": 120},
+]}
+
+
+def test_a_template_run_completes_stage_by_stage(api):
+    made = api.run(PIPELINE, "nightly-1")
+    assert made == {"workflow_id": "nightly-1",
+                    "jobs": ["nightly-1-prepare", "nightly-1-train-0", "nightly-1-train-1",
+                             "nightly-1-evaluate"]}
+    # stored before the 201: every job is there at once, with its workflow and parents
+    train = api.job("nightly-1-train-1")
+    assert train["workflow_id"] == "nightly-1"
+    assert train["depends_on"] == ["nightly-1-prepare"]
+    assert train["num_gpus"] == 4 and train["duration_estimate_s"] == 600
+    assert api.job("nightly-1-evaluate")["depends_on"] == ["nightly-1-train-0",
+                                                          "nightly-1-train-1"]
+
+    view = until(lambda: (v := api.workflow("nightly-1"))["state"] == "succeeded" and v,
+                 "the run succeeded")
+    assert view["template"] == "recsys"
+    assert [s["name"] for s in view["stages"]] == ["prepare", "train", "evaluate"]
+    assert all(s["state"] == "succeeded" for s in view["stages"])
+    assert view["jobs"] == {"succeeded": 4}
+    jobs = {j["job_id"]: j for s in view["stages"] for j in s["jobs"]}
+    assert len(jobs) == 4
+    for j in jobs.values():  # each stage started only once its parents had finished
+        assert j["state"] == "succeeded" and j["first_start"] is not None
+        for p in j["depends_on"]:
+            assert j["first_start"] >= jobs[p]["finish_time"], (j, jobs[p])
+    assert view["start_time"] == jobs["nightly-1-prepare"]["first_start"]
+    assert view["finish_time"] == max(j["finish_time"] for j in jobs.values())
+    assert view["finish_time"] == jobs["nightly-1-evaluate"]["finish_time"]
+
+    # the run id is taken now; another run of the same template gets its own
+    api.run(PIPELINE, "nightly-1", status=409)
+    other = api.run(PIPELINE)["workflow_id"]
+    assert other.startswith("recsys-") and other != "nightly-1"
+    api.call("DELETE", f"/v1/workflows/{other}", scope="submitter", params={"running": True})
+
+
+def test_a_held_stage_names_its_parents_and_a_workflow_is_cancelled(api):
+    template = {"name": "slow", "stages": [
+        {"name": "long", "num_gpus": 1, "duration_hint_s": LONG},
+        {"name": "next", "num_gpus": 1, "depends_on": ["long"], "duration_hint_s": 60},
+        {"name": "last", "num_gpus": 1, "depends_on": ["next"], "duration_hint_s": 60},
+    ]}
+    api.run(template, "slow-1")
+    until(lambda: api.state("slow-1-long") == "running", "the first stage runs")
+
+    why = api.call("GET", "/v1/jobs/slow-1-next/why")
+    assert why["state"] == "pending" and why["queue_position"] is None
+    reason = why["reasons"][0]
+    assert reason["code"] == "waiting_for_dependencies"
+    assert reason["waiting_for"] == ["slow-1-long"]
+    assert reason["parents"] == [{"job_id": "slow-1-long", "state": "running"}]
+    assert "slow-1-long (running)" in reason["message"]
+    assert api.call("GET", "/v1/jobs/slow-1-last/why")["reasons"][0]["waiting_for"] == [
+        "slow-1-next"]
+    view = api.workflow("slow-1")
+    assert view["state"] == "running" and view["finish_time"] is None
+    assert [s["state"] for s in view["stages"]] == ["running", "pending", "pending"]
+
+    # the dashboard's queue: the held jobs, with their workflow and the parents they wait for
+    queue = {j["job_id"]: j for j in api.call("GET", "/v1/dashboard")["queue"]}
+    held = queue["slow-1-next"]
+    assert held["held"] and held["position"] is None and held["workflow_id"] == "slow-1"
+    assert held["waiting_for"] == ["slow-1-long"] and "slow-1-long" in held["reason"]
+    assert api.call("GET", "/v1/dashboard")["summary"]["held"] >= 2
+
+    # DELETE: the pending stages are cancelled, the running one continues
+    out = api.call("DELETE", "/v1/workflows/slow-1", scope="submitter")
+    assert sorted(out["cancelled"]) == ["slow-1-last", "slow-1-next"]
+    assert out["state"] == "running"
+    states = {j["job_id"]: j["state"] for s in out["stages"] for j in s["jobs"]}
+    assert states == {"slow-1-long": "running", "slow-1-next": "cancelled",
+                      "slow-1-last": "cancelled"}
+    assert api.job("slow-1-next")["reason"] == "workflow slow-1 was cancelled"
+    assert api.call("GET", "/v1/jobs/slow-1-next/why")["reasons"][0]["code"] == "cancelled"
+    # ... and with running=true, the running one too: the workflow has ended
+    out = api.call("DELETE", "/v1/workflows/slow-1", scope="submitter",
+                   params={"running": True})
+    assert out["cancelled"] == ["slow-1-long"] and out["state"] == "cancelled"
+    assert out["finish_time"] is not None
+    assert api.call("DELETE", "/v1/workflows/slow-1", scope="submitter")["cancelled"] == []
+    api.call("GET", "/v1/workflows/nope", 404)
+    api.call("DELETE", "/v1/workflows/nope", 404, "submitter")
+    api.call("DELETE", "/v1/workflows/slow-1", 403, "reader")
+
+
+def test_a_parent_that_does_not_succeed_cancels_its_dependants(api):
+    parent = api.submit(job_id="p-1", num_gpus=1, duration_estimate_s=LONG)["job_id"]
+    assert api.submit(job_id="c-1", num_gpus=1, depends_on=[parent],
+                      duration_estimate_s=60)["state"] == "pending"
+    assert api.submit(job_id="g-1", num_gpus=1, depends_on=["c-1"],
+                      duration_estimate_s=60)["state"] == "pending"
+    until(lambda: api.state("p-1") == "running", "the parent runs")
+    assert api.call("DELETE", "/v1/jobs/p-1", scope="submitter")["state"] == "cancelled"
+    child, grandchild = api.job("c-1"), api.job("g-1")
+    assert child["state"] == "cancelled"
+    assert child["reason"] == "depends on p-1, which was cancelled"
+    assert grandchild["state"] == "cancelled"
+    assert grandchild["reason"] == "depends on c-1, which was cancelled"
+    events = api.call("GET", "/v1/jobs/c-1/events")["events"]
+    assert [e["event"] for e in events] == ["cancelled"]
+    assert events[0]["detail"]["message"] == child["reason"]
+
+    # a job that depends on one that ended without succeeding: accepted, cancelled at once
+    late = api.submit(job_id="c-2", depends_on=["p-1"])
+    assert late == {"job_id": "c-2", "state": "cancelled"}
+    assert api.job("c-2")["reason"] == "depends on p-1, which was cancelled"
+
+    # a parent the executor reports failed
+    api.submit(job_id="f-1", num_gpus=1, duration_estimate_s=LONG)
+    api.submit(job_id="f-1-child", depends_on=["f-1"], num_gpus=1)
+    until(lambda: api.state("f-1") == "running", "the parent runs")
+    # a held job cancelled by itself: its parent runs on, its own dependant goes with it
+    api.submit(job_id="f-1-held", depends_on=["f-1"], num_gpus=1)
+    api.submit(job_id="f-1-held-child", depends_on=["f-1-held"], num_gpus=1)
+    assert api.call("DELETE", "/v1/jobs/f-1-held", scope="submitter")["state"] == "cancelled"
+    assert api.job("f-1-held")["state"] == "cancelled" and api.state("f-1") == "running"
+    assert api.job("f-1-held-child")["reason"] == "depends on f-1-held, which was cancelled"
+    api.call("POST", "/v1/jobs/f-1/events", json={"event": "failed", "message": "OOM"})
+    assert api.job("f-1-child")["reason"] == "depends on f-1, which failed"
+    assert api.job("f-1-child")["state"] == "cancelled"
+
+    # a parent that already succeeded counts as met
+    api.submit(job_id="s-1", num_gpus=1, duration_estimate_s=30)
+    until(lambda: api.state("s-1") == "succeeded", "the parent succeeds")
+    api.submit(job_id="s-1-child", num_gpus=1, depends_on=["s-1"], duration_estimate_s=30)
+    until(lambda: api.state("s-1-child") == "succeeded", "its child runs and succeeds")
+
+
+def test_bad_parents_and_bad_templates_are_refused(api):
+    def refused(r: dict) -> tuple[list, str]:
+        return r["detail"][0]["loc"], r["detail"][0]["msg"]
+
+    loc, msg = refused(api.submit(422, job_id="orphan", depends_on=["no-such-job"]))
+    assert loc == ["body", "depends_on"] and "no-such-job" in msg
+    api.call("GET", "/v1/jobs/orphan", 404)  # nothing stored
+    _loc, msg = refused(api.submit(422, job_id="self", depends_on=["self"]))
+    assert "depends_on" in msg
+    api.submit(job_id="twice-parent", duration_estimate_s=10)
+    _loc, msg = refused(api.submit(422, depends_on=["twice-parent", "twice-parent"]))
+    assert "depends_on[1]" in msg and "twice" in msg
+    loc, _msg = refused(api.submit(422, depends_on=[f"j{i}" for i in range(1001)]))
+    assert loc[:2] == ["body", "depends_on"]
+
+    def bad(template: dict) -> str:
+        loc, msg = refused(api.run(template, status=422))
+        assert loc == ["body", "template"]
+        return msg
+
+    assert bad({"name": "x", "stages": [
+        {"name": "a"}, {"name": "b", "depends_on": ["zz"]}]}) == (
+        "template stages[1] (b) field 'depends_on': 'zz' is not a stage listed before this one")
+    assert "stages[0] (a) field 'num_gpus'" in bad({"name": "x", "stages": [
+        {"name": "a", "num_gpus": "two"}]})
+    assert "stages[0] (a) field 'gpu_types.0'" in bad({"name": "x", "stages": [
+        {"name": "a", "gpu_types": [7]}]})
+    msg = bad({"name": "x", "stages": [{"name": "a"}, {"name": "huge", "num_gpus": 64}]})
+    assert "stage 'huge' field 'num_gpus'" in msg and "64" in msg
+    assert "field 'stages'" in bad({"name": "x", "stages": []})
+    api.call("POST", "/v1/workflows", 403, "reader",
+             json={"template": PIPELINE, "run": "not-allowed"})
+    api.call("GET", "/v1/workflows/not-allowed", 404)
+
+
+def test_a_restart_resumes_held_jobs(tmp_path):
+    """A job held for two parents: one succeeded before the restart, one still runs.
+    After a hard restart (SIGKILL) it still waits for the running one only, and runs once
+    that one has finished."""
+    db = f"sqlite:///{tmp_path}/svc.db"
+    srv = _start(db, tmp_path / "serve.log")
+    try:
+        a = Api(srv.url, {"admin": make_token(db), "submitter": make_token(db, "submitter",
+                                                                           "submitter")})
+        a.call("POST", "/v1/clusters", 201, json={"name": "lab", "nodes": NODES[:1]})
+        a.submit(job_id="quick", num_gpus=1, duration_estimate_s=30)
+        a.submit(job_id="slow", num_gpus=1, duration_estimate_s=LONG)
+        a.submit(job_id="both", num_gpus=1, depends_on=["quick", "slow"],
+                 duration_estimate_s=30)
+        a.submit(job_id="after-both", num_gpus=1, depends_on=["both"],
+                 duration_estimate_s=30)
+        until(lambda: a.state("quick") == "succeeded" and a.state("slow") == "running",
+              "one parent succeeded, the other runs")
+        assert a.state("both") == "pending"
+    finally:
+        srv.kill()
+
+    srv = _start(db, tmp_path / "serve.log")
+    try:
+        a.c = httpx.Client(base_url=srv.url, timeout=60)
+        reason = a.call("GET", "/v1/jobs/both/why")["reasons"][0]
+        assert reason["code"] == "waiting_for_dependencies"
+        assert reason["waiting_for"] == ["slow"]  # the one that succeeded counts as met
+        assert "(1 of 2 succeeded)" in reason["message"]
+        assert a.state("slow") == "running"
+        # the running parent finishes (its executor reports it): the held jobs run
+        a.call("POST", "/v1/jobs/slow/events", json={"event": "finished"})
+        until(lambda: a.state("after-both") == "succeeded", "the held jobs ran")
+        jobs = {j: a.job(j) for j in ("slow", "both", "after-both")}
+        assert jobs["both"]["first_start"] >= jobs["slow"]["finish_time"]
+        assert jobs["after-both"]["first_start"] >= jobs["both"]["finish_time"]
+    finally:
+        srv.stop()
+
+    # and once more: a restart with a held job whose only parent ended before it
+    srv = _start(db, tmp_path / "serve.log")
+    try:
+        a.c = httpx.Client(base_url=srv.url, timeout=60)
+        assert a.submit(job_id="late", num_gpus=1, depends_on=["after-both"],
+                        duration_estimate_s=30)["state"] == "pending"
+        until(lambda: a.state("late") == "succeeded", "a job on a parent done before runs")
+    finally:
+        srv.stop()
