@@ -91,13 +91,19 @@ def test_the_observation_carries_what_waiting_stages_unlock():
     model without it keeps the schema hash the shipped model was trained with."""
     import math
 
+    from autoflow.envs.workload_features import (
+        WORKFLOW_FEATURES,
+        WORKLOAD_FEATURES,
+        obs_size,
+        schema_hash,
+        workflow_features,
+    )
+
     from autoflow.cluster import ClusterSpec, Node
     from autoflow.policies import make_policy
     from autoflow.policies.critical_path import critical_path
     from autoflow.sim.simulator import Simulator
     from autoflow.workload import Workload
-    from autoflow.envs.workload_features import (WORKFLOW_FEATURES, WORKLOAD_FEATURES, obs_size,
-                                        schema_hash, workflow_features)
 
     cluster = ClusterSpec("c", [Node("n0", "a100", 4, 64000, 256000)])
     seen = []

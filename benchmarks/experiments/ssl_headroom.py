@@ -153,7 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     base = load_predictor(SHIPPED)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory():
         for c in HELD_OUT:
             made = predictors(c, base)
             for load in LOADS:
