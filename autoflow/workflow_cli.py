@@ -25,8 +25,10 @@ def check(path: Path = typer.Argument(..., help="A workflow template (YAML).")) 
     err.print(f"{t.name}: {len(t.stages)} stages, {every}")
     for s in t.stages:
         f = s.fields
-        what = (f"{f.get('num_gpus', 1)} GPU(s)" if f.get("num_gpus", 1) else
-                f"CPU only ({f.get('cpu_milli', 0)} mCPU)")
+        share = f.get("gpu_milli", 1000)
+        what = (f"{f.get('num_gpus', 1)} GPU(s)"
+                + (f" x {share}/1000 (shared)" if share < 1000 else "")
+                if f.get("num_gpus", 1) else f"CPU only ({f.get('cpu_milli', 0)} mCPU)")
         reps = f" x{s.replicas}" if s.replicas > 1 else ""
         deps = f" after {', '.join(s.depends_on)}" if s.depends_on else ""
         hint = f", about {s.duration_hint_s:g} s" if s.duration_hint_s else ""

@@ -116,3 +116,15 @@ def test_cli_check_and_expand(tmp_path):
     assert_one_line_error(invoke("workflows", "check", str(bad)), "field 'replicas'")
     assert_one_line_error(invoke("workflows", "expand", str(p), "--runs", "0", "--out",
                                  str(out)), "runs")
+
+
+def test_the_shipped_examples_are_valid_templates():
+    """Every template in examples/workflows loads and expands into dependent jobs."""
+    folder = Path(__file__).resolve().parents[1] / "examples" / "workflows"
+    files = sorted(folder.glob("*.yaml"))
+    assert files
+    for f in files:
+        t = load(f)
+        jobs = t.jobs(f"{t.name}-0", 0.0)
+        check(jobs, str(f))
+        assert any(j.depends_on for j in jobs), f
