@@ -77,3 +77,22 @@ class ArrivalModel:
         """Share of arrivals by hour of day implied by the rate profile."""
         by_hour = self.rate.reshape(-1, 24).sum(axis=0)
         return by_hour / by_hour.sum()
+
+
+def restore(meta: dict, rate: np.ndarray, cum: np.ndarray, gaps: np.ndarray,
+            what: str) -> ArrivalModel:
+    """An arrival model from its saved parts (``meta``: origin, period, bins, n_fitted;
+    the arrays already checked to be finite numbers), each checked before use; ``what``
+    names the file and the section in the ConfigError."""
+    arr = ArrivalModel()
+    arr.origin, arr.period = float(meta["origin"]), float(meta["period"])
+    arr.bins, arr.n_fitted = int(meta["bins"]), int(meta["n_fitted"])
+    if arr.period not in (DAY, WEEK) or arr.bins != int(arr.period // HOUR) or \
+            not np.isfinite(arr.origin):
+        raise ConfigError(f"{what}: period must be a day or a week of hour bins")
+    arr.rate, arr.cum, arr.gaps = rate, cum, gaps
+    if arr.rate.shape != (arr.bins,) or arr.cum.shape != (arr.bins + 1,) or \
+            not (arr.rate > 0).all() or (np.diff(arr.cum) <= 0).any() or \
+            arr.gaps.size < 1 or (arr.gaps < 0).any():
+        raise ConfigError(f"{what}: rate, cumulative rate or gaps malformed")
+    return arr

@@ -3,9 +3,11 @@ hash of the table schema it was fitted on.
 
 ``NAME.card.json`` beside ``NAME``: ``sha256`` of the generator file, ``schema_sha256``
 of the attribute table (``generators.table``'s columns), the model, source, seed and
-versions. Loading checks the card when it is there: a file changed since autoflow wrote
-it, or one fitted on another table schema, is refused with the reason. (A pickle is
-unpickled only when its hash is trusted, card or not: ``autoflow.trust``.)
+versions, and for a generator with pipelines what it learned of them (``pipelines``:
+shapes, workflows, stages, their share of the jobs). Loading checks the card when it is
+there: a file changed since autoflow wrote it, or one fitted on another table schema, is
+refused with the reason. (A pickle is unpickled only when its hash is trusted, card or
+not: ``autoflow.trust``.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def write(path: str | Path, data: bytes, file_format: str, describe: dict) -> Pa
             "sha256": trust.sha256_bytes(data), "schema_sha256": schema_hash(),
             "generator": {k: describe.get(k) for k in ("model", "source", "seed", "table")},
             "versions": versions()}
+    if describe.get("pipelines") is not None:
+        card["generator"]["pipelines"] = describe["pipelines"]
     out = card_path(path)
     jsonsafe.write(out, card)
     return out

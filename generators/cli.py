@@ -62,9 +62,18 @@ def fit(
     except OSError as e:  # e.g. a disk that filled up while writing
         _fail(f"{e.filename or ''}: {e.strerror or e}")
     info = gen.describe()
-    console.print(f"fitted {info['model']} on {info['table']['used']:,} jobs "
-                  f"({info['table']['unknown_duration']:,} without a duration left out) in "
-                  f"{info['fit_seconds']:.1f} s -> {out}")
+    pipes = info.get("pipelines")
+    left = sum((pipes or {}).get("left_out", {}).values()) + \
+        info.get("workflows_not_learned", 0)
+    learned = "" if pipes is None else (
+        f" and {pipes['workflows']:,} pipelines ({pipes['stages']:,} stages in "
+        f"{pipes['shapes']:,} shapes, {100 * pipes['job_share']:.1f}% of the jobs)")
+    learned += f", {left:,} workflows left out" if left else ""
+    jobs = {"independent jobs": "independent jobs", "stages": "stages as single jobs"}.get(
+        info.get("attributes_fitted_on", ""), "jobs")
+    console.print(f"fitted {info['model']} on {info['table']['used']:,} {jobs} "
+                  f"({info['table']['unknown_duration']:,} without a duration left out)"
+                  f"{learned} in {info['fit_seconds']:.1f} s -> {out}")
 
 
 @app.command()
@@ -130,9 +139,14 @@ def sample(
         _fail(e)
     except OSError as e:  # e.g. a disk that filled up while writing
         _fail(f"{e.filename or ''}: {e.strerror or e}")
+    from .pipelines import count
+
     shaped = f" shaped by {knobs.label()}" if knobs != Knobs() else ""
-    console.print(f"sampled {len(w):,} jobs from {gen.model_name} ({gen.source}){shaped} "
-                  f"-> {out}")
+    c = count(w.jobs)
+    piped = "" if gen.pipelines is None else \
+        f", {c['workflows']:,} pipelines of {c['stages']:,} jobs among them"
+    console.print(f"sampled {len(w):,} jobs{piped} from {gen.model_name} ({gen.source})"
+                  f"{shaped} -> {out}")
 
 
 @app.command()
@@ -157,9 +171,13 @@ def report(
         _fail(f"{e.filename or ''}: {e.strerror or e}")
     d, g, h = rep["durations"]["ratio"], rep["gpu_counts"], rep["hourly"]
     score = rep["sdv_quality_score"]
-    typer.echo(jsonsafe.dumps({
-        "sdv_quality_score": None if score is None else round(score, 3),
-        "duration_ratio": {k: round(v, 3) for k, v in d.items()},
-        "gpu_count_max_diff_pp": round(g["max_abs_diff_pp"], 2),
-        "hourly_correlation": round(h["correlation"], 3), "bar": rep["bar"]}, indent=None))
+    line = {"sdv_quality_score": None if score is None else round(score, 3),
+            "duration_ratio": {k: round(v, 3) for k, v in d.items()},
+            "gpu_count_max_diff_pp": round(g["max_abs_diff_pp"], 2),
+            "hourly_correlation": round(h["correlation"], 3)}
+    p = rep["pipelines"]
+    if p["real"]["workflows"] or p["synthetic"]["workflows"]:
+        line["pipelines"] = {k: p[k]["workflows"] for k in ("real", "synthetic")}
+        line["pipeline_share_diff_pp"] = round(p["job_share_diff_pp"], 2)
+    typer.echo(jsonsafe.dumps({**line, "bar": rep["bar"]}, indent=None))
     console.print("wrote " + ", ".join(str(f) for f in files))

@@ -10,6 +10,19 @@ registry and unpickles only those, or a file named with ``--trust-file``
 (``autoflow.trust``). The file's content, not its name, says which kind it is. Each
 file gets a card beside it (``NAME.card.json``: content and table-schema hashes,
 ``generators.card``), checked when it is loaded.
+
+When the trace has workflows (jobs that depend on others, ``autoflow.workflow``), the
+generator also learns its pipelines (``generators.pipelines``: their shapes, the
+attributes of each stage, their share of the jobs and their own arrivals) and the
+attribute and arrival models learn the independent jobs alone; its samples then hold
+whole pipelines with valid dependencies beside independent jobs, ``n`` jobs in all. A
+trace of pipelines only fits the attribute model on the stages (it then only fills what
+whole pipelines leave of ``n``); the arrival model takes every job's submit time when
+fewer than two independent jobs, or all at one instant, leave it nothing to learn. Conditions cannot be combined with
+pipelines (a condition on single jobs would cut them apart): ``sample`` refuses them.
+The pipeline part is always arrays and JSON (``PipelineModel.to_arrays``), in the safe
+file or inside an SDV generator's pickle. A generator fitted on a trace without
+workflows is what it always was, file and samples alike.
 """
 
 from __future__ import annotations
@@ -29,12 +42,13 @@ from autoflow.errors import ConfigError
 from autoflow.manifest import versions
 from autoflow.workload import Workload
 
-from . import card
-from .arrivals import DAY, HOUR, WEEK, ArrivalModel
+from . import arrivals, card, pipelines
+from .arrivals import ArrivalModel
 from .conditions import Condition
 from .empirical import EmpiricalCopula
 from .models import make_model
-from .table import from_table, to_table
+from .pipelines import PipelineModel
+from .table import from_table, to_table, top_users
 from .transforms import NormalScores
 
 FORMAT = "autoflow-generator/1"
@@ -56,6 +70,7 @@ class FittedGenerator:
     seed: int
     info: dict = field(default_factory=dict)
     format: str = FORMAT
+    pipelines: PipelineModel | None = None  # None: a trace without workflows
 
     def _attributes(self, n: int, seed: int):
         return self.attributes.sample(n, seed=seed)
@@ -64,6 +79,8 @@ class FittedGenerator:
                conditions: list[Condition] | tuple = ()) -> Workload:
         if n < 1:
             raise ConfigError(f"-n must be at least 1, got {n}")
+        if getattr(self, "pipelines", None) is not None:  # pickles from before lack it
+            return self._sample_pipelines(n, seed, load_scale, list(conditions))
         rng = np.random.default_rng(seed)
         times = self.arrivals.sample(n, rng, load_scale)
         jobs = self._jobs(n, seed, list(conditions))
@@ -73,6 +90,32 @@ class FittedGenerator:
             job.job_id = f"syn-{i}"
         label = f"generated:{self.model_name}:{self.source}"
         return Workload(jobs, source=label)
+
+    def _sample_pipelines(self, n: int, seed: int, load_scale: float,
+                          conditions: list[Condition]) -> Workload:
+        """``n`` jobs: whole pipelines and independent jobs (``generators.pipelines``)."""
+        if conditions:
+            raise ConfigError(f"conditions ({', '.join(map(str, conditions))}) are not "
+                              f"supported by a generator with pipelines (they would cut "
+                              f"pipelines apart); sample without --condition")
+        if not load_scale > 0:
+            raise ConfigError(f"load scale must be positive, got {load_scale}")
+        pipes = self.pipelines
+        prng = np.random.default_rng([seed, pipelines.STREAM])
+        shapes = pipes.plan(n, prng)
+        n_ind = n - int(pipes.stages[shapes].sum())
+        jobs = []
+        if n_ind:
+            times = self.arrivals.sample(n_ind, np.random.default_rng(seed), load_scale)
+            jobs = self._jobs(n_ind, seed, [])
+            for i, (job, t) in enumerate(zip(jobs, times, strict=True)):
+                job.submit_time, job.job_id = float(t), f"syn-{i}"
+            span = (float(times[0]), float(times[-1]))
+        else:
+            span = (self.arrivals.origin, self.arrivals.origin)
+        starts = pipes.starts(shapes.size, prng, load_scale, span)
+        jobs += pipes.build(shapes, starts, prng)
+        return Workload(jobs, source=f"generated:{self.model_name}:{self.source}")
 
     def _jobs(self, n: int, seed: int, conditions: list[Condition]) -> list:
         if not conditions:
@@ -120,23 +163,46 @@ class FittedGenerator:
         card.write(path, data, "pickle", self.describe())
 
     def describe(self) -> dict:
-        return {"format": self.format, "model": self.model_name, "source": self.source,
-                "table": self.table, "fit_seconds": round(self.fit_seconds, 3),
-                "seed": self.seed, "arrival_period_h": self.arrivals.period / 3600,
-                "arrivals_fitted": self.arrivals.n_fitted, **self.info}
+        out = {"format": self.format, "model": self.model_name, "source": self.source,
+               "table": self.table, "fit_seconds": round(self.fit_seconds, 3),
+               "seed": self.seed, "arrival_period_h": self.arrivals.period / 3600,
+               "arrivals_fitted": self.arrivals.n_fitted, **self.info}
+        if getattr(self, "pipelines", None) is not None:
+            out["pipelines"] = self.pipelines.describe()
+        return out
 
 
 def fit_generator(workload: Workload, model: str = "copula", seed: int = 0,
                   epochs: int | None = None, source: str = "") -> FittedGenerator:
+    """The attribute and arrival models fitted to ``workload``'s jobs; with workflows in
+    it, to its independent jobs, and its pipelines learned beside (module docstring)."""
     source = source or workload.source
-    df, summary = to_table(workload, source)
-    attrs = make_model(model, epochs=epochs)
     t0 = time.perf_counter()
+    flows, independent = pipelines.split(workload.jobs)
+    pipes, fit_on, times_of, fitted_on = None, workload, workload.jobs, ""
+    if flows:
+        top = top_users([j for j in workload.jobs if j.duration is not None])
+        used = sum(j.duration is not None for j in independent)
+        pipes = PipelineModel.fit(flows, used, top)
+        stages = [j for f in flows for j in f]
+        # a trace of pipelines only: its stages stand in for the independent jobs
+        fitted_on = "independent jobs" if used else "stages"
+        fit_on = Workload(independent if used else stages, source=workload.source)
+        t = np.array([j.submit_time for j in independent])
+        times_of = independent if t.size >= 2 and np.ptp(t) > 0 else workload.jobs
+    df, summary = to_table(fit_on, source)
+    attrs = make_model(model, epochs=epochs)
     attrs.fit(df, seed=seed)
-    arrivals = ArrivalModel().fit(np.array([j.submit_time for j in workload.jobs]))
-    return FittedGenerator(attrs.name, attrs, arrivals, source, summary.to_dict(),
-                           time.perf_counter() - t0, seed,
-                           {"versions": versions(), "epochs": epochs})
+    arrival_model = ArrivalModel().fit(np.array([j.submit_time for j in times_of]))
+    info = {"versions": versions(), "epochs": epochs}
+    if flows and pipes is None:  # every workflow left out (e.g. unknown durations)
+        info["workflows_not_learned"] = len(flows)
+    if fitted_on:
+        info["attributes_fitted_on"] = fitted_on
+        info["arrivals_fitted_on"] = "independent jobs" if times_of is independent \
+            else "all jobs"
+    return FittedGenerator(attrs.name, attrs, arrival_model, source, summary.to_dict(),
+                           time.perf_counter() - t0, seed, info, pipelines=pipes)
 
 
 def load_generator(path: str | Path) -> FittedGenerator:
@@ -187,6 +253,9 @@ def _to_npz(gen: FittedGenerator) -> bytes:
             "columns": list(a.columns), "marginals": kinds,
             "arrivals": {"origin": arr.origin, "period": arr.period, "bins": arr.bins,
                          "n_fitted": arr.n_fitted}}
+    if gen.pipelines is not None:  # absent: the file of a generator without workflows
+        parrays, meta["pipelines"] = gen.pipelines.to_arrays()
+        arrays |= parrays
     arrays[META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
@@ -256,24 +325,16 @@ def _build(meta: dict, arrays: dict, what: str) -> FittedGenerator:
             attrs.marginals[col] = (cats.astype(object), hi)
         else:
             raise ConfigError(f"{what}: column {col}: unknown marginal {kind!r}")
-    a = meta["arrivals"]
-    arr = ArrivalModel()
-    arr.origin, arr.period = float(a["origin"]), float(a["period"])
-    arr.bins, arr.n_fitted = int(a["bins"]), int(a["n_fitted"])
-    if arr.period not in (DAY, WEEK) or arr.bins != int(arr.period // HOUR) or \
-            not np.isfinite(arr.origin):
-        raise ConfigError(f"{what}: arrivals: period must be a day or a week of hour bins")
-    arr.rate, arr.cum = _num(arrays, "arrivals.rate", what, 1), _num(arrays, "arrivals.cum",
-                                                                      what, 1)
-    arr.gaps = _num(arrays, "arrivals.gaps", what, 1)
-    if arr.rate.shape != (arr.bins,) or arr.cum.shape != (arr.bins + 1,) or \
-            not (arr.rate > 0).all() or (np.diff(arr.cum) <= 0).any() or \
-            arr.gaps.size < 1 or (arr.gaps < 0).any():
-        raise ConfigError(f"{what}: arrivals: rate, cumulative rate or gaps malformed")
+    arr = arrivals.restore(meta["arrivals"], _num(arrays, "arrivals.rate", what, 1),
+                           _num(arrays, "arrivals.cum", what, 1),
+                           _num(arrays, "arrivals.gaps", what, 1), f"{what}: arrivals")
     if meta.get("generator_format") != FORMAT:
         raise ConfigError(f"{what}: not an autoflow generator file ({FORMAT})")
     table, info = meta["table"], meta["info"]
     if not isinstance(table, dict) or not isinstance(info, dict):
         raise ConfigError(f"{what}: table and info must be objects")
+    pipes = PipelineModel.from_arrays(meta["pipelines"], arrays, what) \
+        if "pipelines" in meta else None
     return FittedGenerator(str(meta["model_name"]), attrs, arr, str(meta["source"]), table,
-                           float(meta["fit_seconds"]), int(meta["seed"]), info)
+                           float(meta["fit_seconds"]), int(meta["seed"]), info,
+                           pipelines=pipes)

@@ -6,7 +6,10 @@ the report also gives: per-column two-sample KS statistics, duration and inter-a
 gap quantiles (p50/p90/p99/max, real, synthetic and their ratio), the frequency of every
 GPU count and kind, and the hourly arrival profile with its correlation to the real one.
 ``bar`` checks the targets: durations within 15% at p50/p90/p99, every GPU-count
-frequency within 2 percentage points, hourly correlation at least 0.8.
+frequency within 2 percentage points, hourly correlation at least 0.8. ``pipelines``
+compares the workflows (``generators.pipelines.count``): their number, the share of the
+jobs that are stages (and its difference in percentage points) and the frequency of
+each stage count; it is informational, not part of ``bar``.
 
 Written to ``DIR/report.json`` with ``durations.png``, ``gpu_counts.png`` and
 ``hourly.png``.
@@ -24,6 +27,7 @@ from autoflow import atomic, jsonsafe
 from autoflow.workload import Workload
 
 from .normal import ks_statistic
+from .pipelines import count
 from .table import to_table
 
 QUANTILES = {"p50": 50, "p90": 90, "p99": 99}
@@ -112,8 +116,21 @@ def fidelity(real: Workload, synthetic: Workload) -> dict:
         "kinds": _freq_compare([j.kind for j in real.jobs if j.duration is not None],
                                [j.kind for j in synthetic.jobs]),
         "hourly": {"real": hr.tolist(), "synthetic": hs.tolist(), "correlation": corr},
+        "pipelines": _pipelines(real, synthetic),
         "bar": bar,
     }
+
+
+def _pipelines(real: Workload, synthetic: Workload) -> dict:
+    r, s = count(real.jobs), count(synthetic.jobs)
+    n = max([*r["stage_counts"], *s["stage_counts"], 0])
+    stages = _freq_compare([k for k, v in r["stage_counts"].items() for _ in range(v)],
+                           [k for k, v in s["stage_counts"].items() for _ in range(v)]) \
+        if n else {}
+    return {"real": {k: r[k] for k in ("workflows", "stages", "job_share")},
+            "synthetic": {k: s[k] for k in ("workflows", "stages", "job_share")},
+            "job_share_diff_pp": 100.0 * (s["job_share"] - r["job_share"]),
+            "stage_counts": stages}
 
 
 def write_report(rep: dict, real: Workload, synthetic: Workload, out: str | Path) -> list[Path]:

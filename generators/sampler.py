@@ -2,7 +2,9 @@
 
 Source ``gen:FILE`` (a file from ``autoflow generate fit``) in ``autoflow train
 --workloads`` or ``ClusterSchedulingEnv(workloads=...)``: every episode is a fresh
-sample with a seed from the episode's rng, sized and loaded like the other sources.
+sample with a seed from the episode's rng, sized and loaded like the other sources. A
+generator fitted on a trace with workflows draws whole pipelines with their dependencies
+(``generators.pipelines``), which the simulator honours.
 """
 
 from __future__ import annotations

@@ -47,12 +47,12 @@ def to_table(workload: Workload, source: str = "") -> tuple[pd.DataFrame, TableS
     if not jobs:
         raise ConfigError(f"trace {source or workload.source}: no job with a known duration "
                           f"to learn from ({len(workload)} rows)")
-    top = {u for u, _ in Counter(j.user for j in jobs if j.user).most_common(MAX_USERS)}
+    top = top_users(jobs)
     df = pd.DataFrame({
         "kind": [j.kind for j in jobs],
         "shape": [f"{j.num_gpus}x{j.gpu_milli}:{'|'.join(j.gpu_types) or 'any'}" for j in jobs],
         "qos": [j.qos or "none" for j in jobs],
-        "user": [(j.user if j.user in top else OTHER_USER) if j.user else "none" for j in jobs],
+        "user": [pooled_user(j.user, top) for j in jobs],
         "log_duration": np.log1p([float(j.duration) for j in jobs]),
         "log_cpu": np.log1p([j.cpu_milli for j in jobs]),
         "log_memory": np.log1p([j.memory_mib for j in jobs]),
@@ -60,6 +60,17 @@ def to_table(workload: Workload, source: str = "") -> tuple[pd.DataFrame, TableS
         "log_slo": np.log1p([j.slo_s or 0.0 for j in jobs]),
     })
     return df, summary
+
+
+def top_users(jobs: list[Job]) -> set[str]:
+    """The ``MAX_USERS`` most frequent users of ``jobs``; the others are pooled as
+    ``OTHER_USER``."""
+    return {u for u, _ in Counter(j.user for j in jobs if j.user).most_common(MAX_USERS)}
+
+
+def pooled_user(user: str, top: set[str]) -> str:
+    """A job's user as the table keeps it: ``none`` for no user, ``other`` beyond ``top``."""
+    return (user if user in top else OTHER_USER) if user else "none"
 
 
 def _shape(text: str) -> tuple[int, int, tuple[str, ...]]:
