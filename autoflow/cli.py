@@ -103,7 +103,8 @@ def _mount_workflows() -> None:
     from .workflow_cli import app as workflows_app
 
     app.add_typer(workflows_app, name="workflows", help="Workflow templates (pipelines of "
-                  "dependent jobs): check one, expand it into runs.")
+                  "dependent jobs): check one, expand it into runs; submit a run to a "
+                  "running server, show it, cancel it.")
 
 
 _mount_workflows()

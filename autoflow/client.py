@@ -7,6 +7,11 @@
 >>> c.job(job["job_id"])["state"]
 'running'
 >>> c.why(job["job_id"])["reasons"]
+>>> c.submit(num_gpus=1, workflow_id="nightly-7", depends_on=[job["job_id"]])
+>>> run = c.submit_workflow({"name": "recsys", "stages": [...]}, run="recsys-7")
+>>> c.workflow(run["workflow_id"])["state"]
+'pending'
+>>> c.cancel_workflow(run["workflow_id"], running=True)["cancelled"]
 
 An executor long-polls ``decisions(after=cursor, wait=30)`` and reports ``report(job_id,
 "finished")``. Every error the server answers raises :class:`ClientError` with its status
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import os
 from typing import Self
+from urllib.parse import quote
 
 import httpx
 
@@ -112,6 +118,26 @@ class Client:
 
     def why(self, job_id: str) -> dict:
         return self._call("GET", f"/v1/jobs/{job_id}/why")
+
+    # -- workflows ----------------------------------------------------------------------------
+    def submit_workflow(self, template: dict, run: str | None = None) -> dict:
+        """One run of a workflow template (the mapping a workflow file holds, as
+        ``autoflow.workflow_file`` reads it); ``run``: its id (default ``NAME-<12 hex>``).
+        Returns ``{"workflow_id", "jobs"}``."""
+        body: dict = {"template": template}
+        if run is not None:
+            body["run"] = run
+        return self._call("POST", "/v1/workflows", json=body)
+
+    def workflow(self, workflow_id: str) -> dict:
+        """The workflow's state and times, its stages and their jobs."""
+        return self._call("GET", f"/v1/workflows/{quote(workflow_id, safe='')}")
+
+    def cancel_workflow(self, workflow_id: str, running: bool = False) -> dict:
+        """Cancels its pending jobs (held or waiting); ``running``: its running jobs too.
+        Returns the workflow as ``workflow`` does, plus ``cancelled`` (the job ids)."""
+        return self._call("DELETE", f"/v1/workflows/{quote(workflow_id, safe='')}",
+                          params={"running": "true" if running else "false"})
 
     def simulate(self, jobs: list[dict]) -> dict:
         return self._call("POST", "/v1/simulate", json={"jobs": jobs})

@@ -106,6 +106,11 @@ class Template:
 
 def load(path: str | Path) -> Template:
     """A template from a YAML (or JSON) file."""
+    return parse(read(path), str(path))
+
+
+def read(path: str | Path):
+    """What a YAML (or JSON) file holds, unchecked (``parse`` checks a template)."""
     import yaml
 
     p = Path(path)
@@ -114,10 +119,9 @@ def load(path: str | Path) -> Template:
     if p.stat().st_size > MAX_FILE_BYTES:
         raise ConfigError(f"{p}: larger than {MAX_FILE_BYTES:,} bytes")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from e
-    return parse(data, str(p))
 
 
 def parse_span(text, where: str) -> float:
@@ -206,6 +210,10 @@ def _stage(s, where: str, earlier: set[str]) -> Stage:
         if not ok:
             raise ConfigError(f"{where} field {k!r}: expected {typ.__name__}, got {v!r}")
         fields[k] = v
+    for i, g in enumerate(fields.get("gpu_types", ())):
+        if not isinstance(g, str) or not g.strip():
+            raise ConfigError(f"{where} field 'gpu_types[{i}]': a GPU type is a non-empty "
+                              f"string (such as A100), got {g!r}")
     if fields.get("kind", TRAINING) not in KINDS:
         raise ConfigError(f"{where} field 'kind': training or inference, got "
                           f"{fields['kind']!r}")

@@ -49,6 +49,19 @@ class Api:
         return self.call("POST", "/v1/workflows", status, "submitter", json=body)
 
 
+def metric(api: Api, name: str, **labels) -> float:
+    """A sample of ``GET /metrics`` (a reader's scrape)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = api.c.get("/metrics", headers={"Authorization":
+                                          f"Bearer {api.tokens['reader']}"}).text
+    for family in text_string_to_metric_families(text):
+        for smp in family.samples:
+            if smp.name == name and smp.labels == labels:
+                return smp.value
+    raise AssertionError(f"no sample {name}{labels}")
+
+
 def _start(db: str, log) -> Server:
     return Server(db, log, "--executor", "sim", "--time-scale", SCALE).start()
 
@@ -138,7 +151,12 @@ def test_a_held_stage_names_its_parents_and_a_workflow_is_cancelled(api):
     held = queue["slow-1-next"]
     assert held["held"] and held["position"] is None and held["workflow_id"] == "slow-1"
     assert held["waiting_for"] == ["slow-1-long"] and "slow-1-long" in held["reason"]
-    assert api.call("GET", "/v1/dashboard")["summary"]["held"] >= 2
+    summary = api.call("GET", "/v1/dashboard")["summary"]
+    assert summary["held"] >= 2
+    # /metrics: the held jobs are counted apart from the waiting queue
+    held, active = metric(api, "autoflow_held_jobs"), metric(api, "autoflow_pending_jobs",
+                                                              queue="active")
+    assert held == summary["held"] and active == summary["pending"]
 
     # DELETE: the pending stages are cancelled, the running one continues
     out = api.call("DELETE", "/v1/workflows/slow-1", scope="submitter")
@@ -149,6 +167,7 @@ def test_a_held_stage_names_its_parents_and_a_workflow_is_cancelled(api):
                       "slow-1-last": "cancelled"}
     assert api.job("slow-1-next")["reason"] == "workflow slow-1 was cancelled"
     assert api.call("GET", "/v1/jobs/slow-1-next/why")["reasons"][0]["code"] == "cancelled"
+    assert metric(api, "autoflow_held_jobs") == held - 2
     # ... and with running=true, the running one too: the workflow has ended
     out = api.call("DELETE", "/v1/workflows/slow-1", scope="submitter",
                    params={"running": True})
@@ -228,8 +247,10 @@ def test_bad_parents_and_bad_templates_are_refused(api):
         "template stages[1] (b) field 'depends_on': 'zz' is not a stage listed before this one")
     assert "stages[0] (a) field 'num_gpus'" in bad({"name": "x", "stages": [
         {"name": "a", "num_gpus": "two"}]})
-    assert "stages[0] (a) field 'gpu_types.0'" in bad({"name": "x", "stages": [
+    assert "stages[0] (a) field 'gpu_types[0]'" in bad({"name": "x", "stages": [
         {"name": "a", "gpu_types": [7]}]})
+    assert "stages[0] (a) field 'gpu_types[1]'" in bad({"name": "x", "stages": [
+        {"name": "a", "gpu_types": ["a100", ""]}]})
     msg = bad({"name": "x", "stages": [{"name": "a"}, {"name": "huge", "num_gpus": 64}]})
     assert "stage 'huge' field 'num_gpus'" in msg and "64" in msg
     assert "field 'stages'" in bad({"name": "x", "stages": []})
@@ -286,3 +307,208 @@ def test_a_restart_resumes_held_jobs(tmp_path):
         until(lambda: a.state("late") == "succeeded", "a job on a parent done before runs")
     finally:
         srv.stop()
+
+
+# -- the client: autoflow submit --workflow-id/--depends-on, autoflow workflows submit|show|cancel
+def cli(api: Api, *args: str, scope: str = "submitter"):
+    from hardening import invoke
+
+    return invoke(*args, "--url", str(api.c.base_url).rstrip("/"), "--token",
+                  api.tokens[scope])
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_the_client_submits_jobs_into_a_workflow_and_shows_and_cancels_it(api):
+    out = ok(cli(api, "submit", "--gpus", "1", "--duration-estimate", str(LONG),
+                 "--job-id", "cli-parent", "--workflow-id", "cli-wf"))
+    assert out.strip().splitlines()[-1] == "cli-parent"
+    r = cli(api, "submit", "--gpus", "1", "--job-id", "cli-child", "--workflow-id", "cli-wf",
+            "--depends-on", "cli-parent")
+    assert ok(r).strip() == "cli-child" and "held until" in r.stderr
+    ok(cli(api, "submit", "--gpus", "1", "--job-id", "cli-grand", "--workflow-id", "cli-wf",
+           "--depends-on", "cli-parent, cli-child"))
+    ok(cli(api, "submit", "--gpus", "1", "--job-id", "cli-other", "--depends-on",
+           "cli-parent", "--depends-on", "cli-child"))
+    grand = api.job("cli-grand")
+    assert grand["workflow_id"] == "cli-wf" and grand["depends_on"] == ["cli-parent",
+                                                                        "cli-child"]
+    assert api.job("cli-other")["depends_on"] == ["cli-parent", "cli-child"]
+    assert api.job("cli-other")["workflow_id"] is None
+    until(lambda: api.state("cli-parent") == "running", "the parent runs")
+
+    shown = ok(cli(api, "workflows", "show", "cli-wf", scope="reader"))
+    assert shown.startswith("cli-wf: running, 2 pending, 1 running, submit ")
+    assert "\n  cli-grand: pending\n    cli-grand: pending after cli-parent, cli-child\n" \
+        in shown
+    import json
+
+    view = json.loads(ok(cli(api, "workflows", "show", "cli-wf", "--json", scope="reader")))
+    assert view == api.workflow("cli-wf")
+
+    r = cli(api, "workflows", "cancel", "cli-wf")
+    assert "cancelled 2 job(s): cli-child, cli-grand" in r.stderr
+    assert "cli-grand: cancelled after cli-parent, cli-child: workflow cli-wf was " \
+        "cancelled" in ok(r)
+    assert api.state("cli-parent") == "running"
+    # cli-other is outside the workflow, but depends on cli-child: cancelled with it
+    assert api.job("cli-other")["reason"] == "depends on cli-child, which was cancelled"
+    out = json.loads(ok(cli(api, "workflows", "cancel", "cli-wf", "--running", "--json")))
+    assert out["cancelled"] == ["cli-parent"] and out["state"] == "cancelled"
+    # a job submitted on a parent that did not succeed: accepted, cancelled at once, said why
+    r = cli(api, "submit", "--gpus", "1", "--job-id", "cli-late", "--depends-on", "cli-parent")
+    assert ok(r).strip() == "cli-late"
+    assert "submitted, cancelled: depends on cli-parent, which was cancelled" in r.stderr
+
+
+def test_the_client_submits_a_workflow_file_or_a_request_body(api, tmp_path):
+    import json
+
+    import yaml
+
+    path = tmp_path / "recsys.yaml"
+    path.write_text(yaml.safe_dump(PIPELINE))
+    r = cli(api, "workflows", "submit", str(path), "--run", "cli-run-1")
+    assert ok(r).strip().splitlines()[-1] == "cli-run-1"
+    assert "submitted workflow cli-run-1: 4 job(s)" in r.stderr
+    until(lambda: api.workflow("cli-run-1")["state"] == "succeeded", "the run succeeded")
+    shown = ok(cli(api, "workflows", "show", "cli-run-1", scope="reader"))
+    assert shown.startswith("cli-run-1: succeeded (recsys), 4 succeeded")
+    assert "  train: succeeded\n    cli-run-1-train-0: succeeded after cli-run-1-prepare" \
+        in shown
+
+    body = tmp_path / "body.json"  # a whole request body; its run unless --run says
+    body.write_text(json.dumps({"template": PIPELINE, "run": "cli-run-2"}))
+    made = json.loads(ok(cli(api, "workflows", "submit", str(body), "--json")))
+    assert made["workflow_id"] == "cli-run-2" and len(made["jobs"]) == 4
+    assert ok(cli(api, "workflows", "submit", str(body), "--run", "cli-run-3")).strip() == \
+        "cli-run-3"
+    for run in ("cli-run-2", "cli-run-3"):
+        ok(cli(api, "workflows", "cancel", run, "--running"))
+    plain = tmp_path / "plain.yaml"  # no run id: NAME-<12 hex>
+    plain.write_text(yaml.safe_dump(PIPELINE))
+    auto = ok(cli(api, "workflows", "submit", str(plain))).strip()
+    assert auto.startswith("recsys-") and len(auto) == len("recsys-") + 12
+    ok(cli(api, "workflows", "cancel", auto, "--running"))
+
+
+def test_bad_client_input_is_one_line_naming_the_flag_or_field(api, tmp_path):
+    from hardening import assert_one_line_error
+
+    def refused(*args, scope="submitter"):
+        return cli(api, *args, scope=scope)
+
+    assert_one_line_error(refused("submit", "--depends-on", "a,,b"),
+                          "--depends-on: an empty job id in 'a,,b'")
+    assert_one_line_error(refused("submit", "--depends-on", "a,b", "--depends-on", "a"),
+                          "--depends-on: 'a' appears twice")
+    assert_one_line_error(refused("submit", "--depends-on", "no spaces"),
+                          "--depends-on: 'no spaces' is not a job id")
+    assert_one_line_error(refused("submit", "--job-id", "me", "--depends-on", "me"),
+                          "--depends-on: names the job itself")
+    assert_one_line_error(refused("submit", "--workflow-id", "-w"), "--workflow-id: '-w'")
+    assert_one_line_error(refused("submit", "--depends-on", "no-such-job"),
+                          "POST /v1/jobs: 422 depends_on: no job 'no-such-job'")
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstages:\n  - name: a\n    gpu_types: [a100, '']\n")
+    assert_one_line_error(refused("workflows", "submit", str(bad)),
+                          f"{bad} stages[0] (a) field 'gpu_types[1]'")
+    bad.write_text("name: x\nstages:\n  - name: a\n  - name: b\n    depends_on: [zz]\n")
+    assert_one_line_error(refused("workflows", "submit", str(bad)),
+                          "stages[1] (b) field 'depends_on': 'zz' is not a stage")
+    bad.write_text('{"template": {"name": "x", "stages": [{"name": "a"}]}, "run": "r", '
+                   '"when": 1}')
+    assert_one_line_error(refused("workflows", "submit", str(bad)), "unknown field 'when'")
+    bad.write_text('{"template": {"name": "x", "stages": [{"name": "a", "replicas": 0}]}}')
+    assert_one_line_error(refused("workflows", "submit", str(bad)),
+                          f"{bad} field 'template' stages[0] (a) field 'replicas'")
+    bad.write_text("name: x\nstages:\n  - name: huge\n    num_gpus: 64\n")
+    assert_one_line_error(refused("workflows", "submit", str(bad)),  # the server knows
+                          "POST /v1/workflows: 422 template:", "stage 'huge' field 'num_gpus'")
+    assert_one_line_error(refused("workflows", "submit", str(tmp_path / "none.yaml")),
+                          "no such workflow file")
+    good = tmp_path / "good.yaml"
+    good.write_text("name: x\nstages:\n  - name: a\n    duration_hint_s: 10\n")
+    assert_one_line_error(refused("workflows", "submit", str(good), "--run", "a b"),
+                          "--run: 'a b' is not a run id")
+    assert_one_line_error(refused("workflows", "submit", str(good), "--run", "cli-x",
+                                  scope="reader"), "POST /v1/workflows: 403")
+    ok(cli(api, "workflows", "submit", str(good), "--run", "cli-x"))
+    assert_one_line_error(refused("workflows", "submit", str(good), "--run", "cli-x"),
+                          "POST /v1/workflows: 409 workflow 'cli-x' exists already")
+    assert_one_line_error(refused("workflows", "show", "nope", scope="reader"),
+                          "GET /v1/workflows/nope: 404 workflow 'nope' not found")
+    assert_one_line_error(refused("workflows", "cancel", "cli-x", scope="reader"),
+                          "DELETE /v1/workflows/cli-x: 403")
+    r = invoke_unreachable("workflows", "show", "x")
+    assert_one_line_error(r, "GET /v1/workflows/x: cannot reach http://127.0.0.1:1")
+
+
+def invoke_unreachable(*args: str):
+    from hardening import invoke
+
+    return invoke(*args, "--url", "http://127.0.0.1:1", "--token", "x")
+
+
+# -- the store: a workflow's jobs found by an index ----------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_workflow_s_jobs_are_found_by_an_index_also_after_the_migration(backend, tmp_path):
+    """A store written before the ``workflow_id`` column (revision 0002) is migrated: its
+    jobs get the column from their spec; new jobs get it when inserted; the lookup of
+    ``GET /v1/workflows/{id}`` uses the index."""
+    from servicekit import pg_database
+
+    if backend == "sqlite":
+        check_workflow_index(f"sqlite:///{tmp_path}/old.db", backend)
+    else:
+        with pg_database() as url:
+            check_workflow_index(url, backend)
+
+
+def check_workflow_index(url: str, backend: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert, select, text
+
+    from autoflow.service import tables as t
+    from autoflow.service.db import MIGRATIONS, make_engine
+    from autoflow.service.store import Store
+
+    engine = make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+    with engine.begin() as conn:  # as the service stored them before
+        for i, wf in enumerate(["old-wf", "old-wf", None]):
+            spec = {"num_gpus": 1, **({"workflow_id": wf} if wf else {})}
+            conn.execute(insert(t.jobs).values(job_id=f"old-{i}", state="succeeded",
+                                               submit_time=float(i), spec=spec, user="",
+                                               num_gpus=1, kind="training"))
+    store = Store(url)  # migrates to the head
+    try:
+        assert [r["job_id"] for r in store.workflow_jobs("old-wf")] == ["old-0", "old-1"]
+        assert store.job("old-2")["workflow_id"] is None
+        store.insert_job({"job_id": "new-0", "state": "pending", "submit_time": 5.0,
+                          "spec": {"num_gpus": 1, "workflow_id": "new-wf"}, "user": "",
+                          "num_gpus": 1, "kind": "training"})
+        assert [r["job_id"] for r in store.workflow_jobs("new-wf")] == ["new-0"]
+        assert store.workflow_jobs("old-wf", 1)[0]["job_id"] == "old-0"
+        q = select(t.jobs).where(t.jobs.c.workflow_id == "old-wf").order_by(t.jobs.c.seq)
+        sql = str(q.compile(engine, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as c:
+            if backend == "sqlite":
+                plan = " ".join(str(r[-1]) for r in c.execute(text(
+                    f"EXPLAIN QUERY PLAN {sql}")))
+            else:
+                c.execute(text("SET enable_seqscan = off"))  # a tiny table: else a scan
+                plan = " ".join(r[0] for r in c.execute(text(f"EXPLAIN {sql}")))
+        assert "ix_jobs_workflow_id" in plan, plan
+    finally:
+        store.close()
+        engine.dispose()

@@ -85,6 +85,17 @@ def test_a_template_runs_nightly_as_a_dag(tmp_path):
      "stages[2] (train) field 'duration_hint_s'"),
     (("  - name: prep-b", "  - name: prep-a"), "stages[1] (prep-a) field 'name'"),
     (("    kind: inference", "    kind: batch"), "stages[4] (serve) field 'kind'"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    gpu_types: [A100, '']"),
+     "stages[2] (train) field 'gpu_types[1]': a GPU type is a non-empty string"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    gpu_types: [7]"),
+     ("stages[2] (train) field 'gpu_types[0]': a GPU type is a non-empty string (such as "
+      "A100), got 7")),
+    (("    num_gpus: 8", "    num_gpus: 8\n    gpu_types: [~, A100]"),
+     "stages[2] (train) field 'gpu_types[0]'"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    gpu_types: ['  ']"),
+     "stages[2] (train) field 'gpu_types[0]'"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    gpu_types: A100"),
+     "stages[2] (train) field 'gpu_types': expected list"),
 ])
 def test_bad_templates_name_the_stage_and_field(tmp_path, change, needle):
     p = write(tmp_path, TEMPLATE.replace(*change))
@@ -92,6 +103,13 @@ def test_bad_templates_name_the_stage_and_field(tmp_path, change, needle):
         load(p)
     assert needle in str(e.value) and str(p) in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_gpu_types_of_a_stage_are_kept(tmp_path):
+    t = load(write(tmp_path, TEMPLATE.replace("    num_gpus: 8",
+                                              "    num_gpus: 8\n    gpu_types: [A100, H100]")))
+    train = next(j for j in t.jobs("r", 0.0) if j.job_id == "r-train")
+    assert train.gpu_types == ("A100", "H100")
 
 
 def test_not_a_template():

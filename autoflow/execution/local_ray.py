@@ -71,6 +71,11 @@ class LocalRayCluster:
             raise
         return self
 
+    @property
+    def address(self) -> str:
+        """The head's address (``HOST:PORT``), for another driver (``--ray-address``)."""
+        return self._cluster.address
+
     def _add(self, node) -> str:
         resources = {f"{NODE_RESOURCE}{node.name}": 1.0}
         if node.gpus:

@@ -9,6 +9,12 @@ it resumes from that checkpoint. A node that dies takes its jobs with it: the co
 requeues them (``node_down``) with the progress of their last checkpoint, and the work
 they lost is recorded (``lost``).
 
+Workflows (``Job.depends_on``) are the core's: a stage is held until every job it depends
+on has finished, and only then can the policy start it, so no task of a stage is launched
+before its parents' tasks have ended. ``cancel`` takes a job out (stopping its tasks if it
+runs); the core drops the jobs that depend on it, and the replay records them
+(``RayRun.dropped``).
+
 Time is the wall clock, scaled: ``now()`` is trace seconds since the run began. The wall
 time spent in the core's passes (policy decisions and task submission) is measured
 (``pass_s``), as is each segment's launch delay (decision to process start).
@@ -21,7 +27,7 @@ import itertools
 import time
 from collections.abc import Callable
 
-from ..core.jobstate import RUNNING, JobState
+from ..core.jobstate import DONE, RUNNING, JobState
 from ..core.scheduler import SchedulingError
 from ..errors import ClusterError
 from ..state import Placement
@@ -67,6 +73,16 @@ class RayBackend:
     def segments(self) -> list[dict]:
         return self.runner.segments
 
+    def cancel(self, key: str) -> bool:
+        """Cancels job ``key``, waiting, held or running (its tasks are asked to stop):
+        it leaves without succeeding, and the core drops the jobs that depend on it.
+        False if it had ended already."""
+        js = self.core.jobs[self.index[key]]
+        if js.status == DONE:
+            return False
+        self.core.remove(js)
+        return True
+
     # -- the loop -------------------------------------------------------------------------
     def run(self, done: Callable[[], bool], timeout_s: float | None = None) -> None:
         """Runs timers and collects what the tasks report until ``done()``; a
@@ -89,9 +105,11 @@ class RayBackend:
                 wait = min(wait, max(0.0, (self._timers[0][0] - now) * self.scale))
             elif not self.runner.busy():  # nothing runs and nothing is due: forever
                 waiting = sum(js.status == "waiting" for js in self.core.jobs)
+                held = len(self.core.held)
                 raise SchedulingError(
                     f"{self.core.policy.label} left the cluster idle with {waiting} "
-                    f"job(s) waiting and nothing due: the replay cannot end")
+                    f"job(s) waiting{f' and {held} held for their parents' if held else ''}"
+                    f" and nothing due: the replay cannot end")
             events = self.runner.poll(wait)
             for ev in events:
                 t0 = time.perf_counter()

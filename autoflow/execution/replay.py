@@ -1,5 +1,11 @@
 """Replays a workload as real Ray tasks: the scheduler core, the policy, and the Ray
 backend (``RayBackend``) on a local multi-node Ray cluster shaped like the cluster spec.
+
+A workload with workflows (``Job.depends_on``) is checked as the simulator checks it (a
+dependency on a job not in it, or a cycle, is a ConfigError); the core holds each stage
+until its parents have finished. A stage dropped because a job it depends on did not
+succeed (``RayBackend.cancel``) never runs: it is listed in ``RayRun.dropped`` with the
+reason.
 """
 
 from __future__ import annotations
@@ -7,7 +13,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..cluster import ClusterSpec
 from ..core.estimator import DurationEstimator
@@ -17,6 +23,8 @@ from ..errors import ConfigError
 from ..feasibility import check_all_fit
 from ..policies.base import Policy
 from ..sim.meter import SimMeter
+from ..workflow import check as check_dependencies
+from ..workflow import has_dependencies
 from ..workload import Workload
 from .local_ray import LocalRayCluster
 from .ray_backend import RayBackend
@@ -35,6 +43,9 @@ class RayRun:
     pass_s: float  # wall seconds in the core's passes (decisions and task submission)
     decisions: int  # starts and preemptions
     meter: SimMeter  # GPU allocation and fragmentation, integrated over the run
+    # stages dropped (never run) because a job they depend on did not succeed: job,
+    # reason, trace seconds
+    dropped: list[dict] = field(default_factory=list)
 
 
 def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_scale: float,
@@ -58,6 +69,8 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
         if j.duration is None:
             raise ConfigError(f"job {j.job_id} has an unknown duration: a replay needs one")
         durations.append(float(j.duration))
+    if has_dependencies(workload.jobs):
+        check_dependencies(workload.jobs, workload.source or "workload")
     if cluster is None:
         with LocalRayCluster(spec) as rc:
             return replay_on_ray(workload, spec, policy, time_scale, restart_overhead_s, rc,
@@ -74,6 +87,9 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
                          restart_overhead_s=restart_overhead_s)
     backend.core = core
     backend.progress = progress
+    dropped: list[dict] = []
+    core.on_drop = lambda js, why: dropped.append(
+        {"job": js.job.job_id, "reason": why, "t": backend.now()})
     jobs = [core.register(j) for j in workload.jobs]
     check_all_fit(core.state.copy(), jobs, spec)
     span = workload.span + (sorted(durations)[len(durations) // 2] if durations else 1.0)
@@ -105,4 +121,4 @@ def replay_on_ray(workload: Workload, spec: ClusterSpec, policy: Policy, time_sc
     meter.advance(backend.now())
     decisions = sum(js.starts + js.preemptions for js in jobs)
     return RayRun(jobs, runner.segments, backend.lost, list(cluster.node_ids),
-                  time.perf_counter() - t0, backend.pass_s, decisions, meter)
+                  time.perf_counter() - t0, backend.pass_s, decisions, meter, dropped)

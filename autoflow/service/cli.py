@@ -1,10 +1,14 @@
 """CLI verbs of the service: ``serve``, ``tokens``, and the client verbs ``submit``,
 ``jobs``, ``why`` that talk to a running server (``--url``, ``--token`` or the
-``AUTOFLOW_URL`` / ``AUTOFLOW_TOKEN`` environment variables)."""
+``AUTOFLOW_URL`` / ``AUTOFLOW_TOKEN`` environment variables). The workflow verbs
+(``autoflow workflows submit|show|cancel``, ``autoflow.workflow_cli``) use the same
+options and helpers (``client_for``, ``call``)."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 
 import typer
 
@@ -23,6 +27,54 @@ def open_store(db: str):
     except ImportError as e:
         raise ConfigError(f"{NEEDS_SERVE} ({e})") from e
     return Store(db)
+
+
+URL_HELP = "Server URL (default $AUTOFLOW_URL or http://127.0.0.1:8080)."
+TOKEN_HELP = "Bearer token (default $AUTOFLOW_TOKEN)."
+
+
+def client_for(url: str | None, token: str | None, fail: Callable[[Exception], None]):
+    """A ``Client`` for ``url`` / ``token`` (``fail``: a ConfigError without the serve
+    extra)."""
+    try:
+        from ..client import Client
+    except ImportError as e:
+        fail(ConfigError(f"{NEEDS_SERVE} ({e})"))
+    return Client(url, token)
+
+
+def call(fn: Callable[[], object], fail: Callable[[Exception], None]):
+    """``fn()``, with the server's error (or none reached) as one line through ``fail``."""
+    from ..client import ClientError
+
+    try:
+        return fn()
+    except ClientError as e:
+        fail(e)
+
+
+def job_ids_flag(flag: str, values: list[str] | None, most: int) -> list[str]:
+    """The job ids of a flag given as ``a,b`` (and/or repeated): each a valid job id, none
+    twice, at most ``most``; a ConfigError naming the flag."""
+    from .schemas import NAME
+
+    ids: list[str] = []
+    for v in values or []:
+        for x in v.split(","):
+            x = x.strip()
+            if not x:
+                raise ConfigError(f"{flag}: an empty job id in {v!r} (give ids separated by "
+                                  f"commas: a,b)")
+            if len(x) > 200 or not re.match(NAME, x):
+                raise ConfigError(f"{flag}: {x!r} is not a job id (letters, digits and "
+                                  f"._:/@- , at most 200 characters, starting with a letter "
+                                  f"or digit)")
+            if x in ids:
+                raise ConfigError(f"{flag}: {x!r} appears twice")
+            ids.append(x)
+    if len(ids) > most:
+        raise ConfigError(f"{flag}: at most {most:,} job ids, got {len(ids):,}")
+    return ids
 
 
 def register(app: typer.Typer, out, err, fail) -> None:
@@ -201,24 +253,14 @@ def register(app: typer.Typer, out, err, fail) -> None:
             fail(e)
         err.print(f"revoked {n} token(s) named {name!r}")
 
-    url_opt = typer.Option(None, "--url", help="Server URL (default $AUTOFLOW_URL or "
-                           "http://127.0.0.1:8080).")
-    token_opt = typer.Option(None, "--token", help="Bearer token (default $AUTOFLOW_TOKEN).")
+    url_opt = typer.Option(None, "--url", help=URL_HELP)
+    token_opt = typer.Option(None, "--token", help=TOKEN_HELP)
 
     def _client(url, token):
-        try:
-            from ..client import Client
-        except ImportError as e:
-            fail(ConfigError(f"{NEEDS_SERVE} ({e})"))
-        return Client(url, token)
+        return client_for(url, token, fail)
 
     def _call(fn):
-        from ..client import ClientError
-
-        try:
-            return fn()
-        except ClientError as e:
-            fail(e)
+        return call(fn, fail)
 
     @app.command()
     def submit(
@@ -236,19 +278,45 @@ def register(app: typer.Typer, out, err, fail) -> None:
         qos: str = typer.Option("", help="QoS class."),
         cpu_milli: int = typer.Option(0, help="CPU, thousandths of a core."),
         memory_mib: int = typer.Option(0, help="Memory, MiB."),
+        workflow_id: str = typer.Option(None, "--workflow-id", help="The workflow (pipeline "
+                                        "run) the job is a stage of."),
+        depends_on: list[str] = typer.Option(None, "--depends-on", help="Job ids that must "
+                                             "succeed before this one may start: a,b "
+                                             "(repeatable). Each must exist; the job is held "
+                                             "(pending) until they have succeeded, and "
+                                             "cancelled if one does not."),
         url: str = url_opt, token: str = token_opt,
     ) -> None:
         """Submit a job to a running server; prints its id (the last line of stdout)."""
+        from .schemas import MAX_DEPENDS_ON, NAME
+
+        try:
+            parents = job_ids_flag("--depends-on", depends_on, MAX_DEPENDS_ON)
+            if workflow_id is not None and (len(workflow_id) > 200
+                                            or not re.match(NAME, workflow_id)):
+                raise ConfigError(f"--workflow-id: {workflow_id!r} is not a workflow id "
+                                  f"(letters, digits and ._:/@- , at most 200 characters, "
+                                  f"starting with a letter or digit)")
+            if job_id is not None and job_id in parents:
+                raise ConfigError(f"--depends-on: names the job itself ({job_id!r})")
+        except ConfigError as e:
+            fail(e)
         body = {"num_gpus": num_gpus, "gpu_milli": gpu_milli, "gpu_types": gpu_type or [],
                 "kind": kind, "user": user, "qos": qos, "cpu_milli": cpu_milli,
                 "memory_mib": memory_mib}
         for k, v in (("job_id", job_id), ("duration_estimate_s", duration_estimate),
-                     ("slo_s", slo)):
+                     ("slo_s", slo), ("workflow_id", workflow_id),
+                     ("depends_on", parents or None)):
             if v is not None:
                 body[k] = v
         with _client(url, token) as c:
             r = _call(lambda: c.submit(**body))
-        err.print(f"submitted, {r['state']}")
+            said = f"submitted, {r['state']}"
+            if r["state"] == "cancelled":  # a parent had ended without succeeding
+                said += f": {_call(lambda: c.job(r['job_id']))['reason']}"
+            elif parents and r["state"] == "pending":
+                said += " (held until the jobs it depends on have succeeded)"
+        err.print(said, highlight=False)
         print(r["job_id"])
 
     @app.command()

@@ -23,6 +23,9 @@ State (read when scraped, under the engine's lock):
 
 - ``autoflow_pending_jobs{queue}``: waiting jobs; ``queue="active"``: never started,
   ``queue="preempted"``: waiting again after running (preempted or lost with a node).
+  Held jobs are not among them (they are not in the queue yet).
+- ``autoflow_held_jobs``: jobs held until the jobs they depend on have succeeded
+  (workflows; ``pending`` in the API, not yet in the queue).
 - ``autoflow_gpus_total``, ``autoflow_gpus_allocated`` (GPUs, fractional shares
   included), ``autoflow_gpu_fragmentation_ratio`` (share of free GPU capacity that sits on
   partly used GPUs), ``autoflow_nodes{state}``.
@@ -126,6 +129,7 @@ class _StateCollector:
             st = core.state
             fresh = sum(1 for js in core.waiting if not js.starts)
             pending = len(core.waiting)
+            held = len(core.held)
             total = engine.spec.total_gpus
             allocated = st.used_milli / WHOLE_GPU
             frag = st.fragmentation()
@@ -138,6 +142,8 @@ class _StateCollector:
         g.add_metric(["active"], fresh)
         g.add_metric(["preempted"], pending - fresh)
         yield g
+        yield GaugeMetricFamily("autoflow_held_jobs", "Jobs held until the jobs they depend "
+                                "on have succeeded (not in the queue yet)", value=held)
         yield GaugeMetricFamily("autoflow_gpus_total", "GPUs on registered nodes",
                                 value=total)
         yield GaugeMetricFamily("autoflow_gpus_allocated", "GPUs allocated to running jobs "

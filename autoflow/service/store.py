@@ -6,7 +6,8 @@ outcome an executor reported is in ``job_events``. On restart the engine rebuild
 scheduler from ``nodes`` and the jobs that are pending or running.
 
 A workflow has no table of its own: its jobs carry ``workflow_id`` and ``depends_on`` in
-their ``spec`` (``workflow_jobs`` finds them by that field), and a run's jobs are
+their ``spec``, and ``workflow_id`` also in an indexed column of its own, set from the
+spec when the job is inserted (``workflow_jobs`` finds them by it); a run's jobs are
 inserted in one transaction (``insert_jobs_awaited``).
 """
 
@@ -140,6 +141,12 @@ class GroupCommit:
             fut.set_result(r)
 
 
+def _job_values(row: dict) -> dict:
+    """A job row as inserted: with its ``workflow_id`` column from its spec (every row
+    has the key, so that rows inserted together form one multi-row INSERT)."""
+    return {**row, "workflow_id": (row.get("spec") or {}).get("workflow_id") or None}
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -204,10 +211,12 @@ class Store:
     def insert_job_async(self, row: dict) -> Future:
         """The insert handed to the writer; its future resolves once it is committed
         (``inserted`` turns its outcome into the answer)."""
-        def write(c):
-            return c.execute(insert(t.jobs), row)
+        values = _job_values(row)
 
-        write.bulk_insert = (t.jobs, row)  # the writer may fold it into a multi-row INSERT
+        def write(c):
+            return c.execute(insert(t.jobs), values)
+
+        write.bulk_insert = (t.jobs, values)  # the writer may fold it into a multi-row INSERT
         return self.writer.submit(write)
 
     @staticmethod
@@ -229,8 +238,10 @@ class Store:
     async def insert_jobs_awaited(self, rows: list[dict], what: str) -> None:
         """Several jobs (a workflow's run) in ONE transaction, all or none, awaited on the
         event loop: durable on return. Conflict (naming ``what``) if one id exists."""
+        values = [_job_values(r) for r in rows]
+
         def write(c):
-            return c.execute(insert(t.jobs), rows)
+            return c.execute(insert(t.jobs), values)
 
         try:
             await asyncio.wrap_future(self.writer.submit(write))
@@ -249,9 +260,9 @@ class Store:
         return out
 
     def workflow_jobs(self, workflow_id: str, limit: int | None = None) -> list[dict]:
-        """The jobs of a workflow (``spec.workflow_id``), in submission order. (The field
-        is inside the JSON spec, not an indexed column: this reads the jobs table.)"""
-        q = (select(t.jobs).where(t.jobs.c.spec["workflow_id"].as_string() == workflow_id)
+        """The jobs of a workflow (``workflow_id``: its indexed column), in submission
+        order."""
+        q = (select(t.jobs).where(t.jobs.c.workflow_id == workflow_id)
              .order_by(t.jobs.c.seq))
         if limit is not None:
             q = q.limit(limit)

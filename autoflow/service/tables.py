@@ -6,7 +6,9 @@ evolve them; this module is what the code reads and writes through.
   (``up``, ``cordoned``, ``draining``, ``failed``) and last heartbeat.
 - ``jobs``: every job ever submitted, with its state (pending, running, succeeded,
   failed, cancelled), placement and the service it received (attained GPU-seconds,
-  checkpointed progress), so that a restart rebuilds the scheduler exactly.
+  checkpointed progress), so that a restart rebuilds the scheduler exactly; its
+  ``workflow_id`` (also in ``spec``) is a column of its own, indexed, to find a
+  workflow's jobs.
 - ``job_events``: every outcome an executor reported, kept (the self-optimizing loop
   learns from them).
 - ``decisions``: every start / preempt the scheduler issued, with its explanation; the
@@ -83,9 +85,11 @@ jobs = Table(
     Column("preemptions", Integer, nullable=False, default=0),
     Column("failures", Integer, nullable=False, default=0),
     Column("reason", Text),  # why it ended, for failed and cancelled jobs
+    Column("workflow_id", String(200)),  # spec's workflow_id (None: in no workflow)
 )
 Index("ix_jobs_state", jobs.c.state)
 Index("ix_jobs_user", jobs.c.user)
+Index("ix_jobs_workflow_id", jobs.c.workflow_id)  # GET/DELETE /v1/workflows/{id}
 
 job_events = Table(
     "job_events", metadata,

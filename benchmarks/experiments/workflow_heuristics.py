@@ -10,6 +10,9 @@ their SLO, and the average JCT of every job; the table gives each policy's avera
 over the best of fifo, las and the workflow heuristics (cp-first, srw) in the same case
 (issue 21's bar compares ``rl`` with that best at 0.9).
 
+With ``--generator FILE`` (``autoflow generate fit`` on a workload with pipelines) the
+cases are the generator's samples instead, ``--gen-jobs`` jobs each, one per seed.
+
 Writes ``DIR/results.json`` and ``DIR/manifest.json``; prints markdown tables.
 
     python benchmarks/experiments/workflow_heuristics.py --out runs/workflow-heuristics
@@ -25,7 +28,9 @@ from pathlib import Path
 
 from autoflow import manifest as manifest_mod
 from autoflow.bench import prepare_fit
-from autoflow.evaluate import evaluate
+from autoflow.cluster import load_cluster
+from autoflow.evaluate import evaluate, fit_to
+from autoflow.generators.generator import load_generator
 
 POLICIES = "fifo,sjf,las,las-fcfs,gittins,easy-backfill,cp-first,srw,rl"
 BASELINES = ("fifo", "las", "cp-first", "srw")  # the bar's "best of"
@@ -39,15 +44,25 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--loads", default="0.9,1.1")
     ap.add_argument("--policies", default=POLICIES)
+    ap.add_argument("--generator", default=None,
+                    help="judge on this generator's samples (one per seed) instead")
+    ap.add_argument("--gen-jobs", type=int, default=1200)
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     loads = [float(x) for x in args.loads.split(",")]
     policies = args.policies.split(",")
+    generator = load_generator(args.generator) if args.generator else None
     rows = []
     for load in loads:
         for seed in seeds:
-            fit = prepare_fit(args.trace, args.cluster, load, seed)
-            case = {"trace": args.trace, "seed": seed, "load": load,
+            if args.generator:
+                sample = generator.sample(args.gen_jobs, seed=seed).shifted()
+                fit = fit_to(load_cluster(args.cluster), sample, load)
+                trace = f"gen:{args.generator}"
+            else:
+                fit = prepare_fit(args.trace, args.cluster, load, seed)
+                trace = args.trace
+            case = {"trace": trace, "seed": seed, "load": load,
                     "gpus": fit.spec.total_gpus, "jobs": len(fit.workload), "runs": {}}
             for p in policies:
                 m = evaluate(p, fit.workload, fit.spec, seed=seed).metrics
