@@ -26,11 +26,12 @@ import statistics
 import sys
 from pathlib import Path
 
+from autoflow.generators.generator import load_generator
+
 from autoflow import manifest as manifest_mod
 from autoflow.bench import prepare_fit
 from autoflow.cluster import load_cluster
 from autoflow.evaluate import evaluate, fit_to
-from autoflow.generators.generator import load_generator
 
 POLICIES = "fifo,sjf,las,las-fcfs,gittins,easy-backfill,cp-first,srw,rl"
 BASELINES = ("fifo", "las", "cp-first", "srw")  # the bar's "best of"
