@@ -1,8 +1,9 @@
 """``rl``: the learned scheduler as a policy of the registry.
 
 ``rl`` loads the model shipped with the package (``autoflow/models/rl-default.json`` and
-the weights it names, ``rl-default.npz``), ``rl:PATH`` a model written by ``autoflow
-train``. Decisions are the masked argmax of the network's action scores (deterministic);
+the weights it names, ``rl-default.npz``), ``rl:NAME`` another shipped model
+(``rl:workflows``: the one trained on pipelines of dependent jobs; ``rl:slots``), ``rl:PATH``
+a model written by ``autoflow train``. Decisions are the masked argmax of the network's action scores (deterministic);
 see ``agents.decider`` for the guard. The scores are computed in numpy
 (``agents.numpy_actor``).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -51,6 +53,19 @@ SLOT_MODEL = MODELS_DIR / "rl-slots.json"
 SLOT_WEIGHTS = MODELS_DIR / "rl-slots.npz"
 SLOT_SB3 = MODELS_DIR / "rl-slots.zip"
 TOP_ACTIONS = 5  # choices listed in an explanation
+# the other shipped models by name: ``rl:workflows`` (the adaptive scheduler trained on
+# pipelines of dependent jobs, ``--objective wct --workflow-features``), ``rl:slots``
+SHIPPED_NAME = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def shipped(arg: str) -> str:
+    """``rl:NAME`` -> the card of the shipped model ``autoflow/models/rl-NAME.json`` when
+    ``NAME`` is a bare name that is not a file here; ``arg`` unchanged otherwise."""
+    if arg and SHIPPED_NAME.fullmatch(arg) and not Path(arg).exists():
+        card = MODELS_DIR / f"rl-{arg}.json"
+        if card.is_file():
+            return str(card)
+    return arg
 
 
 def resolve(path: str) -> tuple[str, Path]:
@@ -254,6 +269,7 @@ def from_spec(arg: str, placer):
     """The ``rl`` entry of the policy registry: ``rl`` (the shipped model) or ``rl:PATH``.
     A card of the adaptive scheduler (``agents.adaptive``) gives that policy; any other
     model file, the slot policy (``RlPolicy``)."""
+    name, arg = ("rl" if not arg else f"rl:{arg}"), shipped(arg)
     path = Path(arg) if arg else DEFAULT_MODEL
     card = path.with_suffix(".json") if path.suffix.lower() in (".json", ".npz") else None
     if card is not None and card.is_file():
@@ -263,7 +279,7 @@ def from_spec(arg: str, placer):
         except ConfigError:
             head = {}
         if adaptive.is_adaptive_card(head):
-            return adaptive.from_card(card, placer, "rl" if not arg else f"rl:{arg}")
+            return adaptive.from_card(card, placer, name)
     return RlPolicy(placer, arg or None)
 
 

@@ -52,7 +52,7 @@ def pipelines(n: int = 24, seed: int = 0) -> Workload:
 
 
 def heuristics() -> list[str]:
-    return sorted(POLICIES) + ["las-fcfs", "gittins:ssl"]
+    return sorted(POLICIES) + ["las-fcfs", "gittins:ssl", "stages-first"]
 
 
 @pytest.mark.parametrize("policy", heuristics())
@@ -148,3 +148,31 @@ def test_critical_path_first_runs_the_long_chain_first():
         order[pol] = sorted(("head", "solo"), key=starts.get)
     assert order["cp-first"] == ["head", "solo"]  # 100 + 5,000 predicted ahead of it
     assert order["srw"] == ["solo", "head"]  # its workflow has 5,100 s left, solo 300
+
+
+def test_stages_first_never_demotes_a_stage():
+    """Two GPUs, two long 1-GPU jobs: an independent one, then a stage a minute later.
+    Under las-fcfs both sink to the lowest queue and a later short arrival preempts the
+    one that entered it last, the stage; under stages-first the stage stays in the first
+    queue, so the arrival preempts the independent job and the stage runs unbroken."""
+    w = Workload([
+        Job("solo", 0.0, 20 * 3600.0),
+        Job("stage", 60.0, 20 * 3600.0, workflow_id="w"),
+        Job("late", 15 * 3600.0, 600.0),
+    ])
+    two = ClusterSpec("two", [Node("n0", "a100", 2)])
+    got = {}
+    for pol in ("las-fcfs", "stages-first"):
+        res = evaluate(pol, w, two).result
+        got[pol] = {js.job.job_id: js for js in res.jobs}
+    lf, sf = got["las-fcfs"], got["stages-first"]
+    assert (lf["stage"].preemptions, lf["solo"].preemptions) == (1, 0)
+    assert (sf["stage"].preemptions, sf["solo"].preemptions) == (0, 1)
+    assert sf["stage"].finish == pytest.approx(60.0 + 20 * 3600.0)
+    assert sf["late"].first_start == pytest.approx(15 * 3600.0)  # it preempted solo
+
+
+def test_stages_first_thresholds_argument():
+    assert make_policy("stages-first:1800/18000").thresholds == (1800.0, 18000.0)
+    with pytest.raises(ConfigError, match="stages-first"):
+        make_policy("stages-first:5/2")

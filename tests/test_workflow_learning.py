@@ -175,3 +175,28 @@ def test_a_model_with_the_workflow_block_round_trips_and_schedules(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ConfigError, match="bad.json: it records feature schema"):
         load(tmp_path / "bad.json")
+
+
+def test_the_shipped_workflow_model_schedules_pipelines():
+    """``rl:workflows``: the adaptive scheduler trained on pipelines, shipped with the
+    package. It loads by name (its weights checked against the card), carries the workflow
+    block and the workflow heuristics, and on a pipeline workload it has not seen beats
+    the critical-path baseline and las on average workflow completion time."""
+    from autoflow.agents import adaptive
+    from autoflow.agents.rl_policy import MODELS_DIR, shipped
+
+    from autoflow.bench import prepare_fit
+    from autoflow.policies import make_policy
+
+    assert shipped("workflows") == str(MODELS_DIR / "rl-workflows.json")
+    assert shipped("no-such-model") == "no-such-model"
+    pol = make_policy("rl:workflows")
+    assert pol.label.startswith("rl:workflows")
+    assert "stages-first" in pol.candidate_names and "cp-first" in pol.candidate_names
+    assert adaptive.uses_workflow_features(pol.card)
+    with pytest.raises(ConfigError, match="not found"):
+        make_policy("rl:no-such-model")
+    fit = prepare_fit("builtin:ml-pipelines:500", "philly-64", 1.1, 3)
+    wct = {p: evaluate(p, fit.workload, fit.spec, seed=3).metrics["avg_wct"]
+           for p in ("rl:workflows", "cp-first", "las")}
+    assert wct["rl:workflows"] < 0.9 * min(wct["cp-first"], wct["las"])

@@ -32,6 +32,7 @@ from .sjf import Sjf
 from .sjf_oracle import SjfOracle
 from .srtf_oracle import SrtfOracle
 from .ssl import check_ssl
+from .stages_first import StagesFirst
 
 POLICIES: dict[str, type[Policy]] = {
     cls.name: cls for cls in (Fifo, Sjf, SjfOracle, SrtfOracle, Las, EasyBackfill, Gittins,
@@ -61,8 +62,9 @@ class LazyPolicy:
 LAZY_POLICIES: dict[str, LazyPolicy] = {
     "rl": LazyPolicy("autoflow.agents.rl_policy:from_spec",
                      "rl (the model shipped with autoflow: the adaptive scheduler, which "
-                     "puts the heuristic that suits the workload in charge) or rl:PATH (a "
-                     "model written by autoflow train): the learned scheduler", "rl"),
+                     "puts the heuristic that suits the workload in charge), rl:workflows (the "
+                     "one trained on pipelines of dependent jobs) or rl:PATH (a model written "
+                     "by autoflow train): the learned scheduler", "rl"),
     "las-expert": LazyPolicy("autoflow.agents.decider:las_expert",
                              "LAS expressed in the learned scheduler's actions (its teacher; "
                              "the same schedule as las-fcfs)", "rl"),
@@ -88,6 +90,13 @@ def _las_fcfs(arg: str, placer) -> Policy:
     return LasFcfs(placer, parse_thresholds(arg, "las-fcfs")) if arg else LasFcfs(placer)
 
 
+def _stages_first(arg: str, placer) -> Policy:
+    """``stages-first`` or ``stages-first:T1/T2/...``: las-fcfs, workflow stages kept in the
+    first queue."""
+    return (StagesFirst(placer, parse_thresholds(arg, "stages-first")) if arg
+            else StagesFirst(placer))
+
+
 def _sjf(arg: str, placer) -> Policy:
     """sjf:ssl (the duration predictor shipped with autoflow) or sjf:ssl=PATH (a folder
     from autoflow predictor fit): sjf by the predicted median remaining time."""
@@ -109,11 +118,12 @@ def _easy_backfill(arg: str, placer) -> Policy:
 # Heuristics that take an argument after a colon register a factory here ...
 POLICY_FACTORIES: dict[str, Callable[[str, object], Policy]] = {
     "las": _las, "las-fcfs": _las_fcfs, "sjf": _sjf, "easy-backfill": _easy_backfill,
-    "gittins": _gittins}
+    "gittins": _gittins, "stages-first": _stages_first}
 # ... and, where the argument can be checked without building the policy, a check
 ARGUMENT_CHECKS: dict[str, Callable[[str], object]] = {
     "las": parse_thresholds,
     "las-fcfs": lambda arg: parse_thresholds(arg, "las-fcfs"),
+    "stages-first": lambda arg: parse_thresholds(arg, "stages-first"),
     "sjf": lambda arg: check_ssl(arg, "sjf"),
     "easy-backfill": lambda arg: check_ssl(arg, "easy-backfill"),
     "gittins": lambda arg: check_ssl(arg, "gittins"),
