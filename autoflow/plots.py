@@ -58,3 +58,30 @@ def real_vs_simulated(pairs: dict[str, tuple[np.ndarray, np.ndarray]], path: str
     fig.tight_layout()
     atomic.save_figure(fig, path)
     plt.close(fig)
+
+
+def ratio_bars(ratios: dict[str, float], path: str | Path, xlabel: str, title: str = "",
+               marks: dict[str, float] | None = None) -> None:
+    """One horizontal bar per name (a ratio where lower is better, log-scaled), with a
+    vertical line at 1 and one per entry of ``marks`` (label -> value)."""
+    names = list(ratios)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.4), dpi=120)
+    y = np.arange(len(names))
+    ax.barh(y, [ratios[n] for n in names], color="tab:blue", alpha=0.8)
+    for yi, n in zip(y, names):
+        ax.text(ratios[n], yi, f" {ratios[n]:.3f}", va="center", fontsize=8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=1)
+    for label, value in (marks or {}).items():
+        ax.axvline(value, color="tab:red", linewidth=1, linestyle="--", label=label)
+    if marks:
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    atomic.save_figure(fig, path)
+    plt.close(fig)

@@ -13,7 +13,7 @@ from autoflow.core.jobstate import DONE, HELD
 from autoflow.errors import ConfigError
 from autoflow.evaluate import evaluate
 from autoflow.job import INFERENCE, Job
-from autoflow.policies import POLICIES, make_policy
+from autoflow.policies import known_policies, make_policy
 from autoflow.sim.simulator import SimConfig, Simulator
 from autoflow.workflow import check, topological, within
 from autoflow.workload import Workload
@@ -51,11 +51,13 @@ def pipelines(n: int = 24, seed: int = 0) -> Workload:
     return Workload(jobs, source="test pipelines")
 
 
-def heuristics() -> list[str]:
-    return sorted(POLICIES) + ["las-fcfs", "gittins:ssl", "stages-first"]
+def every_policy() -> list[str]:
+    """Every registered policy, the learned ones and the argument forms included."""
+    return sorted(set(known_policies()) | {"gittins:ssl", "sjf:ssl", "easy-backfill:ssl",
+                                            "rl:workflows", "rl:slots"})
 
 
-@pytest.mark.parametrize("policy", heuristics())
+@pytest.mark.parametrize("policy", every_policy())
 def test_every_dependency_is_honoured(policy):
     w = pipelines()
     sim = Simulator(w, CLUSTER, make_policy(policy), SimConfig(check_invariants=True))

@@ -15,7 +15,8 @@ workflow-first rule costs the rest of the cluster.
 With ``--generator FILE`` (``autoflow generate fit`` on a workload with pipelines) the
 cases are the generator's samples instead, ``--gen-jobs`` jobs each, one per seed.
 
-Writes ``DIR/results.json`` and ``DIR/manifest.json``; prints markdown tables.
+Writes ``DIR/results.json``, ``DIR/manifest.json`` and ``DIR/wct.png`` (each policy's
+geo-mean ratio as a bar); prints markdown tables.
 
     python benchmarks/experiments/workflow_heuristics.py --out runs/workflow-heuristics
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 from autoflow.generators.generator import load_generator
 
 from autoflow import manifest as manifest_mod
+from autoflow import plots
 from autoflow.bench import prepare_fit
 from autoflow.cluster import load_cluster
 from autoflow.evaluate import evaluate, fit_to
@@ -130,6 +132,13 @@ def main() -> None:
               f"{statistics.fmean(r['avg_jct'] for r in rs) / 3600:.1f} | "
               f"{statistics.fmean(r['avg_jct_independent'] or 0.0 for r in rs) / 3600:.1f} |")
     command = "python benchmarks/experiments/workflow_heuristics.py " + " ".join(sys.argv[1:])
+    what = f"gen:{args.generator}" if args.generator else args.trace
+    args.out.mkdir(parents=True, exist_ok=True)
+    plots.ratio_bars({p: v["wct_vs_best_baseline_geomean"] for p, v in summary.items()},
+                     args.out / "wct.png",
+                     f"avg WCT x best of {', '.join(baselines)} (geo-mean, log scale)",
+                     f"{what} on {args.cluster}, loads {args.loads}, seeds {args.seeds}",
+                     marks={"0.9 (issue 21's bar)": 0.9})
     manifest_mod.save_run(args.out, {"cases": rows, "summary": summary}, command,
                           vars(args) | {"out": str(args.out)}, seeds[0])
 
