@@ -105,6 +105,9 @@ class InterruptWhen:
             time.sleep(0.02)
 
     def __enter__(self) -> Self:
+        # ``interrupt_main`` does nothing where SIGINT is ignored, as it is in a process
+        # started in the background by a non-interactive shell: handle it while active
+        self.old_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
         self.timer.start()
         return self
 
@@ -112,6 +115,7 @@ class InterruptWhen:
         self.done.set()
         self.timer.cancel()
         self.timer.join()
+        signal.signal(signal.SIGINT, self.old_sigint)
 
 
 # --- commands --------------------------------------------------------------------------
