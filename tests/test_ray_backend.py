@@ -96,8 +96,8 @@ def test_shared_gpus_run_side_by_side_as_fractional_ray_gpus(cluster):
     w = Workload(jobs)
     run = replay_on_ray(w, SPEC, make_policy("fifo"), time_scale=0.02, cluster=cluster)
     assert all(js.status == "done" for js in run.jobs)
-    for js in run.jobs:  # none waited for another: all started at once
-        assert js.first_start - js.submit < 1.0
+    # none waited for another: all six started before any of them ended
+    assert max(js.first_start for js in run.jobs) < min(js.finish for js in run.jobs)
     busiest = 0
     for node in range(2):
         spans = [(s["began"], s["ended"]) for s in run.segments if s["node"] == node]

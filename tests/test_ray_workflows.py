@@ -112,9 +112,12 @@ def test_a_cancelled_parent_drops_its_descendants_which_never_run(cluster):
     for jid in ("p0-train", "p0-eval", "p1-train", "p1-eval"):
         assert jid not in segs  # never launched on Ray
         assert by_id[jid].first_start is None and by_id[jid].starts == 0
-    # the cancelled running task was asked to stop, and did
-    assert [s["outcome"] for s in segs["p0-prepare"]] == ["stopped"]
-    assert 0.0 < segs["p0-prepare"][0]["reached"] < 300.0
+    # the cancelled running task was asked to stop, and did: it checkpointed and stopped,
+    # or (on a loaded machine, its worker not yet running it) Ray cancelled it outright
+    outcome = [s["outcome"] for s in segs["p0-prepare"]]
+    assert outcome in (["stopped"], ["killed"])
+    if outcome == ["stopped"]:
+        assert 0.0 < segs["p0-prepare"][0]["reached"] < 300.0
     for jid in ("p1-prepare", "p2-prepare", "p2-train", "p2-eval", "solo"):
         assert segs[jid][-1]["outcome"] == "finished"
     assert segs["p2-train"][0]["began"] >= segs["p2-prepare"][-1]["ended"]

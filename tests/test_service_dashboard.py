@@ -135,6 +135,7 @@ def test_page_and_dashboard_route(server):
     assert {x["job_id"] for x in d["decisions"]} == {ids["big"], ids["small"]}
     assert all(x["action"] == "start" and x["message"] for x in d["decisions"])
     assert d["summary"]["gpus_allocated"] == 6 and d["summary"]["gpus"] == 6
+    assert d["workflows"] == []  # no workflow submitted
 
 
 @needs_browser
@@ -200,6 +201,7 @@ def test_dashboard_in_headless_chromium(server):
             expect(dec.nth(1).locator("td.why")).to_contain_text("placed on node-a")
             expect(page.locator("#summary")).to_contain_text("6 / 6")
             expect(page.locator("#self-optimize")).to_be_hidden()  # no --self-optimize
+            expect(page.locator("#workflows tbody")).to_have_text("No workflows.")
 
             # it refreshes: a new job shows up without a reload
             httpx.post(base + "/v1/jobs", headers={"Authorization": f"Bearer {admin}"},
@@ -219,6 +221,63 @@ def test_dashboard_in_headless_chromium(server):
         finally:
             browser.close()
     assert (artifacts_dir() / "dashboard.png").stat().st_size > 10_000
+
+
+PIPELINE = {"name": "recsys", "stages": [
+    {"name": "prep", "num_gpus": 1, "duration_hint_s": LONG},
+    {"name": "train", "num_gpus": 2, "depends_on": ["prep"], "replicas": 2,
+     "duration_hint_s": 600},
+    {"name": "eval", "num_gpus": 1, "depends_on": ["train"], "duration_hint_s": 60}]}
+
+
+@needs_browser
+def test_workflows_panel_in_headless_chromium(server):
+    """A workflow's stages as chips, in order, each with its state: the first one runs,
+    the later ones are held for it."""
+    assert CHROMIUM and sync_playwright, "CI must have Debian's chromium and Playwright"
+    base, admin, reader = server
+    h = {"Authorization": f"Bearer {admin}"}
+    with httpx.Client(base_url=base, headers=h) as c:
+        assert c.post("/v1/clusters", json=CLUSTER).status_code == 201
+        r = c.post("/v1/workflows", json={"template": PIPELINE, "run": "nightly-7"})
+        assert r.status_code == 201, r.text
+        until(lambda: c.get("/v1/workflows/nightly-7").json()["stages"][0]["state"]
+              == "running", "the first stage runs")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(base + "/?refresh=1")
+            page.fill("#token", reader)
+            page.click("#login-form button[type=submit]")
+            expect(page.locator("#main")).to_be_visible()
+
+            row = page.locator('#workflows tbody tr[data-workflow="nightly-7"]')
+            expect(row).to_have_count(1)
+            expect(row).to_contain_text("nightly-7")
+            expect(row).to_contain_text("recsys")
+            expect(row.locator("td.state-running")).to_have_text("running")
+            chips = row.locator(".stage")
+            expect(chips).to_have_count(3)
+            expect(chips.nth(0)).to_have_attribute("data-stage", "prep")
+            expect(chips.nth(0)).to_have_class("stage stage-running")
+            expect(chips.nth(0)).to_contain_text("prep")
+            expect(chips.nth(1)).to_have_attribute("data-stage", "train")
+            expect(chips.nth(1)).to_have_class("stage stage-held")
+            expect(chips.nth(1)).to_contain_text("train ×2")
+            expect(chips.nth(2)).to_have_attribute("data-stage", "eval")
+            expect(chips.nth(2)).to_have_class("stage stage-held")
+            expect(page.locator("#workflows-count")).to_have_text("(1 active, 0 ended)")
+            # the held stages' jobs are in the queue too, with their workflow
+            expect(page.locator('#queue tr[data-job="nightly-7-eval"] td.workflow')
+                   ).to_have_text("nightly-7")
+            page.wait_for_function("document.body.dataset.loaded === '1'")
+            page.screenshot(path=str(artifacts_dir() / "dashboard-workflows.png"),
+                            full_page=True)
+        finally:
+            browser.close()
+    assert (artifacts_dir() / "dashboard-workflows.png").stat().st_size > 10_000
 
 
 @needs_browser

@@ -309,6 +309,88 @@ def test_a_restart_resumes_held_jobs(tmp_path):
         srv.stop()
 
 
+# -- the dashboard: each workflow with its stages -------------------------------------------
+def dash_workflows(api: Api) -> dict[str, dict]:
+    return {w["workflow_id"]: w for w in api.call("GET", "/v1/dashboard",
+                                                   scope="reader")["workflows"]}
+
+
+def test_the_dashboard_shows_each_workflow_and_its_stages(api):
+    template = {"name": "dash", "stages": [
+        {"name": "prep", "num_gpus": 1, "duration_hint_s": LONG},
+        {"name": "train", "num_gpus": 1, "depends_on": ["prep"], "duration_hint_s": 60},
+        {"name": "eval", "num_gpus": 1, "depends_on": ["train"], "duration_hint_s": 60},
+    ]}
+    api.run(template, "dash-1")
+    api.submit(job_id="dash-solo", num_gpus=1, duration_estimate_s=LONG)  # in no workflow
+    until(lambda: api.state("dash-1-prep") == "running", "the first stage runs")
+
+    board = api.call("GET", "/v1/dashboard", scope="reader")["workflows"]
+    assert len(board) <= 20
+    assert all(w["workflow_id"] for w in board)  # the independent job is no workflow
+    wf = dash_workflows(api)["dash-1"]
+    assert wf["template"] == "dash" and wf["state"] == "running"
+    assert wf["stages"] == [{"name": "prep", "state": "running", "jobs": 1},
+                            {"name": "train", "state": "held", "jobs": 1},
+                            {"name": "eval", "state": "held", "jobs": 1}]
+    view = api.workflow("dash-1")  # the same workflow GET /v1/workflows/{id} answers
+    assert {k: wf[k] for k in ("submit_time", "start_time", "finish_time")} == {
+        k: view[k] for k in ("submit_time", "start_time", "finish_time")}
+    assert wf["start_time"] is not None and wf["finish_time"] is None
+    # the active workflows come before the ended ones
+    states = [w["state"] for w in board]
+    ended = [s in ("succeeded", "failed", "cancelled") for s in states]
+    assert ended == sorted(ended), states
+
+    # ended: still shown (the latest to end, first of the ended ones), its stages ended
+    out = api.call("DELETE", "/v1/workflows/dash-1", scope="submitter",
+                   params={"running": True})
+    assert out["state"] == "cancelled"
+    api.call("DELETE", "/v1/jobs/dash-solo", scope="submitter")
+    board = api.call("GET", "/v1/dashboard", scope="reader")["workflows"]
+    first_ended = next(w for w in board if w["state"] in ("succeeded", "failed", "cancelled"))
+    assert first_ended["workflow_id"] == "dash-1"
+    assert first_ended["finish_time"] == out["finish_time"] is not None
+    assert [(s["name"], s["state"]) for s in first_ended["stages"]] == [
+        ("prep", "cancelled"), ("train", "cancelled"), ("eval", "cancelled")]
+
+
+def test_the_dashboard_lists_at_most_its_limit_of_workflows(monkeypatch, tmp_path):
+    """The active workflows first (newest first), then the ones that ended last (latest
+    first), ``WORKFLOW_LIMIT`` in all; none at all: an empty list."""
+    from fastapi.testclient import TestClient
+
+    from autoflow.service import dashboard
+    from autoflow.service.app import ServeConfig, create_app
+
+    assert dashboard.WORKFLOW_LIMIT == 20
+    app = create_app(ServeConfig(db=f"sqlite:///{tmp_path}/lim.db", policy="fifo"))
+    with TestClient(app) as client:
+        store = app.state.service.store
+        tokens = {s: store.create_token(s, s) for s in ("admin", "submitter", "reader")}
+        a = Api("http://testserver", tokens)
+        a.c.close()
+        a.c = client  # the app in this process: its constant can be patched
+        a.call("POST", "/v1/clusters", 201, json={"name": "lab", "nodes": NODES})
+        assert dash_workflows(a) == {}
+        one = {"name": "one", "stages": [{"name": "only", "num_gpus": 1}]}
+        for run in ("e-1", "e-2", "e-3", "a-1", "a-2"):
+            a.run(one, run)
+        for run in ("e-1", "e-3", "e-2"):  # they end in this order
+            assert a.call("DELETE", f"/v1/workflows/{run}", scope="submitter",
+                          params={"running": True})["state"] == "cancelled"
+
+        def listed() -> list[str]:
+            return [w["workflow_id"] for w in a.call("GET", "/v1/dashboard",
+                                                     scope="reader")["workflows"]]
+
+        assert listed() == ["a-2", "a-1", "e-2", "e-3", "e-1"]
+        monkeypatch.setattr(dashboard, "WORKFLOW_LIMIT", 3)
+        assert listed() == ["a-2", "a-1", "e-2"]
+        monkeypatch.setattr(dashboard, "WORKFLOW_LIMIT", 1)
+        assert listed() == ["a-2"]  # the active ones before any ended one
+
+
 # -- the client: autoflow submit --workflow-id/--depends-on, autoflow workflows submit|show|cancel
 def cli(api: Api, *args: str, scope: str = "submitter"):
     from hardening import invoke

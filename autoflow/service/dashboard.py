@@ -11,6 +11,13 @@ API with it, every few seconds:
 - ``GET /v1/jobs/{id}/why`` for each job at the head of the queue: its pending reason
   (where that route is missing or fails, the page shows the one-line reason the
   dashboard read carries: the capacity test the pass makes).
+
+Its ``workflows`` are the page's Workflows panel: every workflow with a job pending
+(waiting or held) or running, newest first, then the ones that ended last (most recently
+finished first), ``WORKFLOW_LIMIT`` in all; each as ``GET /v1/workflows/{id}`` sees it
+(``app.workflow_view``), its stages in submission order with their state and number of
+jobs, where a stage not started whose pending jobs are all held for their parents is
+``held`` (``pending``: in the queue).
 """
 
 from __future__ import annotations
@@ -22,11 +29,15 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..job import WHOLE_GPU
+from .app import workflow_view
 from .auth import require
 from .explain import why_not_now
+from .store import TERMINAL
 from .why import held_message, waits_for
 
 STATIC = Path(__file__).parent / "static"
+WORKFLOW_LIMIT = 20  # GET /v1/dashboard's "workflows": the active ones, then the ended ones
+RECENT_SCAN = 5000  # the ended ones are looked for among the latest jobs in a workflow
 
 
 def _decision(d) -> dict:
@@ -64,6 +75,14 @@ def dashboard_view(service, queue_limit: int = 50, decision_limit: int = 30) -> 
                           "waited_s": round(now - js.submit, 3), "starts": js.starts,
                           "preemptions": js.preemptions, "predicted_s": None,
                           "reason": held_message(parents, waiting)})
+        live: dict[str, tuple[float, int]] = {}  # workflow -> its newest live job
+        held: set[str] = set()  # the ids of the workflows' jobs held for their parents
+        core = engine.core
+        for group in (core.waiting, core.held.values(), core.running.values()):
+            for js in group:
+                if wid := js.job.workflow_id:
+                    live[wid] = max(live.get(wid, (js.submit, js.idx)), (js.submit, js.idx))
+        held.update(js.job.job_id for js in core.held.values() if js.job.workflow_id)
         recent = [_decision(d) for d in reversed(engine.recent[-decision_limit:])]
         fragmentation = engine.core.state.fragmentation()
         label = engine.policy.label
@@ -78,7 +97,47 @@ def dashboard_view(service, queue_limit: int = 50, decision_limit: int = 30) -> 
             "summary": {**summary, "fragmentation": fragmentation,
                         "gpus_allocated": round(summary["gpus_allocated"], 3)},
             "nodes": nodes, "queue": queue, "decisions": recent,
+            "workflows": workflows_view(store, live, held, WORKFLOW_LIMIT),
             "whole_gpu_milli": WHOLE_GPU}
+
+
+def workflows_view(store, live: dict[str, tuple[float, int]], held: set[str],
+                   limit: int) -> list[dict]:
+    """The dashboard's workflows: those with a live job (``live``: workflow id -> the
+    submit time and index of its newest live job, from the engine), newest first, then
+    the ones that ended last, at most ``limit`` in all, each read from the store
+    (``workflow_jobs``, by its indexed column) and summarized from ``workflow_view``;
+    ``held``: the ids of the jobs held for their parents."""
+    if limit <= 0:
+        return []
+    ids = sorted(live, key=live.__getitem__, reverse=True)[:limit]
+    if len(ids) < limit:
+        ended = {w: f for w, f in store.recent_workflows(RECENT_SCAN).items()
+                 if w not in live and f is not None}
+        ids += sorted(ended, key=ended.__getitem__, reverse=True)[:limit - len(ids)]
+    views = []
+    for wid in ids:
+        rows = store.workflow_jobs(wid)
+        if rows:
+            views.append(_workflow(workflow_view(wid, rows), held))
+    active = [v for v in views if v["state"] not in TERMINAL]  # (one may have ended since)
+    done = [v for v in views if v["state"] in TERMINAL]
+    active.sort(key=lambda v: v["submit_time"], reverse=True)
+    done.sort(key=lambda v: v["finish_time"] or 0.0, reverse=True)
+    return active + done
+
+
+def _workflow(view: dict, held: set[str]) -> dict:
+    stages = []
+    for s in view["stages"]:
+        state = s["state"]
+        pending = [j["job_id"] for j in s["jobs"] if j["state"] == "pending"]
+        if state == "pending" and pending and all(j in held for j in pending):
+            state = "held"
+        stages.append({"name": s["name"], "state": state, "jobs": len(s["jobs"])})
+    return {"workflow_id": view["workflow_id"], "template": view["template"],
+            "state": view["state"], "stages": stages, "submit_time": view["submit_time"],
+            "start_time": view["start_time"], "finish_time": view["finish_time"]}
 
 
 def self_optimize_view(service) -> dict | None:
@@ -103,5 +162,6 @@ def mount(app: FastAPI) -> None:
     def dashboard(request: Request, queue: int = Query(50, ge=0, le=500),
                   decisions: int = Query(30, ge=0, le=200)) -> dict:
         """What the dashboard shows, in one read: policy and model, summary, nodes with
-        their GPU occupancy, the head of the queue in policy order, recent decisions."""
+        their GPU occupancy, the head of the queue in policy order, recent decisions,
+        the active and latest ended workflows with their stages."""
         return dashboard_view(request.app.state.service, queue, decisions)

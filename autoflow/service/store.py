@@ -269,6 +269,22 @@ class Store:
         with self.engine.connect() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
+    def recent_workflows(self, scan: int = 5000) -> dict[str, float | None]:
+        """The workflows of the latest ``scan`` jobs that are in one (newest by ``seq``),
+        each with the latest ``finish_time`` among those jobs (None: none of them has
+        ended): where the dashboard finds the workflows that ended last, reading at most
+        ``scan`` rows however many jobs the store holds."""
+        q = (select(t.jobs.c.workflow_id, t.jobs.c.finish_time)
+             .where(t.jobs.c.workflow_id.is_not(None))
+             .order_by(t.jobs.c.seq.desc()).limit(scan))
+        out: dict[str, float | None] = {}
+        with self.engine.connect() as c:
+            for wid, finish in c.execute(q):
+                last = out.get(wid)
+                out[wid] = finish if last is None else (
+                    last if finish is None else max(last, finish))
+        return out
+
     def job(self, job_id: str) -> dict | None:
         with self.engine.connect() as c:
             r = c.execute(select(t.jobs).where(t.jobs.c.job_id == job_id)).first()

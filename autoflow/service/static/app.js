@@ -186,6 +186,29 @@ async function renderQueue(queue, total, held) {
   }));
 }
 
+function elapsed(w, now) {
+  // running or ended: since its first start; not started yet: how long it has waited
+  if (w.start_time === null || w.start_time === undefined) return "waiting " + fmtSeconds(now - w.submit_time);
+  const end = w.finish_time === null || w.finish_time === undefined ? now : w.finish_time;
+  return fmtSeconds(end - w.start_time);
+}
+
+function renderWorkflows(workflows, now) {
+  const active = workflows.filter((w) => !["succeeded", "failed", "cancelled"].includes(w.state)).length;
+  $("workflows-count").textContent = "(" + active + " active, " + (workflows.length - active) + " ended)";
+  const body = $("workflows").tBodies[0];
+  body.replaceChildren(...workflows.map((w) => el("tr", { "data-workflow": w.workflow_id },
+    el("td", { class: "job" }, w.workflow_id),
+    el("td", {}, w.template || ""),
+    el("td", { class: "state-" + w.state }, w.state),
+    el("td", {}, el("div", { class: "chips" }, ...w.stages.map((s) => el("span", {
+      class: "stage stage-" + s.state, "data-stage": s.name,
+      title: s.name + ": " + s.state + " (" + s.jobs + " job" + (s.jobs === 1 ? "" : "s") + ")",
+    }, s.name + (s.jobs > 1 ? " ×" + s.jobs : ""), el("small", {}, s.state))))),
+    el("td", { class: "elapsed" }, elapsed(w, now)))));
+  if (!workflows.length) body.append(el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No workflows.")));
+}
+
 function renderDecisions(decisions) {
   const body = $("decisions").tBodies[0];
   body.replaceChildren(...decisions.map((d) => el("tr", { "data-seq": d.seq },
@@ -209,6 +232,7 @@ async function refresh() {
     renderSummary(d.summary);
     renderNodes(d.nodes);
     renderDecisions(d.decisions);
+    renderWorkflows(d.workflows || [], d.time);
     await renderQueue(d.queue, d.summary.pending, d.summary.held || 0);
     $("status").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "1";
