@@ -39,7 +39,8 @@ def check(path: Path = typer.Argument(..., help="A workflow template (YAML).")) 
         reps = f" x{s.replicas}" if s.replicas > 1 else ""
         deps = f" after {', '.join(s.depends_on)}" if s.depends_on else ""
         hint = f", about {s.duration_hint_s:g} s" if s.duration_hint_s else ""
-        print(f"{s.name}{reps}: {f.get('kind', 'training')}, {what}{hint}{deps}")
+        runs = f", runs {s.run['entrypoint']!r}" if s.run and "entrypoint" in s.run else ""
+        print(f"{s.name}{reps}: {f.get('kind', 'training')}, {what}{hint}{deps}{runs}")
 
 
 @app.command("expand")
@@ -66,6 +67,10 @@ def expand(path: Path = typer.Argument(..., help="A workflow template (YAML)."),
     except AutoflowError as e:
         fail(e)
     err.print(f"wrote {out}: {runs} runs of {t.name}, {len(jobs)} jobs")
+    running = [st.name for st in t.stages if st.run]
+    if running:
+        err.print(f"note: the entrypoint and runtime_env of {', '.join(running)} are not in "
+                  f"the CSV (a simulation models a stage's resources and duration only)")
 
 
 def _body(path: Path, run: str | None) -> tuple[dict, str | None]:

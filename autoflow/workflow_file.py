@@ -12,6 +12,8 @@ on a schedule.
         num_gpus: 8
         depends_on: [prepare]         # stage names of this template
         duration_hint_s: 14400
+        entrypoint: python train.py --epochs 3   # what it runs under the Ray executor
+        runtime_env: {env_vars: {DATA: /data/today}}   # (optional, both)
       - name: serve
         kind: inference
         replicas: 2                   # as many jobs, each depending on the same stages
@@ -28,6 +30,12 @@ succeeded. ``duration_hint_s`` is what the stage is expected to take: the servic
 it as the job's ``duration_estimate_s``; a simulated run (``expand``) draws the true
 duration around it (log-normal, ``duration_sigma``, default 0.3, seeded). Every error
 names the file, the stage and the field.
+
+``entrypoint`` (a command, or ``module:function``) and ``runtime_env`` (``env_vars``,
+``working_dir``, ``pip``) are what a stage's jobs run when the service executes on Ray
+(``autoflow serve --executor ray``), as for a job of ``POST /v1/jobs``; they are checked
+here as the service checks them. A simulated run models only a stage's resources and
+duration, so ``expand`` says that it leaves them out of the CSV.
 """
 
 from __future__ import annotations
@@ -49,8 +57,10 @@ MAX_REPLICAS = 64
 MAX_FILE_BYTES = 1 << 20
 JOB_FIELDS = {"num_gpus": int, "gpu_milli": int, "cpu_milli": int, "memory_mib": int,
               "kind": str, "qos": str, "user": str, "slo_s": float, "gpu_types": list}
+RUN_FIELDS = ("entrypoint", "runtime_env")  # what a stage runs on Ray (service only)
+RUNTIME_ENV_KEYS = {"env_vars": dict, "working_dir": str, "pip": list}
 STAGE_FIELDS = set(JOB_FIELDS) | {"name", "depends_on", "replicas", "duration_hint_s",
-                                  "duration_sigma"}
+                                  "duration_sigma", *RUN_FIELDS}
 _SPAN = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -63,6 +73,7 @@ class Stage:
     replicas: int = 1
     duration_hint_s: float | None = None
     duration_sigma: float = 0.3
+    run: dict | None = None  # its entrypoint and runtime_env (RUN_FIELDS), if any
 
     def job_ids(self, run: str) -> list[str]:
         base = f"{run}-{self.name}"
@@ -179,6 +190,44 @@ def _schedule(s, where: str) -> tuple[float | None, float]:
     raise ConfigError(f"{where}: nightly, hourly, none or {{every: 24h, at: 2h}}, got {s!r}")
 
 
+def _run_fields(s: dict, where: str) -> dict:
+    """The stage's ``entrypoint`` and ``runtime_env``, checked as ``POST /v1/jobs`` checks
+    them (``execution.entrypoints``)."""
+    from .execution.entrypoints import check_env, parse_entrypoint
+
+    out = {}
+    entry = s.get("entrypoint")
+    if entry is not None:
+        try:
+            parse_entrypoint(entry)
+        except ValueError as e:
+            raise ConfigError(f"{where} field 'entrypoint': {e}") from None
+        out["entrypoint"] = entry
+    renv = s.get("runtime_env")
+    if renv is not None:
+        if not isinstance(renv, dict):
+            raise ConfigError(f"{where} field 'runtime_env': a mapping of env_vars, "
+                              f"working_dir, pip; got {renv!r}")
+        for k, v in renv.items():
+            typ = RUNTIME_ENV_KEYS.get(k)
+            if typ is None:
+                raise ConfigError(f"{where} field 'runtime_env.{k}': unknown (env_vars, "
+                                  f"working_dir, pip)")
+            if not isinstance(v, typ):
+                raise ConfigError(f"{where} field 'runtime_env.{k}': expected "
+                                  f"{typ.__name__}, got {v!r}")
+        try:
+            check_env(renv.get("env_vars"))
+        except ValueError as e:
+            raise ConfigError(f"{where} field 'runtime_env.env_vars': "
+                              f"{str(e).removeprefix('env: ')}") from None
+        if not all(isinstance(x, str) for x in renv.get("pip", [])):
+            raise ConfigError(f"{where} field 'runtime_env.pip': a list of requirement "
+                              f"strings")
+        out["runtime_env"] = renv
+    return out
+
+
 def _stage(s, where: str, earlier: set[str]) -> Stage:
     if not isinstance(s, dict):
         raise ConfigError(f"{where}: a stage is a mapping with at least 'name'")
@@ -229,7 +278,8 @@ def _stage(s, where: str, earlier: set[str]) -> Stage:
     sigma = s.get("duration_sigma", 0.3)
     if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 <= sigma <= 3:
         raise ConfigError(f"{where} field 'duration_sigma': a number in [0, 3], got {sigma!r}")
-    stage = Stage(name, fields, tuple(deps), replicas, hint, float(sigma))
+    stage = Stage(name, fields, tuple(deps), replicas, hint, float(sigma),
+                  _run_fields(s, where) or None)
     try:  # the job fields checked as a job would be (GPU shares, sizes)
         stage_job = Template("t", (Stage(name, fields),)).jobs("check", 0.0)[0]
     except ValueError as e:

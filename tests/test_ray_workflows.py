@@ -140,7 +140,8 @@ def test_a_failing_stage_on_the_service_s_ray_executor_cancels_what_depends_on_i
     """``autoflow serve --executor ray`` on the same Ray cluster (its nodes carry
     ``autoflow-node:a`` / ``:b``): a workflow's first stage is a command that exits with
     an error on Ray; the stages after it are cancelled with the reason and never
-    started, while another workflow's stages run on Ray one after the other."""
+    started, while another workflow, submitted as a template whose stages run commands
+    (``entrypoint``, ``runtime_env``), runs on Ray one stage after the other."""
     import httpx
     from servicekit import Server, make_token, until
 
@@ -166,9 +167,22 @@ def test_a_failing_stage_on_the_service_s_ray_executor_cancels_what_depends_on_i
                  depends_on=["bad-prepare"])
             post(job_id="bad-eval", workflow_id="bad", num_gpus=1, duration_estimate_s=30,
                  depends_on=["bad-train"])
-            post(job_id="ok-prepare", workflow_id="ok", num_gpus=1, duration_estimate_s=30)
-            post(job_id="ok-train", workflow_id="ok", num_gpus=2, duration_estimate_s=60,
-                 depends_on=["ok-prepare"])
+            # the other workflow from a template whose stages run commands: prepare writes
+            # the data train reads (found through its runtime_env)
+            data = tmp_path / "data.txt"
+            r = c.post("/v1/workflows", json={"run": "ok", "template": {
+                "name": "two-step", "stages": [
+                    {"name": "prepare", "num_gpus": 1, "duration_hint_s": 30,
+                     "entrypoint": "python -c \"import os; open(os.environ['DATA'], 'w')"
+                                   ".write('ready')\"",
+                     "runtime_env": {"env_vars": {"DATA": str(data)}}},
+                    {"name": "train", "num_gpus": 2, "duration_hint_s": 60,
+                     "depends_on": ["prepare"],
+                     "entrypoint": "python -c \"import os, sys; sys.exit(0 if open("
+                                   "os.environ['DATA']).read() == 'ready' else 'no data')\"",
+                     "runtime_env": {"env_vars": {"DATA": str(data)}}}]}})
+            assert r.status_code == 201, r.text
+            assert r.json()["jobs"] == ["ok-prepare", "ok-train"]
             view = until(lambda: (v := c.get("/v1/workflows/bad").json())["state"] == "failed"
                          and v, "the workflow with the failing stage ends", polls=6000)
             assert view["jobs"] == {"failed": 1, "cancelled": 2}
@@ -183,6 +197,7 @@ def test_a_failing_stage_on_the_service_s_ray_executor_cancels_what_depends_on_i
                     "events"]] == ["cancelled"]
             until(lambda: c.get("/v1/workflows/ok").json()["state"] == "succeeded",
                   "the other workflow succeeds", polls=6000)
+            assert data.read_text() == "ready"  # train ran after prepare wrote it
             ok = {j: c.get(f"/v1/jobs/{j}/events").json()["events"]
                   for j in ("ok-prepare", "ok-train")}
             fin = {j: next(e["detail"] for e in ev if e["event"] == "finished")

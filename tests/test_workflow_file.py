@@ -96,6 +96,20 @@ def test_a_template_runs_nightly_as_a_dag(tmp_path):
      "stages[2] (train) field 'gpu_types[0]'"),
     (("    num_gpus: 8", "    num_gpus: 8\n    gpu_types: A100"),
      "stages[2] (train) field 'gpu_types': expected list"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    entrypoint: '   '"),
+     "stages[2] (train) field 'entrypoint'"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    entrypoint: 7"),
+     "stages[2] (train) field 'entrypoint': entrypoint must be a string"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    runtime_env: [DATA]"),
+     "stages[2] (train) field 'runtime_env': a mapping"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    runtime_env: {conda: x}"),
+     "stages[2] (train) field 'runtime_env.conda': unknown"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    runtime_env: {env_vars: {DATA: 3}}"),
+     "stages[2] (train) field 'runtime_env.env_vars'"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    runtime_env: {env_vars: {AUTOFLOW_RANK: '1'}}"),
+     "stages[2] (train) field 'runtime_env.env_vars'"),
+    (("    num_gpus: 8", "    num_gpus: 8\n    runtime_env: {pip: [1]}"),
+     "stages[2] (train) field 'runtime_env.pip'"),
 ])
 def test_bad_templates_name_the_stage_and_field(tmp_path, change, needle):
     p = write(tmp_path, TEMPLATE.replace(*change))
@@ -146,3 +160,24 @@ def test_the_shipped_examples_are_valid_templates():
         jobs = t.jobs(f"{t.name}-0", 0.0)
         check(jobs, str(f))
         assert any(j.depends_on for j in jobs), f
+
+
+def test_a_stage_carries_what_it_runs_on_ray(tmp_path):
+    """``entrypoint`` and ``runtime_env`` are kept for the service's Ray executor, shown by
+    ``workflows check``, and ``expand`` says that the CSV leaves them out."""
+    text = TEMPLATE.replace("    duration_hint_s: 4h", "    duration_hint_s: 4h\n"
+                            "    entrypoint: python train.py --epochs 3\n"
+                            "    runtime_env: {env_vars: {DATA: /data/today}, pip: [numpy]}")
+    p = write(tmp_path, text)
+    t = load(p)
+    train = next(st for st in t.stages if st.name == "train")
+    assert train.run == {"entrypoint": "python train.py --epochs 3",
+                         "runtime_env": {"env_vars": {"DATA": "/data/today"},
+                                         "pip": ["numpy"]}}
+    assert all(st.run is None for st in t.stages if st.name != "train")
+    r = invoke("workflows", "check", p)
+    assert r.exit_code == 0, r.output
+    assert "runs 'python train.py --epochs 3'" in r.stdout
+    r = invoke("workflows", "expand", p, "--runs", "2", "--out", tmp_path / "runs.csv")
+    assert r.exit_code == 0, r.output
+    assert "entrypoint and runtime_env of train are not in the CSV" in r.stderr

@@ -244,7 +244,8 @@ def workflow_rows(template: workflow_file.Template, run: str, now: float) -> lis
             if len(jid) > 200:
                 raise Invalid(f"{where}: its job id {jid[:40]}… is longer than 200 characters:"
                               f" use a shorter run id", "run")
-            raw = {**st.fields, "job_id": jid, "workflow_id": run, "depends_on": deps}
+            raw = {**st.fields, **(st.run or {}), "job_id": jid, "workflow_id": run,
+                   "depends_on": deps}
             if st.duration_hint_s is not None:
                 raw["duration_estimate_s"] = st.duration_hint_s
             try:
