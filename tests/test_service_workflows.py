@@ -421,6 +421,11 @@ def test_the_client_submits_jobs_into_a_workflow_and_shows_and_cancels_it(api):
     assert api.job("cli-other")["depends_on"] == ["cli-parent", "cli-child"]
     assert api.job("cli-other")["workflow_id"] is None
     until(lambda: api.state("cli-parent") == "running", "the parent runs")
+    listed = {ln.split("\t")[0]: ln.split("\t")[4]
+              for ln in ok(cli(api, "jobs", "--limit", "1000", scope="reader")).splitlines()}
+    assert listed["cli-parent"] == "cli-wf"
+    assert listed["cli-grand"] == "cli-wf after cli-parent,cli-child"
+    assert listed["cli-other"] == "- after cli-parent,cli-child"
 
     shown = ok(cli(api, "workflows", "show", "cli-wf", scope="reader"))
     assert shown.startswith("cli-wf: running, 2 pending, 1 running, submit ")

@@ -328,7 +328,8 @@ def register(app: typer.Typer, out, err, fail) -> None:
         as_json: bool = typer.Option(False, "--json", help="JSON on stdout."),
         url: str = url_opt, token: str = token_opt,
     ) -> None:
-        """List jobs on a running server."""
+        """List jobs on a running server: id, state, GPUs, nodes, workflow (and the jobs
+        it depends on), tab-separated."""
         with _client(url, token) as c:
             page = _call(lambda: c.jobs(state=state, user=user, limit=limit))
         if as_json:
@@ -336,8 +337,11 @@ def register(app: typer.Typer, out, err, fail) -> None:
             return
         for j in page["jobs"]:
             where = ",".join(n["node"] for n in (j["placement"] or {}).get("nodes", []))
-            out.print(f"{j['job_id']}\t{j['state']}\t{j['num_gpus']} GPU(s)\t{where or '-'}",
-                      highlight=False)
+            flow = j.get("workflow_id") or "-"  # its workflow, and the jobs it waits for
+            if j.get("depends_on"):
+                flow += " after " + ",".join(j["depends_on"])
+            print(f"{j['job_id']}\t{j['state']}\t{j['num_gpus']} GPU(s)\t{where or '-'}"
+                  f"\t{flow}")  # real tabs (cut -f), not rich's spaces
 
     @app.command()
     def why(job_id: str = typer.Argument(..., help="The job."),
