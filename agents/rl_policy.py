@@ -2,10 +2,10 @@
 
 ``rl`` loads the model shipped with the package (``autoflow/models/rl-default.json`` and
 the weights it names, ``rl-default.npz``), ``rl:NAME`` another shipped model
-(``rl:workflows``: the one trained on pipelines of dependent jobs; ``rl:slots``), ``rl:PATH``
-a model written by ``autoflow train``. Decisions are the masked argmax of the network's action scores (deterministic);
-see ``agents.decider`` for the guard. The scores are computed in numpy
-(``agents.numpy_actor``).
+(``rl:workflows``: the one trained on pipelines of dependent jobs; ``rl:slots``),
+``rl:PATH`` a model written by ``autoflow train``. Decisions are the masked argmax of the
+network's action scores (deterministic); see ``agents.decider`` for the guard. The scores
+are computed in numpy (``agents.numpy_actor``).
 
 ``PATH`` may be a model card ``NAME.json``, its weights ``NAME.npz`` (both: the safe
 export, ``agents.safe_model``; nothing is unpickled) or an SB3 ``NAME.zip``: when the safe

@@ -11,6 +11,7 @@ Outside CI the browser test is skipped when chromium or Playwright is missing; i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -43,6 +44,20 @@ def artifacts_dir() -> Path:
     d = Path(os.environ.get("AUTOFLOW_ARTIFACTS") or Path(__file__).parent / "artifacts")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+@contextlib.contextmanager
+def dashboard_page(url: str):
+    """A page of headless Debian chromium (Playwright) at ``url``, closed after."""
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
 
 
 def free_port() -> int:
@@ -143,83 +158,76 @@ def test_dashboard_in_headless_chromium(server):
     assert CHROMIUM and sync_playwright, "CI must have Debian's chromium and Playwright"
     base, admin, reader = server
     ids = populate(base, admin)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(base + "/?refresh=1")
-            # no token yet: the page asks for one; a wrong one is refused
-            expect(page.locator("#login")).to_be_visible()
-            page.fill("#token", "not-a-token")
-            page.click("#login-form button[type=submit]")
-            expect(page.locator("#login-error")).to_contain_text("invalid or revoked token")
-            assert page.evaluate("sessionStorage.getItem('autoflow-token')") is None
+    with dashboard_page(base + "/?refresh=1") as page:
+        # no token yet: the page asks for one; a wrong one is refused
+        expect(page.locator("#login")).to_be_visible()
+        page.fill("#token", "not-a-token")
+        page.click("#login-form button[type=submit]")
+        expect(page.locator("#login-error")).to_contain_text("invalid or revoked token")
+        assert page.evaluate("sessionStorage.getItem('autoflow-token')") is None
 
-            page.fill("#token", reader)
-            page.click("#login-form button[type=submit]")
-            expect(page.locator("#main")).to_be_visible()
-            label = httpx.get(base + "/v1/policy",
-                              headers={"Authorization": f"Bearer {reader}"}).json()["label"]
-            expect(page.locator("#policy-name")).to_have_text(POLICY)
-            expect(page.locator("#policy")).to_contain_text(label)
+        page.fill("#token", reader)
+        page.click("#login-form button[type=submit]")
+        expect(page.locator("#main")).to_be_visible()
+        label = httpx.get(base + "/v1/policy",
+                          headers={"Authorization": f"Bearer {reader}"}).json()["label"]
+        expect(page.locator("#policy-name")).to_have_text(POLICY)
+        expect(page.locator("#policy")).to_contain_text(label)
 
-            # nodes with their GPU occupancy: one cell per GPU, filled where used
-            nodes = page.locator("#nodes .node")
-            expect(nodes).to_have_count(2)
-            expect(nodes.nth(0)).to_contain_text("node-a")
-            expect(nodes.nth(0)).to_contain_text("4/4 a100")
-            expect(nodes.nth(1)).to_contain_text("2/2 v100")
-            expect(nodes.nth(0).locator(".gpu")).to_have_count(4)
-            widths = nodes.nth(1).locator(".gpu > span").evaluate_all(
-                "els => els.map(e => e.style.width)")
-            assert widths == ["100%", "100%"]
+        # nodes with their GPU occupancy: one cell per GPU, filled where used
+        nodes = page.locator("#nodes .node")
+        expect(nodes).to_have_count(2)
+        expect(nodes.nth(0)).to_contain_text("node-a")
+        expect(nodes.nth(0)).to_contain_text("4/4 a100")
+        expect(nodes.nth(1)).to_contain_text("2/2 v100")
+        expect(nodes.nth(0).locator(".gpu")).to_have_count(4)
+        widths = nodes.nth(1).locator(".gpu > span").evaluate_all(
+            "els => els.map(e => e.style.width)")
+        assert widths == ["100%", "100%"]
 
-            # the queue in policy order, each job with its pending reason
-            rows = page.locator("#queue tbody tr[data-job]")
-            expect(rows).to_have_count(2)
-            expect(rows.nth(0)).to_contain_text(ids["waits"])
-            expect(rows.nth(1)).to_contain_text(ids["waits-too"])
-            expect(page.locator("#queue-count")).to_have_text("(2 pending)")
-            h = {"Authorization": f"Bearer {reader}"}
-            for i, name in enumerate(("waits", "waits-too")):
-                why = httpx.get(f"{base}/v1/jobs/{ids[name]}/why", headers=h)
-                cell = rows.nth(i).locator("td.reason")
-                if why.status_code == 200:  # the reason the API gives is the one shown
-                    expect(cell).to_contain_text(why.json()["reasons"][0]["message"])
-                else:  # no explanation route (yet): the dashboard's own one-line reason
-                    need = 4 if name == "waits" else 2
-                    expect(cell).to_have_text(f"does not fit: needs {need} GPU(s), the best "
-                                              f"live node of an allowed type has 0 free")
+        # the queue in policy order, each job with its pending reason
+        rows = page.locator("#queue tbody tr[data-job]")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text(ids["waits"])
+        expect(rows.nth(1)).to_contain_text(ids["waits-too"])
+        expect(page.locator("#queue-count")).to_have_text("(2 pending)")
+        h = {"Authorization": f"Bearer {reader}"}
+        for i, name in enumerate(("waits", "waits-too")):
+            why = httpx.get(f"{base}/v1/jobs/{ids[name]}/why", headers=h)
+            cell = rows.nth(i).locator("td.reason")
+            if why.status_code == 200:  # the reason the API gives is the one shown
+                expect(cell).to_contain_text(why.json()["reasons"][0]["message"])
+            else:  # no explanation route (yet): the dashboard's own one-line reason
+                need = 4 if name == "waits" else 2
+                expect(cell).to_have_text(f"does not fit: needs {need} GPU(s), the best "
+                                          f"live node of an allowed type has 0 free")
 
-            # recent decisions with their explanations, newest first
-            dec = page.locator("#decisions tbody tr[data-seq]")
-            expect(dec).to_have_count(2)
-            expect(dec.nth(0)).to_contain_text(ids["small"])
-            expect(dec.nth(0)).to_contain_text("node-b×2")
-            expect(dec.nth(1)).to_contain_text(ids["big"])
-            expect(dec.nth(1).locator("td.why")).to_contain_text("placed on node-a")
-            expect(page.locator("#summary")).to_contain_text("6 / 6")
-            expect(page.locator("#self-optimize")).to_be_hidden()  # no --self-optimize
-            expect(page.locator("#workflows tbody")).to_have_text("No workflows.")
+        # recent decisions with their explanations, newest first
+        dec = page.locator("#decisions tbody tr[data-seq]")
+        expect(dec).to_have_count(2)
+        expect(dec.nth(0)).to_contain_text(ids["small"])
+        expect(dec.nth(0)).to_contain_text("node-b×2")
+        expect(dec.nth(1)).to_contain_text(ids["big"])
+        expect(dec.nth(1).locator("td.why")).to_contain_text("placed on node-a")
+        expect(page.locator("#summary")).to_contain_text("6 / 6")
+        expect(page.locator("#self-optimize")).to_be_hidden()  # no --self-optimize
+        expect(page.locator("#workflows tbody")).to_have_text("No workflows.")
 
-            # it refreshes: a new job shows up without a reload
-            httpx.post(base + "/v1/jobs", headers={"Authorization": f"Bearer {admin}"},
-                       json={"job_id": "job-late", "num_gpus": 1, "duration_estimate_s": LONG})
-            expect(rows).to_have_count(3)
-            expect(page.locator("#queue")).to_contain_text("job-late")
-            page.wait_for_function("document.body.dataset.loaded === '1'")
-            page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
+        # it refreshes: a new job shows up without a reload
+        httpx.post(base + "/v1/jobs", headers={"Authorization": f"Bearer {admin}"},
+                   json={"job_id": "job-late", "num_gpus": 1, "duration_estimate_s": LONG})
+        expect(rows).to_have_count(3)
+        expect(page.locator("#queue")).to_contain_text("job-late")
+        page.wait_for_function("document.body.dataset.loaded === '1'")
+        page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
 
-            # the token lasts the tab's session: a reload needs no new one
-            page.reload()
-            expect(page.locator("#main")).to_be_visible()
-            expect(page.locator("#login")).to_be_hidden()
-            page.click("#logout")
-            expect(page.locator("#login")).to_be_visible()
-            assert page.evaluate("sessionStorage.getItem('autoflow-token')") is None
-        finally:
-            browser.close()
+        # the token lasts the tab's session: a reload needs no new one
+        page.reload()
+        expect(page.locator("#main")).to_be_visible()
+        expect(page.locator("#login")).to_be_hidden()
+        page.click("#logout")
+        expect(page.locator("#login")).to_be_visible()
+        assert page.evaluate("sessionStorage.getItem('autoflow-token')") is None
     assert (artifacts_dir() / "dashboard.png").stat().st_size > 10_000
 
 
@@ -243,40 +251,33 @@ def test_workflows_panel_in_headless_chromium(server):
         assert r.status_code == 201, r.text
         until(lambda: c.get("/v1/workflows/nightly-7").json()["stages"][0]["state"]
               == "running", "the first stage runs")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(base + "/?refresh=1")
-            page.fill("#token", reader)
-            page.click("#login-form button[type=submit]")
-            expect(page.locator("#main")).to_be_visible()
+    with dashboard_page(base + "/?refresh=1") as page:
+        page.fill("#token", reader)
+        page.click("#login-form button[type=submit]")
+        expect(page.locator("#main")).to_be_visible()
 
-            row = page.locator('#workflows tbody tr[data-workflow="nightly-7"]')
-            expect(row).to_have_count(1)
-            expect(row).to_contain_text("nightly-7")
-            expect(row).to_contain_text("recsys")
-            expect(row.locator("td.state-running")).to_have_text("running")
-            chips = row.locator(".stage")
-            expect(chips).to_have_count(3)
-            expect(chips.nth(0)).to_have_attribute("data-stage", "prep")
-            expect(chips.nth(0)).to_have_class("stage stage-running")
-            expect(chips.nth(0)).to_contain_text("prep")
-            expect(chips.nth(1)).to_have_attribute("data-stage", "train")
-            expect(chips.nth(1)).to_have_class("stage stage-held")
-            expect(chips.nth(1)).to_contain_text("train ×2")
-            expect(chips.nth(2)).to_have_attribute("data-stage", "eval")
-            expect(chips.nth(2)).to_have_class("stage stage-held")
-            expect(page.locator("#workflows-count")).to_have_text("(1 active, 0 ended)")
-            # the held stages' jobs are in the queue too, with their workflow
-            expect(page.locator('#queue tr[data-job="nightly-7-eval"] td.workflow')
-                   ).to_have_text("nightly-7")
-            page.wait_for_function("document.body.dataset.loaded === '1'")
-            page.screenshot(path=str(artifacts_dir() / "dashboard-workflows.png"),
-                            full_page=True)
-        finally:
-            browser.close()
+        row = page.locator('#workflows tbody tr[data-workflow="nightly-7"]')
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("nightly-7")
+        expect(row).to_contain_text("recsys")
+        expect(row.locator("td.state-running")).to_have_text("running")
+        chips = row.locator(".stage")
+        expect(chips).to_have_count(3)
+        expect(chips.nth(0)).to_have_attribute("data-stage", "prep")
+        expect(chips.nth(0)).to_have_class("stage stage-running")
+        expect(chips.nth(0)).to_contain_text("prep")
+        expect(chips.nth(1)).to_have_attribute("data-stage", "train")
+        expect(chips.nth(1)).to_have_class("stage stage-held")
+        expect(chips.nth(1)).to_contain_text("train ×2")
+        expect(chips.nth(2)).to_have_attribute("data-stage", "eval")
+        expect(chips.nth(2)).to_have_class("stage stage-held")
+        expect(page.locator("#workflows-count")).to_have_text("(1 active, 0 ended)")
+        # the held stages' jobs are in the queue too, with their workflow
+        expect(page.locator('#queue tr[data-job="nightly-7-eval"] td.workflow')
+               ).to_have_text("nightly-7")
+        page.wait_for_function("document.body.dataset.loaded === '1'")
+        page.screenshot(path=str(artifacts_dir() / "dashboard-workflows.png"),
+                        full_page=True)
     assert (artifacts_dir() / "dashboard-workflows.png").stat().st_size > 10_000
 
 
@@ -296,24 +297,17 @@ def test_self_optimize_panel_in_headless_chromium(tmp_path):
         until(lambda: httpx.get(srv.url + "/v1/loop", headers=h).json()["champion"]["serving"],
               "the shipped model is the champion")
         champ = httpx.get(srv.url + "/v1/loop", headers=h).json()["champion"]
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM,
-                                         args=["--no-sandbox", "--disable-dev-shm-usage"])
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(srv.url + "/?refresh=1")
-                page.fill("#token", reader)
-                page.click("#login-form button[type=submit]")
-                panel = page.locator("#self-optimize")
-                expect(panel).to_be_visible()
-                expect(page.locator("#champion")).to_contain_text(champ["serving"][:12])
-                expect(page.locator("#champion")).to_contain_text("promote")
-                expect(page.locator("#champion-reason")).to_have_text(champ["reason"])
-                expect(panel).to_contain_text("windows of 50 jobs: 0 closed")
-                expect(page.locator("#policy")).to_contain_text(champ["serving"][:12])
-                page.screenshot(path=str(artifacts_dir() / "dashboard-self-optimize.png"),
-                                full_page=True)
-            finally:
-                browser.close()
+        with dashboard_page(srv.url + "/?refresh=1") as page:
+            page.fill("#token", reader)
+            page.click("#login-form button[type=submit]")
+            panel = page.locator("#self-optimize")
+            expect(panel).to_be_visible()
+            expect(page.locator("#champion")).to_contain_text(champ["serving"][:12])
+            expect(page.locator("#champion")).to_contain_text("promote")
+            expect(page.locator("#champion-reason")).to_have_text(champ["reason"])
+            expect(panel).to_contain_text("windows of 50 jobs: 0 closed")
+            expect(page.locator("#policy")).to_contain_text(champ["serving"][:12])
+            page.screenshot(path=str(artifacts_dir() / "dashboard-self-optimize.png"),
+                            full_page=True)
     finally:
         srv.stop()

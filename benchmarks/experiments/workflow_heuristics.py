@@ -77,6 +77,9 @@ def main() -> None:
     loads = [float(x) for x in args.loads.split(",")]
     policies = args.policies.split(",")
     baselines = args.baselines.split(",")
+    if not set(baselines) <= set(policies):
+        ap.error(f"--baselines {','.join(sorted(set(baselines) - set(policies)))}: not among "
+                 f"--policies (every baseline must be played)")
     generator = load_generator(args.generator) if args.generator else None
     rows = []
     for load in loads:
